@@ -1,35 +1,412 @@
-"""Suffix-array construction over token arrays.
+"""Suffix-array construction over token arrays: SA-IS (Nong, Zhang & Chan 2009) as numba kernels.
 
-Interim implementation: numpy prefix doubling (correct, O(n log^2 n)); to be replaced by a numba kernel.
+The public entry point is :func:`build_suffix_array`. It sorts every suffix of a token array by plain
+lexicographic order of the raw token values (a suffix that is a prefix of another sorts first, i.e. the
+end of the array acts as a sentinel smaller than every token) and returns the positions of the
+non-separator tokens. Separators are the largest value, so their suffixes form the last bucket and are
+dropped by truncation.
+
+Design (linear time, immune to long repeats, about 6 bytes of RAM per u16 token):
+
+* The alphabet is the token values themselves for uint16 input (65,536 buckets). uint32 input is first
+  rank-compacted into an int32 copy so that bucket arrays stay small.
+* Work arrays are int32 while the input has fewer than 2^31 positions, int64 otherwise. The suffix
+  array is the only large work array: as in Nong's SA-IS and Yuta Mori's sais-lite, the reduced problem
+  (one name per LMS substring) is written into the upper part of the suffix array and solved
+  recursively in its lower part, and suffix types are never stored: the induced-sorting passes carry the
+  type of the predecessor in the sign bit of each entry. One bit per position marks LMS positions.
+* Each level of the recursion is a few kernels called from a small Python driver, so there is no numba
+  recursion. Counting the buckets of the original text runs on all threads (``prange``); induced sorting
+  is inherently sequential.
+
+Kernels are private, pure functions of numpy arrays and never see unchecked input; the wrapper validates.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+from numba import njit, prange
+
+__all__ = ["build_suffix_array", "suffix_array_dtype"]
+
+# Above this many distinct values per position a uint32 alphabet is rank-compacted with np.unique
+# instead of used directly (bucket arrays are 2 * alphabet words).
+_DIRECT_ALPHABET_LIMIT = 1 << 22
+_PARALLEL_COUNT_MIN = 1 << 20
+
+
+def suffix_array_dtype(n_positions: int) -> np.dtype:
+    """The dtype of :func:`build_suffix_array`'s result for an input of ``n_positions`` tokens."""
+    return np.dtype(np.uint32) if n_positions < 2**32 else np.dtype(np.uint64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Kernels
+
+
+@njit(cache=True, nogil=True)
+def _count_symbols(text, counts):
+    counts[:] = 0
+    for i in range(text.shape[0]):
+        counts[text[i]] += 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _count_symbols_parallel(text, counts, n_chunks):
+    """counts[c] = occurrences of c in text, computed over ``n_chunks`` slices in parallel."""
+    n = text.shape[0]
+    k = counts.shape[0]
+    partial = np.zeros((n_chunks, k), dtype=counts.dtype)
+    step = (n + n_chunks - 1) // n_chunks
+    for t in prange(n_chunks):
+        lo = t * step
+        hi = min(n, lo + step)
+        row = partial[t]
+        for i in range(lo, hi):
+            row[text[i]] += 1
+    counts[:] = 0
+    for t in range(n_chunks):
+        for c in range(k):
+            counts[c] += partial[t, c]
+
+
+@njit(cache=True, nogil=True)
+def _bucket_starts(counts, buckets):
+    total = 0
+    for c in range(counts.shape[0]):
+        buckets[c] = total
+        total += counts[c]
+
+
+@njit(cache=True, nogil=True)
+def _bucket_ends(counts, buckets):
+    total = 0
+    for c in range(counts.shape[0]):
+        total += counts[c]
+        buckets[c] = total
+
+
+@njit(cache=True, nogil=True)
+def _induce(text, sa, counts, buckets):
+    """Induced sorting (both passes) from sorted or unsorted LMS positions placed at bucket ends.
+
+    Empty slots hold 0 (position 0 never induces anything). During the L pass an entry ``~j`` (negative)
+    means "j's predecessor is S-type, do not induce from it"; during the S pass the sign means the
+    predecessor is L-type. At the end every entry is a plain position."""
+    n = text.shape[0]
+    _bucket_starts(counts, buckets)
+    # The virtual sentinel at n induces suffix n - 1, which is L-type.
+    j = n - 1
+    c1 = text[j]
+    b = buckets[c1]
+    if j > 0 and text[j - 1] < c1:
+        sa[b] = ~j
+    else:
+        sa[b] = j
+    b += 1
+    for i in range(n):
+        j = sa[i]
+        sa[i] = ~j
+        if j > 0:
+            j -= 1
+            c0 = text[j]
+            if c0 != c1:
+                buckets[c1] = b
+                c1 = c0
+                b = buckets[c1]
+            if j > 0 and text[j - 1] < c0:
+                sa[b] = ~j
+            else:
+                sa[b] = j
+            b += 1
+    _bucket_ends(counts, buckets)
+    c1 = text[0]
+    b = buckets[c1]
+    for i in range(n - 1, -1, -1):
+        j = sa[i]
+        if j > 0:
+            j -= 1
+            c0 = text[j]
+            if c0 != c1:
+                buckets[c1] = b
+                c1 = c0
+                b = buckets[c1]
+            b -= 1
+            if j == 0 or text[j - 1] > c0:
+                sa[b] = ~j
+            else:
+                sa[b] = j
+        else:
+            sa[i] = ~j
+
+
+@njit(cache=True, nogil=True)
+def _is_lms(bits, p):
+    return (bits[p >> 3] >> (p & 7)) & 1
+
+
+@njit(cache=True, nogil=True)
+def _place_unsorted_lms(text, sa, counts, buckets, bits):
+    """Mark every LMS position in ``bits`` and put it at the end of its bucket (text order within a
+    bucket is irrelevant here). Returns the number of LMS positions."""
+    n = text.shape[0]
+    _bucket_ends(counts, buckets)
+    sa[:] = 0
+    m = 0
+    # Scan right to left; suffix n - 1 is L-type (the sentinel is smaller than every token).
+    next_is_s = False
+    c1 = text[n - 1]
+    for i in range(n - 2, -1, -1):
+        c0 = text[i]
+        is_s = c0 < c1 or (c0 == c1 and next_is_s)
+        if next_is_s and not is_s:
+            p = i + 1
+            bits[p >> 3] |= np.uint8(1 << (p & 7))
+            buckets[c1] -= 1
+            sa[buckets[c1]] = p
+            m += 1
+        next_is_s = is_s
+        c1 = c0
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _name_lms_substrings(text, sa, bits, m):
+    """After induced sorting from unsorted LMS positions: move the LMS positions (now in LMS-substring
+    order) to sa[:m], give equal substrings equal names, and write the reduced string (names in text
+    order) to sa[n - m:]. Returns the number of distinct names."""
+    n = text.shape[0]
+    k = 0
+    for i in range(n):
+        p = sa[i]
+        if _is_lms(bits, p):
+            sa[k] = p
+            k += 1
+    for i in range(m, n):
+        sa[i] = -1
+    name = -1
+    q = -1
+    qlen = 0
+    for i in range(m):
+        p = sa[i]
+        # Length of the LMS substring at p, up to and including the next LMS position (or the end).
+        e = p + 1
+        while e < n and not _is_lms(bits, e):
+            e += 1
+        plen = e - p
+        diff = True
+        if q >= 0 and plen == qlen and e < n and q + qlen < n:
+            diff = False
+            for t in range(plen + 1):
+                if text[p + t] != text[q + t]:
+                    diff = True
+                    break
+        if diff:
+            name += 1
+            q = p
+            qlen = plen
+        sa[m + (p >> 1)] = name
+    j = n - 1
+    for i in range(n - 1, m - 1, -1):
+        v = sa[i]
+        if v >= 0:
+            sa[j] = v
+            j -= 1
+    return name + 1
+
+
+@njit(cache=True, nogil=True)
+def _lms_order_to_positions(sa, bits, n, m):
+    """sa[:m] holds the suffix array of the reduced string (ranks of LMS positions in text order);
+    replace it by the LMS positions themselves. Uses sa[n - m:] as scratch."""
+    j = n - m
+    for p in range(1, n):
+        if _is_lms(bits, p):
+            sa[j] = p
+            j += 1
+    base = n - m
+    for i in range(m):
+        sa[i] = sa[base + sa[i]]
+
+
+@njit(cache=True, nogil=True)
+def _place_sorted_lms(text, sa, counts, buckets, m):
+    """Move the sorted LMS positions in sa[:m] to the ends of their buckets, keeping their order, and
+    clear every other slot."""
+    n = text.shape[0]
+    _bucket_ends(counts, buckets)
+    j = n
+    i = m - 1
+    while i >= 0:
+        p = sa[i]
+        c = text[p]
+        q = buckets[c]
+        while q < j:
+            j -= 1
+            sa[j] = 0
+        while True:
+            j -= 1
+            sa[j] = p
+            i -= 1
+            if i < 0:
+                break
+            p = sa[i]
+            if text[p] != c:
+                break
+    while j > 0:
+        j -= 1
+        sa[j] = 0
+
+
+@njit(cache=True, nogil=True)
+def _compact_alphabet_direct(tokens, separator, sep_rank, out):
+    """int32 copy of tokens with the separator mapped to ``sep_rank`` (the alphabet's last symbol)."""
+    for i in range(tokens.shape[0]):
+        v = tokens[i]
+        out[i] = sep_rank if v == separator else v
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _compact_alphabet_sorted(tokens, values, out, n_chunks):
+    """out[i] = index of tokens[i] in the sorted array of distinct values ``values``."""
+    n = tokens.shape[0]
+    step = (n + n_chunks - 1) // n_chunks
+    for t in prange(n_chunks):
+        lo = t * step
+        hi = min(n, lo + step)
+        for i in range(lo, hi):
+            out[i] = np.searchsorted(values, tokens[i])
+
+
+# --------------------------------------------------------------------------------------------------
+# Driver
+
+
+def _sais(text: np.ndarray, sa: np.ndarray, alphabet: int, counts: np.ndarray | None = None) -> None:
+    """Fill ``sa`` (same length as ``text``, int32/int64, writable) with the suffix array of ``text``
+    (values in [0, alphabet)). ``counts`` may hold the symbol counts already."""
+    n = text.shape[0]
+    if n == 0:
+        return
+    if n == 1:
+        sa[0] = 0
+        return
+    if counts is None:
+        counts = np.empty(alphabet, dtype=sa.dtype)
+        _count_symbols(text, counts)
+    buckets = np.empty(alphabet, dtype=sa.dtype)
+    bits = np.zeros((n >> 3) + 1, dtype=np.uint8)
+    m = _place_unsorted_lms(text, sa, counts, buckets, bits)
+    if m > 1:
+        _induce(text, sa, counts, buckets)
+        names = _name_lms_substrings(text, sa, bits, m)
+        if names < m:
+            # sa[:m] is free for the reduced suffix array, sa[n - m:] holds the reduced string.
+            _sais(sa[n - m :], sa[:m], names)
+            _lms_order_to_positions(sa, bits, n, m)
+        # else: LMS substrings are all distinct, so sa[:m] is already the sorted LMS suffixes.
+    elif m == 1:
+        # A single LMS suffix is trivially sorted; it is the only non-zero entry.
+        sa[0] = sa[np.flatnonzero(sa)[0]]
+    del bits
+    _place_sorted_lms(text, sa, counts, buckets, m)
+    _induce(text, sa, counts, buckets)
+
+
+def _check_tokens(tokens: object, separator: object) -> tuple[np.ndarray, int]:
+    if not isinstance(tokens, np.ndarray):
+        raise TypeError(f"tokens must be a numpy array, got {type(tokens).__name__}")
+    if tokens.ndim != 1:
+        raise ValueError(f"tokens must be 1-D, got an array of shape {tokens.shape}")
+    if tokens.dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
+        raise TypeError(f"tokens must have dtype uint16 or uint32, got {tokens.dtype}")
+    if isinstance(separator, (bool, np.bool_)) or not isinstance(separator, (int, np.integer)):
+        raise TypeError(f"separator must be an integer, got {type(separator).__name__}")
+    sep = int(separator)
+    limit = int(np.iinfo(tokens.dtype).max)
+    if not 0 <= sep <= limit:
+        raise ValueError(f"separator {sep} does not fit in {tokens.dtype} (0..{limit})")
+    if tokens.size:
+        top = int(tokens.max())
+        if top > sep:
+            pos = int(np.argmax(tokens > sep))
+            raise ValueError(
+                f"token id {int(tokens[pos])} at position {pos} is larger than the separator {sep}; "
+                "the separator must be the largest value"
+            )
+    return tokens, sep
 
 
 def build_suffix_array(tokens: np.ndarray, separator: int) -> np.ndarray:
     """Positions of all non-separator tokens, sorted by the suffix starting there (lexicographic order
     of token values; a suffix that is a prefix of another sorts first). Returns uint32 when the array
-    has fewer than 2^32 positions, else uint64."""
-    n = len(tokens)
-    out_dtype = np.uint32 if n < 2**32 else np.uint64
+    has fewer than 2^32 positions, else uint64.
+
+    ``tokens`` is a 1-D uint16 or uint32 array (read-only arrays and ``np.memmap(mode="r")`` are fine;
+    it is never modified) in which no value exceeds ``separator`` (normally the dtype's maximum).
+    Raises TypeError for a wrong type or dtype and ValueError for a wrong shape or value."""
+    tokens, sep = _check_tokens(tokens, separator)
+    n = int(tokens.shape[0])
+    out_dtype = suffix_array_dtype(n)
     if n == 0:
         return np.zeros(0, dtype=out_dtype)
-    rank = tokens.astype(np.int64)
-    k = 1
-    while True:
-        second = np.full(n, -1, dtype=np.int64)
-        second[: n - k] = rank[k:] if k < n else second[:0]
-        sa = np.lexsort((second, rank))
-        r, s = rank[sa], second[sa]
-        new = np.empty(n, dtype=np.int64)
-        new[0] = 0
-        new[1:] = np.cumsum((r[1:] != r[:-1]) | (s[1:] != s[:-1]))
-        rank = np.empty(n, dtype=np.int64)
-        rank[sa] = new
-        if new[-1] == n - 1 or k >= n:
-            break
-        k *= 2
-    sa = sa[tokens[sa] != separator]
-    return sa.astype(out_dtype)
+    work_dtype = np.int32 if n < 2**31 else np.int64
+    threads = numba.get_num_threads()
+
+    if tokens.dtype == np.uint16:
+        text: np.ndarray = tokens
+        alphabet = sep + 1
+        sep_symbol = sep
+    else:
+        # uint32: map the ids onto a small alphabet in an int32/int64 copy.
+        text = np.empty(n, dtype=work_dtype)
+        top_real = _largest_non_separator(tokens, sep)
+        if top_real + 2 <= _DIRECT_ALPHABET_LIMIT:
+            sep_symbol = top_real + 1
+            _compact_alphabet_direct(tokens, tokens.dtype.type(sep), sep_symbol, text)
+            alphabet = sep_symbol + 1
+        else:
+            values = np.unique(tokens)
+            _compact_alphabet_sorted(tokens, values, text, max(1, threads))
+            alphabet = int(values.shape[0])
+            sep_symbol = alphabet - 1 if int(values[-1]) == sep else alphabet
+            del values
+
+    counts = np.empty(alphabet, dtype=work_dtype)
+    if n >= _PARALLEL_COUNT_MIN and threads > 1:
+        _count_symbols_parallel(text, counts, threads)
+    else:
+        _count_symbols(text, counts)
+    n_separators = int(counts[sep_symbol]) if sep_symbol < alphabet else 0
+
+    sa = np.empty(n, dtype=work_dtype)
+    _sais(text, sa, alphabet, counts)
+    del text
+
+    keep = n - n_separators  # separator suffixes form the last bucket
+    if work_dtype == np.int32:
+        result = sa.view(np.uint32)
+    elif out_dtype == np.uint64:
+        result = sa.view(np.uint64)
+    else:
+        result = sa[:keep].astype(np.uint32)
+    result = result[:keep]
+    if keep < n // 2:
+        result = result.copy()  # do not pin a mostly unused buffer
+    return result
+
+
+def _largest_non_separator(tokens: np.ndarray, sep: int) -> int:
+    return int(_max_below(tokens, tokens.dtype.type(sep)))
+
+
+@njit(cache=True, nogil=True)
+def _max_below(tokens, separator):
+    """Largest value of tokens different from ``separator`` (-1 if none)."""
+    best = -1
+    for i in range(tokens.shape[0]):
+        v = tokens[i]
+        if v != separator and np.int64(v) > best:
+            best = np.int64(v)
+    return best
