@@ -1,0 +1,389 @@
+"""Reading text corpora: discovering input files and streaming their documents.
+
+Supported inputs (``discover_inputs``):
+
+* JSON Lines: ``.jsonl``, ``.json`` (read as JSON lines), ``.jsonl.zst``/``.json.zst`` (streamed frame by
+  frame; a truncated file is an error), ``.jsonl.gz``/``.json.gz``. Each non-blank line is one JSON
+  object; its text is at ``text_field`` (a dotted path such as ``doc.body`` is allowed).
+* Plain text: ``.txt`` (and ``.txt.zst``/``.txt.gz``): one document per file, the whole file.
+* Directories (recursively, files with a supported suffix, in sorted path order; other files are listed
+  in :attr:`InputPlan.ignored`) and glob patterns (``*``, ``?``, ``[``).
+
+Document metadata (stored per document in the index, see ``indexer.format``)::
+
+    {"source": "<input path as listed>", "line": <1-based line number>,     # JSON lines
+     "meta": <the record's "meta" value, when the record has one>,        # the Pile's shape
+     "fields": {<other top-level fields except the text field>}}         # only when there are any
+    {"source": "<input path>"}                                           # plain text files
+
+Blank lines (only whitespace) are not documents; they are counted (``ReadStats.blank_lines``). A record
+whose text is the empty string IS a document (an empty one: it keeps document numbering aligned with the
+input lines); empty documents are counted in ``ReadStats.empty_docs``.
+
+Errors are :class:`CorpusError` naming the file and line. With ``skip_bad_lines`` the bad line is skipped
+and counted per reason in :class:`ReadStats` instead (a truncated compressed file is never skipped: the
+rest of the file is unknowable).
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import zstandard
+
+READ_CHUNK_BYTES = 1 << 20
+
+TEXT_SUFFIXES = {
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".jsonl.zst": "jsonl.zst",
+    ".json.zst": "jsonl.zst",
+    ".jsonl.gz": "jsonl.gz",
+    ".json.gz": "jsonl.gz",
+    ".txt": "txt",
+    ".txt.zst": "txt.zst",
+    ".txt.gz": "txt.gz",
+}
+
+
+class CorpusError(Exception):
+    """An input file cannot be read as a corpus. ``str(err)`` is ``"FILE:LINE: what is wrong"``."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, reason: str, message: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class InputFile:
+    path: Path
+    display: str
+    format: str
+    bytes: int
+
+
+@dataclass
+class InputPlan:
+    files: list[InputFile]
+    ignored: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ReadStats:
+    """What the reader saw, for the build summary; nothing is dropped without being counted here."""
+
+    lines: int = 0
+    docs: int = 0
+    empty_docs: int = 0
+    blank_lines: int = 0
+    text_bytes: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    first_skipped: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, err: CorpusError) -> None:
+        self.skipped[err.reason] += 1
+        self.first_skipped.setdefault(err.reason, str(err))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "docs": self.docs,
+            "empty_docs": self.empty_docs,
+            "blank_lines": self.blank_lines,
+            "text_bytes": self.text_bytes,
+            "skipped": dict(sorted(self.skipped.items())),
+            "first_skipped": dict(sorted(self.first_skipped.items())),
+        }
+
+
+@dataclass(frozen=True)
+class TextDocument:
+    text: str
+    metadata: dict[str, Any]
+
+
+def text_format_of(path: Path) -> str | None:
+    name = path.name.lower()
+    for suffix in sorted(TEXT_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return TEXT_SUFFIXES[suffix]
+    return None
+
+
+def discover_inputs(inputs: Sequence[str | os.PathLike[str]]) -> InputPlan:
+    """Expand files, directories (recursive) and glob patterns into an ordered list of input files."""
+    if not inputs:
+        raise CorpusError("<inputs>", None, "no_input", "no input files given")
+    plan = InputPlan(files=[])
+    seen: set[Path] = set()
+
+    def add(path: Path, display: str, explicit: bool) -> None:
+        fmt = text_format_of(path)
+        if fmt is None:
+            if explicit:
+                raise CorpusError(
+                    display,
+                    None,
+                    "unknown_format",
+                    f"unsupported input type; expected one of {', '.join(sorted(TEXT_SUFFIXES))}"
+                    " (or --pretokenized for token files)",
+                )
+            plan.ignored.append(display)
+            return
+        resolved = path.resolve()
+        if resolved in seen:
+            return
+        seen.add(resolved)
+        plan.files.append(InputFile(path, display, fmt, path.stat().st_size))
+
+    for item in inputs:
+        text = str(item)
+        path = Path(text)
+        if path.is_dir():
+            children = sorted(p for p in path.rglob("*") if p.is_file())
+            for child in children:
+                add(child, str(child), explicit=False)
+        elif path.is_file():
+            add(path, text, explicit=True)
+        elif glob.has_magic(text):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise CorpusError(text, None, "no_input", "the pattern matches no file")
+            for match in matches:
+                if Path(match).is_dir():
+                    for child in sorted(p for p in Path(match).rglob("*") if p.is_file()):
+                        add(child, str(child), explicit=False)
+                else:
+                    add(Path(match), match, explicit=True)
+        else:
+            raise CorpusError(text, None, "no_input", "no such file or directory")
+    if not plan.files:
+        raise CorpusError(
+            ", ".join(str(i) for i in inputs), None, "no_input", "no input file with a supported suffix found"
+        )
+    return plan
+
+
+# --------------------------------------------------------------------------------------------------
+# Byte streams
+
+
+ByteCounter = Callable[[int], None]
+
+
+class _CountingReader:
+    """Wraps a binary file and reports how many (compressed) bytes have been read, for progress bars."""
+
+    def __init__(self, f: BinaryIO, on_bytes: ByteCounter | None) -> None:
+        self._f = f
+        self._on_bytes = on_bytes
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        if self._on_bytes is not None and data:
+            self._on_bytes(len(data))
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def _iter_zstd_chunks(f: Any, display: str) -> Iterator[bytes]:
+    """Decompress a zstd file chunk by chunk (all frames); raise CorpusError if it ends mid-frame."""
+    dctx = zstandard.ZstdDecompressor()
+    dobj = dctx.decompressobj()
+    in_frame = False
+    while True:
+        chunk = f.read(READ_CHUNK_BYTES)
+        if not chunk:
+            break
+        while chunk:
+            in_frame = True
+            try:
+                out = dobj.decompress(chunk)
+            except zstandard.ZstdError as err:
+                raise CorpusError(display, None, "corrupt_file", f"corrupt zstd data: {err}") from err
+            if out:
+                yield out
+            if dobj.eof:
+                chunk = dobj.unused_data
+                dobj = dctx.decompressobj()
+                in_frame = False
+            else:
+                chunk = b""
+    if in_frame:
+        raise CorpusError(display, None, "truncated_file", "truncated zstd file (ends inside a frame)")
+
+
+def _iter_gzip_chunks(f: Any, display: str) -> Iterator[bytes]:
+    try:
+        with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+            while chunk := gz.read(READ_CHUNK_BYTES):
+                yield chunk
+    except EOFError as err:
+        raise CorpusError(display, None, "truncated_file", "truncated gzip file") from err
+    except (OSError, zlib.error) as err:
+        raise CorpusError(display, None, "corrupt_file", f"corrupt gzip data: {err}") from err
+
+
+def _iter_plain_chunks(f: Any, display: str) -> Iterator[bytes]:
+    while chunk := f.read(READ_CHUNK_BYTES):
+        yield chunk
+
+
+def iter_chunks(input_file: InputFile, on_bytes: ByteCounter | None = None) -> Iterator[bytes]:
+    """The decompressed bytes of an input file, in chunks; ``on_bytes`` hears of every raw byte read."""
+    try:
+        raw = open(input_file.path, "rb")  # noqa: SIM115 - closed in finally (this is a generator)
+    except OSError as err:
+        raise CorpusError(input_file.display, None, "unreadable", f"cannot open: {err.strerror}") from err
+    f = _CountingReader(raw, on_bytes)
+    try:
+        if input_file.format.endswith(".zst"):
+            yield from _iter_zstd_chunks(f, input_file.display)
+        elif input_file.format.endswith(".gz"):
+            yield from _iter_gzip_chunks(f, input_file.display)
+        else:
+            yield from _iter_plain_chunks(f, input_file.display)
+    finally:
+        raw.close()
+
+
+def iter_lines(input_file: InputFile, on_bytes: ByteCounter | None = None) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line bytes without the line end) of an input file, streamed."""
+    pending = b""
+    number = 0
+    for chunk in iter_chunks(input_file, on_bytes):
+        data = pending + chunk
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            number += 1
+            yield number, data[start:end]
+            start = end + 1
+        pending = data[start:]
+    if pending:
+        number += 1
+        yield number, pending
+
+
+# --------------------------------------------------------------------------------------------------
+# Documents
+
+
+def _lookup(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(dotted)
+        value = value[part]
+    return value
+
+
+def _parse_json_line(
+    input_file: InputFile, number: int, raw: bytes, text_field: str
+) -> tuple[str, dict[str, Any]] | None:
+    """The (text, metadata) of one JSON line; None for a blank line; CorpusError when bad."""
+    display = input_file.display
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(
+            display, number, "invalid_utf8", f"invalid UTF-8 at byte {err.start} of the line"
+        ) from err
+    if line.endswith("\r"):
+        line = line[:-1]
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise CorpusError(
+            display, number, "malformed_json", f"malformed JSON: {err.msg} (column {err.colno})"
+        ) from err
+    if not isinstance(record, dict):
+        raise CorpusError(
+            display, number, "not_an_object", f"expected a JSON object, got {type(record).__name__}"
+        )
+    try:
+        text = _lookup(record, text_field)
+    except KeyError:
+        raise CorpusError(
+            display, number, "missing_text_field", f"no text field {text_field!r} (keys: {', '.join(record)})"
+        ) from None
+    if not isinstance(text, str):
+        raise CorpusError(
+            display,
+            number,
+            "text_not_a_string",
+            f"field {text_field!r} is {type(text).__name__}, not a string",
+        )
+    metadata: dict[str, Any] = {"source": display, "line": number}
+    top = text_field.split(".", 1)[0]
+    if "meta" in record and top != "meta":
+        metadata["meta"] = record["meta"]
+    others = {k: v for k, v in record.items() if k not in (top, "meta")}
+    if others:
+        metadata["fields"] = others
+    return text, metadata
+
+
+def iter_text_documents(
+    input_file: InputFile,
+    text_field: str,
+    stats: ReadStats,
+    *,
+    skip_bad_lines: bool = False,
+    on_bytes: ByteCounter | None = None,
+) -> Iterator[TextDocument]:
+    """Stream the documents of one input file."""
+    if input_file.format.startswith("txt"):
+        data = b"".join(iter_chunks(input_file, on_bytes))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[: err.start].count(b"\n") + 1
+            error = CorpusError(input_file.display, line, "invalid_utf8", "invalid UTF-8 in a text file")
+            if not skip_bad_lines:
+                raise error from err
+            stats.skip(error)
+            return
+        stats.lines += data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+        stats.docs += 1
+        stats.text_bytes += len(data)
+        if not text:
+            stats.empty_docs += 1
+        yield TextDocument(text, {"source": input_file.display})
+        return
+    for number, raw in iter_lines(input_file, on_bytes):
+        stats.lines += 1
+        try:
+            parsed = _parse_json_line(input_file, number, raw, text_field)
+        except CorpusError as err:
+            if not skip_bad_lines:
+                raise
+            stats.skip(err)
+            continue
+        if parsed is None:
+            stats.blank_lines += 1
+            continue
+        text, metadata = parsed
+        stats.docs += 1
+        stats.text_bytes += len(text.encode("utf-8"))
+        if not text:
+            stats.empty_docs += 1
+        yield TextDocument(text, metadata)

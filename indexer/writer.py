@@ -1,0 +1,228 @@
+"""Atomic, resumable writing of shards.
+
+A shard is written into ``shard-NNNNN.partial/``: every file fsynced and hashed (sha256, computed while
+writing, so nothing is read back), then a done-record ``shard.json`` (the shard's ``ShardInfo`` plus the
+build fingerprint), then the folder is renamed to ``shard-NNNNN/`` with ``os.replace``. A crash at any point
+leaves either a ``.partial`` folder (removed by the next run) or a complete shard with its done-record. The
+manifest is written last by the pipeline, so an index directory without it never opens.
+
+Build bookkeeping (not part of the index format, ignored by readers): ``shard.json`` in each shard and
+``build-state.json`` in the index folder while a build is unfinished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from indexer.format import (
+    DOC_OFFSETS_FILE,
+    MANIFEST_FILE,
+    METADATA_FILE,
+    METADATA_OFFSETS_FILE,
+    SHARD_FILES,
+    SUFFIX_ARRAY_FILE,
+    TOKENIZER_FILE,
+    TOKENS_FILE,
+    FileInfo,
+    ShardInfo,
+    file_info,
+    fsync_dir,
+    shard_dir_name,
+    write_json_atomic,
+    write_metadata,
+)
+
+DONE_RECORD = "shard.json"
+BUILD_STATE = "build-state.json"
+PARTIAL_SUFFIX = ".partial"
+METADATA_SPOOL = "metadata.spool.jsonl"
+WRITE_CHUNK_BYTES = 8 << 20
+
+ProgressFn = Callable[[int], None]
+
+
+class IndexWriteError(Exception):
+    """The output folder cannot be written as asked (e.g. it holds a different index)."""
+
+
+def _write_array(path: Path, arr: np.ndarray, dtype: str, progress: ProgressFn | None) -> FileInfo:
+    """Write ``arr`` as little-endian ``dtype``, fsync, and return its size and sha256."""
+    data = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<"))
+    view = memoryview(data).cast("B")
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for start in range(0, len(view), WRITE_CHUNK_BYTES):
+            chunk = view[start : start + WRITE_CHUNK_BYTES]
+            digest.update(chunk)
+            f.write(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        f.flush()
+        os.fsync(f.fileno())
+    return FileInfo(bytes=len(view), sha256=digest.hexdigest())
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+class ShardWriter:
+    """Collects one shard's metadata while it is read, then writes the shard atomically."""
+
+    def __init__(self, index_dir: Path, shard_index: int) -> None:
+        self.index_dir = index_dir
+        self.name = shard_dir_name(shard_index)
+        self.final = index_dir / self.name
+        self.partial = index_dir / (self.name + PARTIAL_SUFFIX)
+        if self.partial.exists():
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True)
+        self._spool: IO[str] | None = open(self.partial / METADATA_SPOOL, "w", encoding="utf-8")  # noqa: SIM115
+        self.n_metadata = 0
+
+    def add_metadata(self, records: list[dict[str, Any]]) -> None:
+        if self._spool is None:
+            raise RuntimeError("shard already written")
+        for record in records:
+            self._spool.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+            self._spool.write("\n")
+        self.n_metadata += len(records)
+
+    def _spooled(self) -> Iterator[dict[str, Any]]:
+        with open(self.partial / METADATA_SPOOL, encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+    def finish(
+        self,
+        tokens: np.ndarray,
+        token_dtype: str,
+        doc_offsets: np.ndarray,
+        suffix_array: np.ndarray,
+        *,
+        fingerprint: str,
+        record: dict[str, Any],
+        progress: ProgressFn | None = None,
+    ) -> ShardInfo:
+        """Write the arrays and metadata, the done-record, and publish the shard; return its ShardInfo."""
+        if self._spool is None:
+            raise RuntimeError("shard already written")
+        self._spool.close()
+        self._spool = None
+        n_docs = len(doc_offsets) - 1
+        if self.n_metadata != n_docs:
+            raise RuntimeError(f"{self.name}: {self.n_metadata} metadata records for {n_docs} documents")
+        n_tokens = len(tokens) - n_docs
+        if len(suffix_array) != n_tokens:
+            raise RuntimeError(f"{self.name}: suffix array of {len(suffix_array)} for {n_tokens} tokens")
+        suffix_dtype = "uint32" if suffix_array.dtype == np.uint32 else "uint64"
+        files: dict[str, FileInfo] = {
+            TOKENS_FILE: _write_array(self.partial / TOKENS_FILE, tokens, token_dtype, progress),
+            DOC_OFFSETS_FILE: _write_array(self.partial / DOC_OFFSETS_FILE, doc_offsets, "uint64", progress),
+            SUFFIX_ARRAY_FILE: _write_array(
+                self.partial / SUFFIX_ARRAY_FILE, suffix_array, suffix_dtype, progress
+            ),
+        }
+        write_metadata(self._spooled(), self.partial / METADATA_FILE, self.partial / METADATA_OFFSETS_FILE)
+        _fsync_file(self.partial / METADATA_OFFSETS_FILE)
+        (self.partial / METADATA_SPOOL).unlink()
+        for name in (METADATA_FILE, METADATA_OFFSETS_FILE):
+            files[name] = file_info(self.partial / name)
+        info = ShardInfo(
+            name=self.name,
+            n_tokens=n_tokens,
+            n_docs=n_docs,
+            suffix_dtype=suffix_dtype,
+            files={name: files[name] for name in SHARD_FILES},
+        )
+        done = {"fingerprint": fingerprint, "shard": info.model_dump(mode="json"), **record}
+        write_json_atomic(self.partial / DONE_RECORD, done)
+        fsync_dir(self.partial)
+        if self.final.exists():
+            shutil.rmtree(self.final)
+        os.replace(self.partial, self.final)
+        fsync_dir(self.index_dir)
+        return info
+
+    def abort(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def read_done_shard(
+    index_dir: Path, shard_index: int, fingerprint: str
+) -> tuple[ShardInfo, dict[str, Any]] | None:
+    """A finished shard of this build (done-record present, same fingerprint, files of the recorded
+    sizes), or None when the shard must be (re)built."""
+    root = index_dir / shard_dir_name(shard_index)
+    try:
+        done = json.loads((root / DONE_RECORD).read_text(encoding="utf-8"))
+        if done.get("fingerprint") != fingerprint:
+            return None
+        info = ShardInfo.model_validate(done["shard"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if info.name != root.name:
+        return None
+    for name in SHARD_FILES:
+        path = root / name
+        if name not in info.files or not path.is_file() or path.stat().st_size != info.files[name].bytes:
+            return None
+    return info, done
+
+
+def remove_partials(index_dir: Path) -> list[str]:
+    """Remove unfinished shard folders and temporary files left by an interrupted build."""
+    removed = []
+    for path in sorted(index_dir.glob("shard-*" + PARTIAL_SUFFIX)):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    for path in sorted(index_dir.glob("*.tmp")):
+        path.unlink()
+        removed.append(path.name)
+    return removed
+
+
+def is_build_entry(name: str) -> bool:
+    """Whether a name in an index folder is something a build writes (and ``--force`` may remove)."""
+    if name in (MANIFEST_FILE, TOKENIZER_FILE, BUILD_STATE) or name.endswith(".tmp"):
+        return True
+    if name.startswith("shard-"):
+        stem = name[: -len(PARTIAL_SUFFIX)] if name.endswith(PARTIAL_SUFFIX) else name
+        return stem[len("shard-") :].isdigit()
+    return False
+
+
+def clear_index_dir(index_dir: Path) -> None:
+    """Remove what a previous build wrote (manifest first, so no half-removed index ever opens)."""
+    manifest = index_dir / MANIFEST_FILE
+    if manifest.exists():
+        manifest.unlink()
+        fsync_dir(index_dir)
+    for entry in sorted(index_dir.iterdir()):
+        if not is_build_entry(entry.name):
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    fsync_dir(index_dir)
+
+
+def remove_shards_from(index_dir: Path, first_unused: int) -> None:
+    """Remove shard folders numbered ``first_unused`` and above (left from an earlier, larger build)."""
+    for entry in index_dir.glob("shard-*"):
+        stem = entry.name[len("shard-") :]
+        if stem.isdigit() and int(stem) >= first_unused and entry.is_dir():
+            shutil.rmtree(entry)
