@@ -1,0 +1,460 @@
+"""Numba kernels of the query engine: pure functions over read-only numpy arrays.
+
+Conventions (callers in :mod:`service.engine.index` check every input first; kernels never raise on
+user input):
+
+* ``tokens`` — a shard's token array (uint16/uint32); every document is followed by the separator, the
+  dtype's maximum, so it sorts after every real token and the array always ends with it.
+* ``sa`` — the shard's suffix array (uint32, or uint64 viewed as int64), ``doc_offsets`` — int64 view of
+  the document offsets (n_docs + 1 entries, the last one = len(tokens)).
+* Ragged batches are flat arrays + offsets: pattern ``i`` is ``flat[offsets[i]:offsets[i + 1]]``.
+* Positions and ranks are int64 inside the kernels (mixing uint64 and int64 in numba gives floats).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# --------------------------------------------------------------------------------------------------
+# Suffix-array range search
+
+
+@njit(cache=True, nogil=True)
+def _compare(tokens, pos, pat, ps, pe):
+    """-1 if the suffix at ``pos`` sorts before the pattern, 1 if after, 0 if the pattern is its prefix."""
+    n = tokens.shape[0]
+    for k in range(pe - ps):
+        if pos + k >= n:
+            return -1
+        t = np.int64(tokens[pos + k])
+        p = pat[ps + k]
+        if t < p:
+            return -1
+        if t > p:
+            return 1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _sa_range(tokens, sa, pat, ps, pe):
+    """[lo, hi): the suffix-array ranks whose suffix starts with ``pat[ps:pe]``."""
+    a = np.int64(0)
+    b = np.int64(sa.shape[0])
+    if pe == ps:
+        return a, b
+    mid = np.int64(0)
+    found = False
+    while a < b:
+        mid = (a + b) >> 1
+        c = _compare(tokens, np.int64(sa[mid]), pat, ps, pe)
+        if c < 0:
+            a = mid + 1
+        elif c > 0:
+            b = mid
+        else:
+            found = True
+            break
+    if not found:
+        return a, a
+    # lower bound in [a, mid], upper bound in [mid + 1, b]
+    lo_a = a
+    lo_b = mid
+    while lo_a < lo_b:
+        m = (lo_a + lo_b) >> 1
+        if _compare(tokens, np.int64(sa[m]), pat, ps, pe) < 0:
+            lo_a = m + 1
+        else:
+            lo_b = m
+    hi_a = mid + 1
+    hi_b = b
+    while hi_a < hi_b:
+        m = (hi_a + hi_b) >> 1
+        if _compare(tokens, np.int64(sa[m]), pat, ps, pe) <= 0:
+            hi_a = m + 1
+        else:
+            hi_b = m
+    return lo_a, hi_a
+
+
+@njit(cache=True, nogil=True)
+def _sa_ranges(tokens, sa, flat, offsets):
+    """Suffix-array range of every pattern of a ragged batch: (lo, hi) int64 arrays."""
+    n = offsets.shape[0] - 1
+    lo = np.empty(n, dtype=np.int64)
+    hi = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        a, b = _sa_range(tokens, sa, flat, offsets[i], offsets[i + 1])
+        lo[i] = a
+        hi[i] = b
+    return lo, hi
+
+
+# --------------------------------------------------------------------------------------------------
+# Positions -> documents
+
+
+@njit(cache=True, nogil=True)
+def _doc_of(doc_offsets, pos):
+    """Index of the document holding position ``pos`` (largest i with doc_offsets[i] <= pos)."""
+    a = np.int64(0)
+    b = np.int64(doc_offsets.shape[0] - 1)
+    while b - a > 1:
+        m = (a + b) >> 1
+        if doc_offsets[m] <= pos:
+            a = m
+        else:
+            b = m
+    return a
+
+
+@njit(cache=True, nogil=True)
+def _doc_sets(sa, doc_offsets, lo, hi, spec_offsets):
+    """Sorted distinct local doc ids of every spec; spec j is the union of the SA ranges
+    ``lo[v]:hi[v]`` for v in ``spec_offsets[j]:spec_offsets[j + 1]`` (OR of variants, no double count).
+
+    One pass per spec: a stamp array of n_docs entries marks the documents seen for the current spec
+    (no clearing between specs). A small set is sorted; a set larger than n_docs / log2(set size) is read
+    back from the stamps in document order instead. Returns (flat, offsets)."""
+    n_docs = doc_offsets.shape[0] - 1
+    n_specs = spec_offsets.shape[0] - 1
+    stamp = np.zeros(max(n_docs, 1), dtype=np.int64)
+    out_off = np.zeros(n_specs + 1, dtype=np.int64)
+    cap = 1024
+    out = np.empty(cap, dtype=np.int64)
+    used = 0
+    for j in range(n_specs):
+        tag = j + 1
+        start = used
+        for v in range(spec_offsets[j], spec_offsets[j + 1]):
+            for r in range(lo[v], hi[v]):
+                d = _doc_of(doc_offsets, np.int64(sa[r]))
+                if stamp[d] != tag:
+                    stamp[d] = tag
+                    if used == cap:
+                        cap *= 2
+                        grown = np.empty(cap, dtype=np.int64)
+                        grown[:used] = out[:used]
+                        out = grown
+                    out[used] = d
+                    used += 1
+        size = used - start
+        if size > 1:
+            if size * np.log2(size) > n_docs:
+                k = start
+                for d in range(n_docs):
+                    if stamp[d] == tag:
+                        out[k] = d
+                        k += 1
+            else:
+                out[start:used].sort()
+        out_off[j + 1] = used
+    return out[:used].copy(), out_off
+
+
+@njit(cache=True, nogil=True)
+def _scatter_segments(src, src_off, dest_start, out):
+    """Copy segment i of ``src`` to ``out[dest_start[i]:]`` (pure apart from filling ``out``)."""
+    for i in range(src_off.shape[0] - 1):
+        a = src_off[i]
+        b = src_off[i + 1]
+        d = dest_start[i]
+        for k in range(b - a):
+            out[d + k] = src[a + k]
+
+
+# --------------------------------------------------------------------------------------------------
+# Intersections of sorted doc-id sets
+
+
+@njit(cache=True, nogil=True)
+def _popcount64(x):
+    x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    x = (x & np.uint64(0x3333333333333333)) + ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(cache=True, nogil=True)
+def _gallop(arr, start, end, x):
+    """First index in [start, end) with arr[i] >= x (end if none), searching forward from start."""
+    if start >= end or arr[start] >= x:
+        return start
+    step = np.int64(1)
+    prev = start
+    cur = start + 1
+    while cur < end and arr[cur] < x:
+        prev = cur
+        step *= 2
+        cur = start + step
+    a = prev + 1
+    b = min(cur, end)
+    while a < b:
+        m = (a + b) >> 1
+        if arr[m] < x:
+            a = m + 1
+        else:
+            b = m
+    return a
+
+
+@njit(cache=True, nogil=True)
+def _build_bitsets(flat, set_off, rows_of, n_rows, n_words):
+    """Dense bitsets (n_rows x n_words uint64) of the sets with rows_of[s] >= 0."""
+    bits = np.zeros((max(n_rows, 1), max(n_words, 1)), dtype=np.uint64)
+    for s in range(rows_of.shape[0]):
+        r = rows_of[s]
+        if r < 0:
+            continue
+        for k in range(set_off[s], set_off[s + 1]):
+            d = flat[k]
+            bits[r, d >> 6] |= np.uint64(1) << np.uint64(d & 63)
+    return bits
+
+
+@njit(cache=True, nogil=True)
+def _intersect_counts(flat, set_off, q_flat, q_off, bits, rows_of):
+    """Size of the intersection of the sets ``q_flat[q_off[q]:q_off[q + 1]]`` for every query q.
+
+    The smallest set drives: each of its elements is tested in every other set, by a bit test when that
+    set has a dense bitset row, else by galloping search with a forward-only cursor (sets are sorted).
+    When every set is dense and the smallest is larger than the bitset, the rows are ANDed and counted."""
+    nq = q_off.shape[0] - 1
+    out = np.zeros(nq, dtype=np.int64)
+    max_k = 0
+    for q in range(nq):
+        max_k = max(max_k, q_off[q + 1] - q_off[q])
+    cursor = np.zeros(max(max_k, 1), dtype=np.int64)
+    n_words = bits.shape[1]
+    for q in range(nq):
+        a = q_off[q]
+        b = q_off[q + 1]
+        best = a
+        best_size = set_off[q_flat[a] + 1] - set_off[q_flat[a]]
+        all_dense = True
+        for t in range(a, b):
+            s = q_flat[t]
+            size = set_off[s + 1] - set_off[s]
+            if size < best_size:
+                best = t
+                best_size = size
+            if rows_of[s] < 0:
+                all_dense = False
+        if best_size == 0:
+            continue
+        if all_dense and best_size > n_words:
+            total = 0
+            for w in range(n_words):
+                word = bits[rows_of[q_flat[a]], w]
+                for t in range(a + 1, b):
+                    word &= bits[rows_of[q_flat[t]], w]
+                total += _popcount64(word)
+            out[q] = total
+            continue
+        for t in range(a, b):
+            cursor[t - a] = set_off[q_flat[t]]
+        s_best = q_flat[best]
+        count = 0
+        exhausted = False
+        for k in range(set_off[s_best], set_off[s_best + 1]):
+            x = flat[k]
+            ok = True
+            for t in range(a, b):
+                if t == best:
+                    continue
+                s = q_flat[t]
+                r = rows_of[s]
+                if r >= 0:
+                    if (bits[r, x >> 6] >> np.uint64(x & 63)) & np.uint64(1) == 0:
+                        ok = False
+                        break
+                else:
+                    end = set_off[s + 1]
+                    c = _gallop(flat, cursor[t - a], end, x)
+                    cursor[t - a] = c
+                    if c == end:
+                        ok = False
+                        exhausted = True
+                        break
+                    if flat[c] != x:
+                        ok = False
+                        break
+            if ok:
+                count += 1
+            if exhausted:
+                break
+        out[q] = count
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _intersect_members(flat, set_off, members):
+    """The sorted intersection of the sets listed in ``members``."""
+    best = members[0]
+    for s in members:
+        if set_off[s + 1] - set_off[s] < set_off[best + 1] - set_off[best]:
+            best = s
+    out = np.empty(set_off[best + 1] - set_off[best], dtype=np.int64)
+    cursor = np.empty(members.shape[0], dtype=np.int64)
+    for i in range(members.shape[0]):
+        cursor[i] = set_off[members[i]]
+    n = 0
+    for k in range(set_off[best], set_off[best + 1]):
+        x = flat[k]
+        ok = True
+        for i in range(members.shape[0]):
+            s = members[i]
+            if s == best:
+                continue
+            end = set_off[s + 1]
+            c = _gallop(flat, cursor[i], end, x)
+            cursor[i] = c
+            if c == end or flat[c] != x:
+                ok = False
+                break
+        if ok:
+            out[n] = x
+            n += 1
+    return out[:n].copy()
+
+
+# --------------------------------------------------------------------------------------------------
+# Windowed AND (infini-gram CNF semantics, exact, document-aware)
+
+
+@njit(cache=True, nogil=True)
+def _sorted_unique_positions(sa, lo, hi, v0, v1):
+    """Sorted distinct start positions of the union of SA ranges lo[v]:hi[v], v in [v0, v1)."""
+    total = 0
+    for v in range(v0, v1):
+        total += hi[v] - lo[v]
+    pos = np.empty(total, dtype=np.int64)
+    k = 0
+    for v in range(v0, v1):
+        for r in range(lo[v], hi[v]):
+            pos[k] = np.int64(sa[r])
+            k += 1
+    pos.sort()
+    n = 0
+    for i in range(total):
+        if n == 0 or pos[i] != pos[n - 1]:
+            pos[n] = pos[i]
+            n += 1
+    return pos[:n]
+
+
+@njit(cache=True, nogil=True)
+def _windowed_counts(sa, doc_offsets, lo, hi, clause_off, query_off, anchors, window):
+    """For each query (clauses ``query_off[q]:query_off[q + 1]``, clause c = OR of the variant ranges
+    ``clause_off[c]:clause_off[c + 1]``): the number of distinct occurrences of the anchor clause
+    (``anchors[q]``, absolute clause index) such that every other clause has an occurrence starting at
+    most ``window`` tokens before or after it in the same document."""
+    nq = query_off.shape[0] - 1
+    out = np.zeros(nq, dtype=np.int64)
+    for q in range(nq):
+        c0 = query_off[q]
+        c1 = query_off[q + 1]
+        anchor = _sorted_unique_positions(sa, lo, hi, clause_off[anchors[q]], clause_off[anchors[q] + 1])
+        if anchor.shape[0] == 0:
+            continue
+        n_other = c1 - c0 - 1
+        others = []
+        for c in range(c0, c1):
+            if c != anchors[q]:
+                others.append(_sorted_unique_positions(sa, lo, hi, clause_off[c], clause_off[c + 1]))
+        cursor = np.zeros(max(n_other, 1), dtype=np.int64)
+        count = 0
+        for i in range(anchor.shape[0]):
+            p = anchor[i]
+            d = _doc_of(doc_offsets, p)
+            first = max(p - window, doc_offsets[d])
+            last = min(p + window, doc_offsets[d + 1] - 2)  # doc_offsets[d+1]-1 is the separator
+            ok = True
+            for j in range(n_other):
+                arr = others[j]
+                c = _gallop(arr, cursor[j], arr.shape[0], first)
+                cursor[j] = c
+                if c == arr.shape[0] or arr[c] > last:
+                    ok = False
+                    break
+            if ok:
+                count += 1
+        out[q] = count
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Next-token distributions
+
+
+@njit(cache=True, nogil=True)
+def _next_tokens(tokens, sa, lo, hi, m, sep):
+    """Distinct next tokens after a prompt of length m with SA range [lo, hi) and their counts.
+
+    The suffixes of the range share their first m tokens, so the token at offset m is non-decreasing
+    along the range (the separator, the largest value, comes last). Each distinct token's run is found
+    by galloping + binary search: O(distinct * log(range)) probes instead of a scan; exact.
+    Returns (token ids, counts, number of occurrences followed by the separator)."""
+    cap = 64
+    ids = np.empty(cap, dtype=np.int64)
+    cnt = np.empty(cap, dtype=np.int64)
+    n = 0
+    ends = np.int64(0)
+    i = lo
+    while i < hi:
+        t = np.int64(tokens[np.int64(sa[i]) + m])
+        if t == sep:
+            ends = hi - i
+            break
+        # gallop to the first rank whose next token is > t
+        step = np.int64(1)
+        prev = i
+        cur = i + 1
+        while cur < hi and np.int64(tokens[np.int64(sa[cur]) + m]) <= t:
+            prev = cur
+            step *= 2
+            cur = i + step
+        a = prev + 1
+        b = min(cur, hi)
+        while a < b:
+            mid = (a + b) >> 1
+            if np.int64(tokens[np.int64(sa[mid]) + m]) <= t:
+                a = mid + 1
+            else:
+                b = mid
+        if n == cap:
+            cap *= 2
+            ids2 = np.empty(cap, dtype=np.int64)
+            cnt2 = np.empty(cap, dtype=np.int64)
+            ids2[:n] = ids[:n]
+            cnt2[:n] = cnt[:n]
+            ids = ids2
+            cnt = cnt2
+        ids[n] = t
+        cnt[n] = a - i
+        n += 1
+        i = a
+    return ids[:n].copy(), cnt[:n].copy(), ends
+
+
+# --------------------------------------------------------------------------------------------------
+# Matches inside one document (for snippets)
+
+
+@njit(cache=True, nogil=True)
+def _find_in(doc, pat):
+    """Start positions of ``pat`` inside ``doc`` (naive scan; used on single documents only)."""
+    m = pat.shape[0]
+    n = doc.shape[0]
+    out = np.empty(max(n - m + 1, 0), dtype=np.int64)
+    k = 0
+    for i in range(n - m + 1):
+        ok = True
+        for j in range(m):
+            if np.int64(doc[i + j]) != pat[j]:
+                ok = False
+                break
+        if ok:
+            out[k] = i
+            k += 1
+    return out[:k].copy()
