@@ -1,0 +1,76 @@
+"""Dependencies shared by the routes: the service state (settings + opened indexes), index lookup,
+the per-request engine deadline and API-key authentication. Handlers stay plain functions."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.engine import Index
+from service.errors import Unauthorized, UnknownIndex
+from service.settings import Settings
+
+
+def index_identity(index: Index) -> str:
+    """sha256 of the index's manifest in canonical JSON. The manifest lists every file's sha256, so the
+    identity changes whenever the index does; clients key their caches on it."""
+    payload = json.dumps(index.manifest.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ServiceState:
+    """What the lifespan opened; stored on ``app.state.taskgram``."""
+
+    settings: Settings
+    indexes: dict[str, Index]
+    refused: dict[str, str] = field(default_factory=dict)
+    identities: dict[str, str] = field(default_factory=dict)
+
+    def index(self, name: str) -> Index:
+        try:
+            return self.indexes[name]
+        except (KeyError, TypeError):
+            if name in self.refused:
+                raise UnknownIndex(f"index {name!r} is configured but could not be opened") from None
+            raise UnknownIndex(f"no index named {name!r}; GET /v1/indexes lists them") from None
+
+    def deadline(self) -> float:
+        """Absolute ``time.monotonic()`` deadline for the engine, from the per-request time budget."""
+        return time.monotonic() + self.settings.time_budget_s
+
+    def summary(self, name: str) -> dict[str, Any]:
+        index = self.indexes[name]
+        return {**index.summary(), "name": name, "identity": self.identities[name]}
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.taskgram
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from TASKGRAM_API_KEYS / --api-key")
+
+
+def require_api_key(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Accept the request when no keys are configured, or when it carries one of them as a bearer token
+    (compared in constant time)."""
+    keys = state.settings.api_keys
+    if not keys:
+        return
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("this server requires an API key: send 'Authorization: Bearer <key>'")
+    given = credentials.credentials.encode("utf-8")
+    if not any(hmac.compare_digest(given, key.encode("utf-8")) for key in keys):
+        raise Unauthorized("the API key is not valid")

@@ -1,0 +1,259 @@
+"""Request and response models of the ``/v1`` API (they also make the OpenAPI document at ``/docs``).
+
+A **phrase** is text (tokenized by the index's own tokenizer) or token ids::
+
+    "the capital of France"            text
+    {"ids": [1169, 3139, 273, 6181]}   token ids
+
+A **phrase spec** is a phrase or an OR of variants, counted as a union (a document or position matched
+by two variants counts once)::
+
+    {"any": ["Paris", " Paris", {"ids": [40313]}]}
+
+Every query endpoint takes a batch ``{"index": NAME, "queries": [...]}`` and answers
+``{"index": NAME, "results": [...]}`` with one result per query, in order. Limits that depend on the
+configuration (batch size, tokens per phrase, ...) are checked in :mod:`service.routes._common` and
+advertised by ``GET /v1/health``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+TokenId = Annotated[StrictInt, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdsPhrase(_Model):
+    """A phrase given as token ids."""
+
+    ids: list[TokenId] = Field(min_length=1)
+
+
+Phrase = Annotated[str | IdsPhrase, Field(description="text, or {'ids': [...]} token ids")]
+
+
+class AnyPhrase(_Model):
+    """An OR of phrase variants, counted as a union."""
+
+    any: list[Phrase] = Field(min_length=1)
+
+
+PhraseSpec = Annotated[str | IdsPhrase | AnyPhrase, Field(description="a phrase or {'any': [phrases]}")]
+IndexName = Annotated[str, Field(min_length=1, max_length=200, description="name of a served index")]
+
+
+SpacePolicy = Literal["auto", "exact", "both"]
+
+
+class _Batch(_Model):
+    index: IndexName
+    space: SpacePolicy | None = Field(
+        default=None,
+        description="leading-space policy for text phrases: 'auto' (a space is prepended unless the text "
+        "starts with whitespace: the phrase as it appears in running text), 'exact' (as given), 'both' "
+        "(OR of the two; phrase specs only). Default: the server's (auto unless configured).",
+    )
+
+
+class CountRequest(_Batch):
+    """Occurrences of each phrase (summed over shards)."""
+
+    queries: list[Phrase]
+
+
+class DocFreqRequest(_Batch):
+    """Number of distinct documents containing each phrase spec."""
+
+    queries: list[PhraseSpec]
+
+
+class CooccurrenceRequest(_Batch):
+    """Number of documents containing all phrases of each query (2 or more phrase specs)."""
+
+    queries: list[list[PhraseSpec]]
+
+
+class WindowedCooccurrenceRequest(_Batch):
+    """infini-gram CNF AND semantics, exact: occurrences of the first (rarest-first is not assumed)
+    phrase with every other phrase starting within ``window`` tokens, in the same document."""
+
+    queries: list[list[PhraseSpec]]
+    window: int = Field(default=100, ge=1)
+
+
+class NtdRequest(_Batch):
+    """Exact next-token distribution after each prompt."""
+
+    queries: list[Phrase]
+    top_k: int | None = Field(default=None, ge=1, description="keep the top_k most frequent next tokens")
+
+
+class ProbQuery(_Model):
+    prompt: Phrase
+    token_id: TokenId
+
+
+class ProbRequest(_Batch):
+    """P(token_id | prompt) = count(prompt + token) / count(prompt)."""
+
+    queries: list[ProbQuery]
+
+
+class InfgramQuery(_Model):
+    context: Phrase = Field(description="the text before the continuation ('' or {'ids': [...]})")
+    continuation: Phrase
+
+
+class InfgramRequest(_Batch):
+    """∞-gram probability of every token of a continuation after its context."""
+
+    queries: list[InfgramQuery]
+
+
+class DocumentsRequest(_Batch):
+    """The documents containing all phrase specs of each query: exact total, and one page or sample."""
+
+    queries: list[list[PhraseSpec]]
+    offset: int = Field(default=0, ge=0)
+    limit: int = Field(default=10, ge=0)
+    sample: bool = Field(default=False, description="a uniform random sample instead of a page")
+    seed: int | None = Field(default=None, description="seed of the sample (reproducible)")
+    window: int = Field(default=100, ge=0, description="snippet tokens on each side of the first match")
+
+
+class TokenizeRequest(_Batch):
+    """Token ids of each text under the index's tokenizer and normalization."""
+
+    queries: list[str]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Responses (mirror service.engine.results)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IntResults(_Response):
+    index: str
+    results: list[int]
+
+
+class TokenProbModel(_Response):
+    token_id: int
+    token: str | None
+    count: int
+    prob: float
+
+
+class NextTokenDistributionModel(_Response):
+    prompt_count: int
+    approx: bool
+    tokens: list[TokenProbModel]
+    n_distinct: int
+    ends_of_document: int
+
+
+class NtdResults(_Response):
+    index: str
+    results: list[NextTokenDistributionModel]
+
+
+class ProbResultModel(_Response):
+    prompt_count: int
+    cont_count: int
+    prob: float | None = Field(description="None when the prompt does not occur")
+
+
+class ProbResults(_Response):
+    index: str
+    results: list[ProbResultModel]
+
+
+class InfgramTokenModel(_Response):
+    token_id: int
+    token: str | None
+    prob: float
+    suffix_len: int
+    suffix_count: int
+    cont_count: int
+
+
+class InfgramResultModel(_Response):
+    tokens: list[InfgramTokenModel]
+    log_prob: float | None
+
+
+class InfgramResults(_Response):
+    index: str
+    results: list[InfgramResultModel]
+
+
+class DocumentHitModel(_Response):
+    doc_id: int
+    shard: int
+    metadata: dict[str, Any]
+    text: str | None
+    spans: list[tuple[int, int, int]] = Field(description="(start_char, end_char, phrase_index) in text")
+    token_ids: list[int]
+    snippet_start: int
+    doc_len: int
+
+
+class DocumentsResultModel(_Response):
+    total: int
+    docs: list[DocumentHitModel]
+    offset: int
+    sample: bool
+
+
+class DocumentsResults(_Response):
+    index: str
+    results: list[DocumentsResultModel]
+
+
+class DocumentModel(_Response):
+    index: str
+    doc_id: int
+    metadata: dict[str, Any]
+    token_ids: list[int]
+    text: str | None
+    shard: int
+    doc_len: int
+    truncated: bool
+
+
+class TokenizedText(_Response):
+    token_ids: list[int]
+    tokens: list[str]
+
+
+class TokenizeResults(_Response):
+    index: str
+    results: list[TokenizedText]
+
+
+class IndexSummary(_Response):
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    identity: str = Field(description="sha256 of the index manifest: changes whenever the index does")
+
+
+class IndexesResponse(_Response):
+    indexes: list[IndexSummary]
+    refused: dict[str, str] = Field(description="index name -> why it could not be opened")
+
+
+class HealthResponse(_Response):
+    status: Literal["ok", "degraded"]
+    version: str
+    indexes: list[str]
+    limits: dict[str, int | float]
