@@ -283,7 +283,12 @@ def _prepare_output(output: Path, fingerprint: str, force: bool) -> Manifest | N
             "choose an empty or new folder"
         )
     if existing != fingerprint:
-        what = "a complete index" if manifest is not None else "an unfinished build"
+        if manifest is None and (output / writer.BUILD_STATE).exists():
+            # An unfinished build of other inputs or options holds no usable index: start over.
+            log.warning("%s: replacing an unfinished build with a different configuration", output)
+            writer.clear_index_dir(output)
+            return None
+        what = "a complete index" if manifest is not None else "files of an unknown build"
         raise writer.IndexWriteError(
             f"{output}: holds {what} with a different configuration or inputs; use --force to replace it"
         )
@@ -314,10 +319,11 @@ def build_index(
 ) -> Manifest:
     """Build (or resume building) an index of ``inputs`` in ``output`` and return its manifest.
 
-    Text inputs are tokenized with ``tokenizer`` (a builtin name, a tokenizer.json, a local folder, or an
-    already loaded ``TextTokenizer``) after ``normalization``. With ``pretokenized`` (one of ``PRETOKENIZED_KINDS``) the inputs are token
-    files; ``tokenizer`` may then be None (queries by token id only) and ``vocab_size`` bounds the ids.
-    Raises CorpusError (bad input, naming file and line), BuildError, IndexWriteError, TokenizerError.
+    Text inputs are tokenized with ``tokenizer`` (a builtin name, a tokenizer.json, a local folder, or
+    an already loaded ``TextTokenizer``) after ``normalization``. With ``pretokenized`` (one of
+    ``PRETOKENIZED_KINDS``) the inputs are token files; ``tokenizer`` may then be None (queries by token
+    id only) and ``vocab_size`` bounds the ids. Raises CorpusError (bad input, naming file and line),
+    BuildError, IndexWriteError, TokenizerError.
     """
     started = time.monotonic()
     output = Path(output)
@@ -485,8 +491,8 @@ def build_index(
                         meta = rest.metadata[0]
                         where = f"{meta.get('source')}" + (f":{meta['line']}" if "line" in meta else "")
                         raise BuildError(
-                            f"{where}: a document of {int(rest.lengths[0])} tokens does not fit in a shard of "
-                            f"{capacity} positions; raise the memory budget (--memory)"
+                            f"{where}: a document of {int(rest.lengths[0])} tokens does not fit in a "
+                            f"shard of {capacity} positions; raise the memory budget (--memory)"
                         )
                     assert shard_writer is not None  # a non-empty buffer has a writer
                     flush()
@@ -570,3 +576,94 @@ def _version() -> str:
     from taskgram import __version__
 
     return __version__
+
+
+# --------------------------------------------------------------------------------------------------
+# Verification
+
+
+@dataclass
+class VerifyReport:
+    index_dir: Path
+    problems: list[str]
+    shards_checked: int
+    sampled: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_index(
+    index_dir: str | os.PathLike[str], *, sample: int | None = None, seed: int = 0, progress: bool = False
+) -> VerifyReport:
+    """Check an index: manifest, file sizes and sha256 checksums, document offsets and separators, token
+    ids below the vocabulary, metadata record counts, and the suffix order of every shard.
+
+    With ``sample=K`` the check is partial and fast: sizes instead of checksums, and ``K`` random adjacent
+    suffix pairs per shard compared directly instead of the full linear-time order check.
+    """
+    from indexer.format import iter_metadata, open_shard, verify_shard
+    from indexer.verify_kernels import (
+        ShardCheckError,
+        check_doc_offsets,
+        check_suffix_array,
+        check_suffix_pairs,
+    )
+
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    problems: list[str] = []
+    if manifest.tokenizer.kind == "transformers":
+        tok_path = index_dir / TOKENIZER_FILE
+        if not tok_path.is_file():
+            problems.append(f"{tok_path}: missing")
+        elif sample is None:
+            from indexer.format import sha256_file
+
+            if sha256_file(tok_path) != manifest.tokenizer.sha256:
+                problems.append(f"{tok_path}: sha256 does not match the manifest")
+    rng = np.random.default_rng(seed)
+    bars = _Progress(progress)
+    bar = bars.bar(desc="verify", total=manifest.n_tokens, unit="tok", unit_scale=True)
+    checked = 0
+    for shard in manifest.shards:
+        root = index_dir / shard.name
+        if sample is None:
+            found = verify_shard(index_dir, shard)
+            if found:
+                problems.extend(found)
+                continue
+        try:
+            arrays = open_shard(index_dir, manifest, shard)
+        except IndexFormatError as err:
+            problems.append(str(err))
+            continue
+        try:
+            check_doc_offsets(
+                arrays.tokens, arrays.doc_offsets, manifest.separator_id, manifest.tokenizer.vocab_size
+            )
+            n_blocks = len(arrays.metadata_offsets) - 1
+            want_blocks = -(-shard.n_docs // 1024)
+            if n_blocks != want_blocks:
+                raise ShardCheckError(f"{n_blocks} metadata blocks for {shard.n_docs} documents")
+            if sample is None:
+                n_meta = sum(1 for _ in iter_metadata(arrays))
+                if n_meta != shard.n_docs:
+                    raise ShardCheckError(f"{n_meta} metadata records for {shard.n_docs} documents")
+                check_suffix_array(
+                    arrays.tokens, arrays.doc_offsets, arrays.suffix_array, manifest.separator_id
+                )
+            elif len(arrays.suffix_array) > 1:
+                ks = rng.integers(
+                    0, len(arrays.suffix_array) - 1, size=min(sample, len(arrays.suffix_array) - 1)
+                )
+                check_suffix_pairs(arrays.tokens, arrays.suffix_array, ks)
+        except ShardCheckError as err:
+            problems.append(f"{root}: {err}")
+        checked += 1
+        if bar is not None:
+            bar.update(shard.n_tokens)
+    if bar is not None:
+        bar.close()
+    return VerifyReport(index_dir, problems, checked, sample is not None)
