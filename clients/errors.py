@@ -1,0 +1,152 @@
+"""Exceptions of the taskgram client. :func:`error_from_response` is the one place where a server answer
+becomes an exception; transport failures are wrapped by the clients with ``raise ... from err``.
+
+::
+
+    TaskgramError
+     ├── TransportError              no answer: connection refused/reset, timeout (after the retries)
+     │    └── RequestTimeout         the request timed out
+     ├── ProtocolError               the server answered something that is not the expected JSON
+     └── APIError                    the server answered with an error (problem+json); .status .type .detail
+          ├── BadRequestError        400 malformed request
+          ├── AuthenticationError    401 missing or invalid API key
+          ├── NotFoundError          404
+          │    ├── UnknownIndexError       no index of that name
+          │    └── DocumentNotFoundError   doc_id out of range
+          ├── PayloadTooLargeError   413 batch or body over the server's limits
+          ├── InvalidQueryError      422 the query is invalid (field and reason in .detail)
+          └── BudgetExceededError    503 the query ran over its time/work budget (retried first)
+
+Evaluation code lets these propagate: a failed query is never a zero count.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "DocumentNotFoundError",
+    "InvalidQueryError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "ProtocolError",
+    "RequestTimeout",
+    "TaskgramError",
+    "TransportError",
+    "UnknownIndexError",
+    "error_from_response",
+]
+
+PROBLEM_TYPE_PREFIX = "urn:taskgram:problem:"
+
+
+class TaskgramError(Exception):
+    """Base of every exception the client raises."""
+
+
+class TransportError(TaskgramError):
+    """The server could not be reached or did not answer (after retries)."""
+
+
+class RequestTimeout(TransportError):
+    """The request timed out."""
+
+
+class ProtocolError(TaskgramError):
+    """The server's answer is not what the API promises (not JSON, missing fields, wrong length)."""
+
+
+class APIError(TaskgramError):
+    """The server answered with an error status. ``type``/``title``/``detail`` come from problem+json."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int,
+        type: str = "about:blank",
+        title: str = "",
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {title}: {detail}" if title else f"{status}: {detail}")
+        self.status = status
+        self.type = type
+        self.title = title
+        self.detail = detail
+        self.errors = errors or []
+
+
+class BadRequestError(APIError):
+    pass
+
+
+class AuthenticationError(APIError):
+    pass
+
+
+class NotFoundError(APIError):
+    pass
+
+
+class UnknownIndexError(NotFoundError):
+    pass
+
+
+class DocumentNotFoundError(NotFoundError):
+    pass
+
+
+class PayloadTooLargeError(APIError):
+    pass
+
+
+class InvalidQueryError(APIError):
+    pass
+
+
+class BudgetExceededError(APIError):
+    pass
+
+
+_BY_TYPE: dict[str, type[APIError]] = {
+    "unknown-index": UnknownIndexError,
+    "document-not-found": DocumentNotFoundError,
+}
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    404: NotFoundError,
+    413: PayloadTooLargeError,
+    422: InvalidQueryError,
+    503: BudgetExceededError,
+}
+
+
+def error_class(status: int, problem_type: str = "") -> type[APIError]:
+    slug = problem_type.removeprefix(PROBLEM_TYPE_PREFIX)
+    return _BY_TYPE.get(slug) or _BY_STATUS.get(status) or APIError
+
+
+def error_from_response(status: int, content_type: str, body: bytes) -> APIError:
+    """Build the exception for an error answer (problem+json, or anything else a proxy may send)."""
+    problem: dict[str, Any] = {}
+    if "json" in content_type:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            problem = parsed
+    detail = problem.get("detail") or problem.get("error")
+    if not isinstance(detail, str):
+        detail = body[:500].decode("utf-8", errors="replace") or f"HTTP {status}"
+    problem_type = problem.get("type") if isinstance(problem.get("type"), str) else "about:blank"
+    title = problem.get("title") if isinstance(problem.get("title"), str) else ""
+    errors = problem.get("errors") if isinstance(problem.get("errors"), list) else None
+    cls = error_class(status, problem_type)
+    return cls(detail, status=status, type=problem_type, title=title, errors=errors)
