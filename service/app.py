@@ -168,7 +168,12 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` (several workers): settings from ``TASKGRAM_*`` variables."""
-    if "TASKGRAM_INDEXES" not in os.environ:
-        raise RuntimeError("TASKGRAM_INDEXES is not set")
-    return create_app(Settings())
+    """Factory for ``uvicorn --factory`` (``taskgram serve --workers N`` and deployments): the settings
+    ``taskgram serve`` passed in ``TASKGRAM_SERVE_SETTINGS`` (JSON), else ``TASKGRAM_*`` variables."""
+    import json
+
+    passed = os.environ.get("TASKGRAM_SERVE_SETTINGS")
+    settings = Settings(**json.loads(passed)) if passed else Settings()
+    if settings.workers > 1 and settings.metrics:
+        log.warning("each of the %d worker processes keeps its own /metrics counts", settings.workers)
+    return create_app(settings)

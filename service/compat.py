@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Body
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from service.deps import StateDep
+from service.deps import ServiceState, StateDep
 from service.engine import EngineError, Index
 from service.errors import CompatError, ServiceError, from_engine_error
 from service.settings import Settings
@@ -211,8 +212,34 @@ def _search_docs(index: Index, query: Ids | Cnf, request: CompatRequest, deadlin
     return {"cnt": cnt, "approx": False, "idxs": idxs, "documents": documents, "message": message}
 
 
-@router.post("/", summary="infini-gram compatible query (count, prob, ntd, infgram_prob, search_docs)")
-def infinigram_query(request: Annotated[CompatRequest, Body()], state: StateDep) -> Response:
+@router.post(
+    "/",
+    summary="infini-gram compatible query (count, prob, ntd, infgram_prob, search_docs)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": CompatRequest.model_json_schema()}},
+        }
+    },
+)
+async def infinigram_query(request: Request, state: StateDep) -> Response:
+    """Read as JSON whatever the Content-Type says (infini-gram clients do not always set it), then answer
+    in the thread pool (the engine's kernels release the GIL)."""
+    body = await request.body()
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        raise CompatError("the body is not valid JSON (UTF-8)") from None
+    try:
+        parsed = CompatRequest.model_validate(payload)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise CompatError(f"{where}: {first['msg']}") from None
+    return await run_in_threadpool(_answer, state, parsed)
+
+
+def _answer(state: ServiceState, request: CompatRequest) -> Response:
     name = request.index if request.index is not None else request.corpus
     if name is None:
         raise CompatError("Missing required field: 'index'")

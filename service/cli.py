@@ -1,0 +1,137 @@
+"""``taskgram serve``: serve one or more indexes over HTTP (uvicorn).
+
+    taskgram serve INDEX_DIR... [--name NAME=DIR] [--host 127.0.0.1] [--port 8000] [--workers N]
+                   [--api-key KEY] [--cors-origin URL] [--time-budget S] [--max-batch N] ...
+
+An ``INDEX_DIR`` is served under its folder name; ``--name NAME=DIR`` chooses the name. Options not given
+on the command line come from ``TASKGRAM_*`` environment variables (see :mod:`service.settings`); API
+keys are better passed as ``TASKGRAM_API_KEYS='["..."]'`` than as arguments (visible to other users in
+the process list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+#: environment variable through which ``--workers N`` passes the settings to each worker process
+SETTINGS_ENV = "TASKGRAM_SERVE_SETTINGS"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve indexes over HTTP",
+        description="Serve taskgram indexes over HTTP: the /v1 API (OpenAPI at /docs) and the "
+        "infini-gram compatible POST /.",
+    )
+    p.add_argument(
+        "index_dirs", nargs="*", metavar="INDEX_DIR", help="index directory, served under its folder name"
+    )
+    p.add_argument("--name", action="append", default=[], metavar="NAME=DIR", help="serve DIR under NAME")
+    p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default 1; each maps the indexes)"
+    )
+    p.add_argument("--api-key", action="append", default=None, metavar="KEY", help="require this bearer key")
+    p.add_argument(
+        "--cors-origin", action="append", default=None, metavar="URL", help="allow this CORS origin"
+    )
+    p.add_argument("--time-budget", type=float, default=None, metavar="S", help="engine seconds per request")
+    p.add_argument("--max-batch", type=int, default=None, metavar="N", help="query items per request")
+    p.add_argument("--max-occurrences", type=int, default=None, metavar="N", help="work budget per phrase")
+    p.add_argument(
+        "--verify-checksums", action="store_true", default=None, help="hash every file at start-up"
+    )
+    p.add_argument(
+        "--no-warmup", dest="warmup", action="store_false", default=None, help="skip kernel warm-up"
+    )
+    p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    p.add_argument("--log-format", default=None, choices=["json", "text"])
+    p.set_defaults(handler=serve)
+
+
+def _indexes(args: argparse.Namespace) -> dict[str, str]:
+    named: dict[str, str] = {}
+    for directory in args.index_dirs:
+        name = Path(directory).resolve().name
+        if name in named:
+            raise SystemExit(f"taskgram serve: two indexes would be named {name!r}; use --name NAME=DIR")
+        named[name] = directory
+    for item in args.name:
+        name, sep, directory = item.partition("=")
+        if not sep or not name or not directory:
+            raise SystemExit(f"taskgram serve: --name expects NAME=DIR, got {item!r}")
+        if name in named:
+            raise SystemExit(f"taskgram serve: index name {name!r} given twice")
+        named[name] = directory
+    return named
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """Settings from the command line over ``TASKGRAM_*`` variables; exits with the reason if invalid."""
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    values: dict[str, Any] = {}
+    indexes = _indexes(args)
+    if indexes:
+        values["indexes"] = indexes
+    for field, arg in (
+        ("host", "host"),
+        ("port", "port"),
+        ("workers", "workers"),
+        ("api_keys", "api_key"),
+        ("cors_origins", "cors_origin"),
+        ("time_budget_s", "time_budget"),
+        ("max_batch", "max_batch"),
+        ("max_occurrences", "max_occurrences"),
+        ("verify_checksums", "verify_checksums"),
+        ("warmup", "warmup"),
+        ("log_level", "log_level"),
+        ("log_format", "log_format"),
+    ):
+        value = getattr(args, arg)
+        if value is not None:
+            values[field] = value
+    try:
+        settings = Settings(**values)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        raise SystemExit(f"taskgram serve: invalid settings: {problems}") from None
+    if not settings.indexes:
+        raise SystemExit("taskgram serve: no index given (INDEX_DIR, --name NAME=DIR or TASKGRAM_INDEXES)")
+    return settings
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.logging import configure_logging, safe_settings
+
+    settings = settings_from_args(args)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    import logging
+
+    logging.getLogger("taskgram.service").info("starting", extra={"settings": safe_settings(settings)})
+    common = {"host": settings.host, "port": settings.port, "log_config": None, "access_log": False}
+    if settings.workers == 1:
+        from service.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+    else:
+        os.environ[SETTINGS_ENV] = json.dumps(settings.model_dump(mode="json"))
+        uvicorn.run("service.app:create_app_from_env", factory=True, workers=settings.workers, **common)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from taskgram.cli import main
+
+    sys.exit(main(["serve", *sys.argv[1:]]))
