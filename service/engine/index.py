@@ -199,7 +199,7 @@ class Index:
         resolver = self._resolver(space)
         parsed = resolver.parse_phrase(text, "text", 0)
         resolver.finish()
-        return list(resolver.ids(parsed[0]))
+        return list(resolver.ids(parsed))
 
     def decode(self, ids: Sequence[int]) -> str:
         if self._tokenizer is None:
@@ -239,7 +239,8 @@ class Index:
         """Exact number of occurrences of each phrase (summed over shards). A phrase never matches across
         a document boundary."""
         resolver = self._resolver(space)
-        parsed = [resolver.parse_phrase(p, f"phrases[{i}]", i)[0] for i, p in enumerate(_batch(phrases, "phrases"))]
+        parse = resolver.parse_phrase
+        parsed = [parse(p, f"phrases[{i}]", i) for i, p in enumerate(_batch(phrases, "phrases"))]
         resolver.finish()
         patterns = [resolver.ids(p) for p in parsed]
         return self._counts(patterns, deadline, "count").tolist()
@@ -340,7 +341,12 @@ class Index:
         self, resolver: PhraseResolver, queries: Sequence[Any], min_phrases: int
     ) -> list[list[list[tuple]]]:
         out = []
+        parse = resolver.parse_spec
         for q, query in enumerate(_batch(queries, "queries")):
+            t = type(query)
+            if (t is list or t is tuple) and len(query) == 2:  # fast path: a pair
+                out.append([parse(query[0], f"queries[{q}][0]", q), parse(query[1], f"queries[{q}][1]", q)])
+                continue
             if isinstance(query, (str, Mapping)) or not isinstance(query, Sequence):
                 raise QueryError(f"queries[{q}]: a query is a list of phrase specs", field=f"queries[{q}]", item=q)
             if len(query) < min_phrases:
@@ -349,7 +355,7 @@ class Index:
                     field=f"queries[{q}]",
                     item=q,
                 )
-            out.append([resolver.parse_spec(s, f"queries[{q}][{j}]", q) for j, s in enumerate(query)])
+            out.append([parse(s, f"queries[{q}][{j}]", q) for j, s in enumerate(query)])
         return out
 
     def cooccurrence(
@@ -365,7 +371,8 @@ class Index:
         resolver = self._resolver(space)
         parsed = self._query_keys(resolver, queries, 2)
         resolver.finish()
-        query_keys = [[resolver.key(p) for p in q] for q in parsed]
+        key = resolver.key
+        query_keys = [[key(p) for p in q] for q in parsed]
         unique, inverse = _dedupe([k for q in query_keys for k in q])
         flat, off = self._doc_sets(unique, deadline, max_occurrences, "cooccurrence")
         q_off = np.zeros(len(query_keys) + 1, dtype=np.int64)
@@ -453,7 +460,7 @@ class Index:
     # Next tokens and probabilities
 
     def _prompts(self, resolver: PhraseResolver, prompts: Sequence[Any], field: str) -> list[tuple]:
-        return [resolver.parse_phrase(p, f"{field}[{i}]", i, allow_empty=True)[0] for i, p in enumerate(prompts)]
+        return [resolver.parse_phrase(p, f"{field}[{i}]", i, allow_empty=True) for i, p in enumerate(prompts)]
 
     def next_token_distribution(
         self,
@@ -528,7 +535,7 @@ class Index:
         for i, item in enumerate(_batch(items, "items")):
             if not isinstance(item, Sequence) or isinstance(item, str) or len(item) != 2:
                 raise QueryError(f"items[{i}]: expected (prompt, next token id)", field=f"items[{i}]", item=i)
-            parsed.append(resolver.parse_phrase(item[0], f"items[{i}][0]", i, allow_empty=True)[0])
+            parsed.append(resolver.parse_phrase(item[0], f"items[{i}][0]", i, allow_empty=True))
             conts.append(self._token_id(item[1], f"items[{i}][1]", i))
         resolver.finish()
         prompts = [resolver.ids(p) for p in parsed]
@@ -557,8 +564,8 @@ class Index:
                 raise QueryError(f"items[{i}]: expected (context, continuation)", field=f"items[{i}]", item=i)
             parsed.append(
                 (
-                    resolver.parse_phrase(item[0], f"items[{i}][0]", i, allow_empty=True)[0],
-                    resolver.parse_phrase(item[1], f"items[{i}][1]", i)[0],
+                    resolver.parse_phrase(item[0], f"items[{i}][0]", i, allow_empty=True),
+                    resolver.parse_phrase(item[1], f"items[{i}][1]", i),
                 )
             )
         resolver.finish()

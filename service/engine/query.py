@@ -61,7 +61,10 @@ def text_forms(text: str, space: str) -> list[str]:
 
 
 class PhraseResolver:
-    """Turns a batch of phrases / specs into token-id tuples with one batched tokenizer call."""
+    """Turns a batch of phrases / specs into token-id tuples with one batched tokenizer call.
+
+    A parsed variant is either a tuple of token ids or an int: the slot of a text form, tokenized in
+    :meth:`finish`. Plain lists/tuples of Python ints take a fast path (the common case of large batches)."""
 
     def __init__(self, tokenize_batch, vocab_size: int, separator: int, space: str) -> None:
         check_space(space)
@@ -70,45 +73,61 @@ class PhraseResolver:
         self.separator = separator
         self.space = space
         self._texts: dict[str, int] = {}
+        self._fields: list[str] = []
         self._encoded: list[Ids] = []
 
-    # A parsed item is a list of variants; each variant is ("ids", tuple) or ("text", text-form index).
-    def _parse_phrase(self, phrase: object, field: str, item: int, allow_empty: bool) -> list[tuple]:
-        if isinstance(phrase, str):
-            if not phrase.strip():
-                if allow_empty and phrase == "":
-                    return [("ids", ())]
-                raise QueryError(f"{field}: empty phrase", field=field, item=item)
-            out = []
-            for form in text_forms(phrase, self.space):
-                slot = self._texts.setdefault(form, len(self._texts))
-                out.append(("text", slot, field))
-            return out
-        if isinstance(phrase, np.ndarray):
-            if phrase.ndim != 1 or not np.issubdtype(phrase.dtype, np.integer):
-                raise QueryError(f"{field}: token ids must be a 1-d integer array", field=field, item=item)
-            ids = tuple(int(x) for x in phrase)
-        elif isinstance(phrase, Sequence) and all(_is_int(x) for x in phrase):
-            ids = tuple(int(x) for x in phrase)
-        else:
+    def _check_ids(self, ids: Ids, field: str, item: int, allow_empty: bool) -> Ids:
+        if not ids:
+            if allow_empty:
+                return ids
+            raise QueryError(f"{field}: empty phrase", field=field, item=item)
+        if min(ids) < 0 or max(ids) >= self.vocab_size or self.separator in ids:
+            bad = next(t for t in ids if not 0 <= t < self.vocab_size or t == self.separator)
             raise QueryError(
-                f"{field}: a phrase is a string or a list of token ids, not {type(phrase).__name__}",
+                f"{field}: token id {bad} is out of range (vocabulary of {self.vocab_size}, "
+                f"separator {self.separator} not allowed)",
                 field=field,
                 item=item,
             )
-        if not ids and not allow_empty:
-            raise QueryError(f"{field}: empty phrase", field=field, item=item)
-        for tid in ids:
-            if not 0 <= tid < self.vocab_size or tid == self.separator:
-                raise QueryError(
-                    f"{field}: token id {tid} is out of range (vocabulary of {self.vocab_size}, "
-                    f"separator {self.separator} not allowed)",
-                    field=field,
-                    item=item,
-                )
-        return [("ids", ids)]
+        return ids
 
-    def parse_phrase(self, phrase: object, field: str, item: int, *, allow_empty: bool = False) -> list[tuple]:
+    def _text(self, text: str, field: str, item: int, allow_empty: bool) -> list:
+        if not text.strip():
+            if allow_empty and text == "":
+                return [()]
+            raise QueryError(f"{field}: empty phrase", field=field, item=item)
+        out = []
+        for form in text_forms(text, self.space):
+            slot = self._texts.get(form)
+            if slot is None:
+                slot = self._texts[form] = len(self._fields)
+                self._fields.append(field)
+            out.append(slot)
+        return out
+
+    def _parse_phrase(self, phrase: object, field: str, item: int, allow_empty: bool) -> list:
+        t = type(phrase)
+        if t is tuple or t is list:
+            ids = tuple(phrase)  # type: ignore[arg-type]
+            if all(type(x) is int for x in ids):
+                return [self._check_ids(ids, field, item, allow_empty)]
+        if t is str:
+            return self._text(phrase, field, item, allow_empty)  # type: ignore[arg-type]
+        if isinstance(phrase, str):
+            return self._text(str(phrase), field, item, allow_empty)
+        if isinstance(phrase, np.ndarray):
+            if phrase.ndim != 1 or not np.issubdtype(phrase.dtype, np.integer):
+                raise QueryError(f"{field}: token ids must be a 1-d integer array", field=field, item=item)
+            return [self._check_ids(tuple(int(x) for x in phrase), field, item, allow_empty)]
+        if isinstance(phrase, Sequence) and all(_is_int(x) for x in phrase):
+            return [self._check_ids(tuple(int(x) for x in phrase), field, item, allow_empty)]
+        raise QueryError(
+            f"{field}: a phrase is a string or a list of token ids, not {type(phrase).__name__}",
+            field=field,
+            item=item,
+        )
+
+    def parse_phrase(self, phrase: object, field: str, item: int, *, allow_empty: bool = False) -> Ids | int:
         """A single phrase (no OR); under space="both" a text phrase is refused."""
         parsed = self._parse_phrase(phrase, field, item, allow_empty)
         if len(parsed) != 1:
@@ -117,10 +136,15 @@ class PhraseResolver:
                 field=field,
                 item=item,
             )
-        return parsed
+        return parsed[0]
 
-    def parse_spec(self, spec: object, field: str, item: int) -> list[tuple]:
+    def parse_spec(self, spec: object, field: str, item: int) -> list:
         """A phrase or an OR of variants (list of phrases, or {"any": [...]})."""
+        t = type(spec)
+        if t is str:
+            return self._text(spec, field, item, False)  # type: ignore[arg-type]
+        if (t is list or t is tuple) and spec and type(spec[0]) is int:  # type: ignore[index]
+            return self._parse_phrase(spec, field, item, False)
         if isinstance(spec, Mapping):
             if set(spec) != {"any"}:
                 raise QueryError(f"{field}: an OR of variants is {{\"any\": [...]}}", field=field, item=item)
@@ -133,7 +157,7 @@ class PhraseResolver:
             return self._parse_phrase(spec, field, item, False)
         if len(variants) == 0:
             raise QueryError(f"{field}: empty list of variants", field=field, item=item)
-        out: list[tuple] = []
+        out: list = []
         for v, variant in enumerate(variants):
             if isinstance(variant, Mapping) or (
                 isinstance(variant, Sequence) and not isinstance(variant, str) and variant
@@ -148,16 +172,19 @@ class PhraseResolver:
         texts = list(self._texts)
         self._encoded = [tuple(int(t) for t in ids) for ids in self._tokenize_batch(texts)] if texts else []
 
-    def ids(self, variant: tuple) -> Ids:
-        if variant[0] == "ids":
-            return variant[1]
-        ids = self._encoded[variant[1]]
+    def ids(self, variant: Ids | int) -> Ids:
+        if type(variant) is tuple:
+            return variant
+        ids = self._encoded[variant]  # type: ignore[index]
         if not ids:
-            raise QueryError(f"{variant[2]}: the text has no tokens", field=variant[2])
+            field = self._fields[variant]  # type: ignore[index]
+            raise QueryError(f"{field}: the text has no tokens", field=field)
         return ids
 
-    def key(self, parsed: list[tuple]) -> SpecKey:
+    def key(self, parsed: list) -> SpecKey:
         """Canonical key of a spec: its distinct variants, sorted."""
+        if len(parsed) == 1:
+            return (self.ids(parsed[0]),)
         return tuple(sorted({self.ids(v) for v in parsed}))
 
 
