@@ -92,8 +92,8 @@ class PhraseResolver:
         return ids
 
     def _text(self, text: str, field: str, item: int, allow_empty: bool) -> list:
-        if not text.strip():
-            if allow_empty and text == "":
+        if text == "":
+            if allow_empty:
                 return [()]
             raise QueryError(f"{field}: empty phrase", field=field, item=item)
         out = []
