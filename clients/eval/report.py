@@ -1,0 +1,135 @@
+"""Tables (CSV), the JSON report and the figures of an evaluation run.
+
+Memorization (Definition 3) is computed over Φ = the task-gram pairs (nonzero count) of the sampled
+examples, one item per pair, as the paper defines it: ρ between log P_taskgram(s^y|s^x) and
+log P_LLM(s^y | u ⊕ x ⊕ y[:m]). Items whose s^y could not be located in y (for the LLM) or whose
+∞-gram probability is 0 are left out and counted in the table. Per-example performance (Fig. 3): MMLU
+accuracy (the gold option has the highest summed log-probability of the four), otherwise the mean
+log-probability per token of the reference output y under the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clients.eval.metrics import correlate, performance_bins
+
+if TYPE_CHECKING:
+    from clients.eval.pipeline import Run
+    from clients.eval.taskgram_lm import TaskgramPair
+    from clients.eval.tasks import Example
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def example_metric(task: str, rec: dict[str, Any] | None) -> tuple[str, float | None]:
+    """(metric name, value) of one example under one model."""
+    if task.startswith("mmlu"):
+        if rec is None or rec["y"] is None or any(v is None for v in rec["choices"].values()):
+            return "accuracy", None
+        gold = rec["y"][0]
+        return "accuracy", float(all(gold > v for v in rec["choices"].values()))
+    if rec is None or rec["y"] is None or rec["y"][1] == 0:
+        return "y_logprob_per_token", None
+    return "y_logprob_per_token", rec["y"][0] / rec["y"][1]
+
+
+def write_report(run: Run, examples: dict[str, list[Example]], taskgram: dict[tuple[str, int], list[TaskgramPair]],
+                 llm_results: dict[str, dict], inf: dict | None) -> dict[str, Any]:
+    from clients.eval.plots import plot_memorization, plot_performance, plot_scatter
+
+    cfg = run.cfg
+    tables = run.run_dir / "tables"
+    models = list(llm_results)
+    mem_rows: list[list[Any]] = []
+    perf_rows: list[list[Any]] = []
+    scatter: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
+    for (task, n), pairs in taskgram.items():
+        name = f"{n}\t"
+        rows = []
+        for p in pairs:
+            row: list[Any] = [p.example_id, p.sx, p.sy, p.cosine, p.pair_count, p.sx_count, p.log_prob]
+            for m in models:
+                rec = llm_results[m]["scores"].get(task, {}).get(p.example_id)
+                sc = rec["sy"].get(name + p.sy) if rec else None
+                row.append(sc[0] if sc else None)
+            row.append(inf.get(task, {}).get(p.example_id, {}).get(name + p.sy) if inf else None)
+            rows.append(row)
+        _write_csv(tables / f"taskgram-{task}-n{n}.csv",
+                   ["example_id", "sx", "sy", "cosine", "pair_count", "sx_count", "log_p_taskgram"]
+                   + [f"log_p_llm[{m}]" for m in models] + ["log_p_infgram"], rows)
+        for k, m in enumerate(models):
+            col = 7 + k
+            have = [r for r in rows if r[col] is not None]
+            c = correlate([r[6] for r in have], [r[col] for r in have])
+            mem_rows.append([task, n, m, "taskgram", len(rows), len(rows) - len(have), c.n_items,
+                             c.spearman_rho, c.spearman_p, c.kendall_tau, c.kendall_p, c.kendall_distance, c.note])
+            if k == 0:
+                scatter[(task, n)] = ([r[6] for r in have], [r[col] for r in have])
+            if inf is not None:
+                have_inf = [r for r in have if r[-1] is not None]
+                ci = correlate([r[-1] for r in have_inf], [r[col] for r in have_inf])
+                mem_rows.append([task, n, m, "infgram", len(rows), len(rows) - len(have_inf), ci.n_items,
+                                 ci.spearman_rho, ci.spearman_p, ci.kendall_tau, ci.kendall_p,
+                                 ci.kendall_distance, ci.note])
+        # performance vs pair-count bins (Eq. 4 / Fig. 3)
+        sums: dict[str, int] = {e.id: 0 for e in examples[task]}
+        for p in pairs:
+            sums[p.example_id] += p.pair_count
+        for m in models:
+            scores = llm_results[m]["scores"].get(task, {})
+            vals = [(sums[e.id], example_metric(task, scores.get(e.id))) for e in examples[task]]
+            metric_name = vals[0][1][0] if vals else ""
+            ok = [(c, v[1]) for c, v in vals if v[1] is not None and math.isfinite(v[1])]
+            for b in performance_bins([c for c, _ in ok], [v for _, v in ok], n_bins=cfg.perf_bins):
+                perf_rows.append([task, n, m, metric_name, b.lo, b.hi, b.n_examples, b.mean_metric])
+    mem_header = ["task", "n", "model", "scorer", "pairs", "dropped", "items", "spearman_rho", "spearman_p",
+                  "kendall_tau", "kendall_p", "kendall_distance", "note"]
+    perf_header = ["task", "n", "model", "metric", "bin_lo", "bin_hi", "examples", "mean_metric"]
+    _write_csv(tables / "memorization.csv", mem_header, mem_rows)
+    _write_csv(tables / "performance.csv", perf_header, perf_rows)
+    overall: dict[str, dict[str, Any]] = {}
+    for m in models:
+        per_task = {}
+        for task, exs in examples.items():
+            scores = llm_results[m]["scores"].get(task, {})
+            vals = [example_metric(task, scores.get(e.id)) for e in exs]
+            got = [v for _, v in vals if v is not None]
+            per_task[task] = {"metric": vals[0][0] if vals else None, "examples": len(got),
+                              "mean": sum(got) / len(got) if got else None}
+        overall[m] = per_task
+    figures = []
+    if mem_rows:
+        figures.append(str(plot_memorization(mem_rows, mem_header, run.run_dir / "figures" / "memorization.png")))
+    if perf_rows:
+        figures.append(str(plot_performance(perf_rows, perf_header, run.run_dir / "figures" / "performance.png")))
+    if scatter:
+        figures.append(str(plot_scatter(scatter, models[0] if models else "",
+                                        run.run_dir / "figures" / "taskgram-vs-llm.png")))
+    not_located = {m: sum(len(r["not_located"]) for t in llm_results[m]["scores"].values() for r in t.values())
+                   for m in models}
+    return {
+        "config": cfg.to_json(),
+        "index": run.index_identity,
+        "models": {m: llm_results[m]["name"] for m in models},
+        "requested_models": list(cfg.models),
+        "stats": run.stats,
+        "sy_not_located": not_located,
+        "performance": overall,
+        "memorization": [dict(zip(mem_header, r, strict=True)) for r in mem_rows],
+        "figures": figures,
+        "timings": dict(run.timings),
+        "errors": list(run.errors),
+        "ok": not run.errors,
+    }

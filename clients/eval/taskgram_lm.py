@@ -1,0 +1,57 @@
+"""The task-gram language model (Definition 2, Eq. 1): P(s^y | s^x) = C((s^x, s^y)) / C(s^x).
+
+Both counts are document counts over the same index with the same phrase variants, so the ratio is a
+conditional probability (<= 1). As in the paper, pairs with a zero co-occurrence count are not part of
+the model; they are counted and reported, not silently lost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+class InconsistentCounts(RuntimeError):
+    """C(pair) > C(s^x): the backend's counts contradict each other."""
+
+
+@dataclass(frozen=True)
+class TaskgramPair:
+    task: str
+    n: int
+    example_id: str
+    sx: str
+    sy: str
+    cosine: float
+    pair_count: int
+    sx_count: int
+
+    @property
+    def log_prob(self) -> float:
+        return math.log(self.pair_count / self.sx_count)
+
+
+@dataclass(frozen=True)
+class TaskgramStats:
+    candidates: int       # pairs after the semantic filter
+    zero_count: int       # of those, pairs with C((s^x, s^y)) = 0, dropped
+    kept: int             # H_n(T) pairs with a nonzero count
+
+
+def build_taskgram(pairs: Iterable[tuple[str, int, str, str, str, float]], pair_counts: Mapping[tuple[str, str], int],
+                   phrase_counts: Mapping[str, int]) -> tuple[list[TaskgramPair], TaskgramStats]:
+    """Task-gram pairs with their probabilities; ``pairs`` are (task, n, example_id, sx, sy, cosine)."""
+    kept: list[TaskgramPair] = []
+    total = zero = 0
+    for task, n, ex_id, sx, sy, cos in pairs:
+        total += 1
+        c_pair = pair_counts[(sx, sy)]
+        if c_pair == 0:
+            zero += 1
+            continue
+        c_x = phrase_counts[sx]
+        if c_pair > c_x:
+            raise InconsistentCounts(f"C(({sx!r}, {sy!r})) = {c_pair} > C({sx!r}) = {c_x}")
+        kept.append(TaskgramPair(task, n, ex_id, sx, sy, cos, c_pair, c_x))
+    return kept, TaskgramStats(total, zero, len(kept))
