@@ -23,7 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from indexer.format import IndexFormatError, Manifest, ShardArrays, open_shard, read_manifest, read_metadata, verify_shard
+from indexer.format import (
+    IndexFormatError,
+    Manifest,
+    ShardArrays,
+    open_shard,
+    read_manifest,
+    read_metadata,
+    verify_shard,
+)
 from service.engine import kernels as K
 from service.engine.docsets import DocSetCache
 from service.engine.errors import BudgetExceeded, EngineError, IndexUnavailable, QueryError
@@ -74,6 +82,22 @@ class _Shard:
         sa = _plain(arrays.suffix_array)
         self.sa = sa.view(np.int64) if sa.dtype == np.uint64 else sa
         self.doc_offsets = _plain(arrays.doc_offsets, np.int64)
+        self.bucket_shift, self.bucket_table = _bucket_table(self.doc_offsets)
+
+
+def _bucket_table(doc_offsets: np.ndarray) -> tuple[np.int64, np.ndarray]:
+    """Position -> document lookup table (see ``kernels._doc_of_bucketed``): about two buckets per
+    document on average, at most 2^22 entries; its size follows the number of documents, not tokens."""
+    n_docs = len(doc_offsets) - 1
+    n_positions = int(doc_offsets[-1]) if n_docs else 0
+    if n_docs == 0 or n_positions == 0:
+        return np.int64(0), np.zeros(2, dtype=np.int64)
+    shift = max(0, int(np.floor(np.log2(max(1.0, n_positions / (2 * n_docs))))))
+    while (n_positions >> shift) + 2 > 1 << 22:
+        shift += 1
+    starts = np.minimum(np.arange((n_positions >> shift) + 2, dtype=np.int64) << shift, n_positions - 1)
+    table = np.searchsorted(doc_offsets, starts, side="right").astype(np.int64) - 1
+    return np.int64(shift), table
 
 
 class Index:
@@ -235,7 +259,9 @@ class Index:
         _check_deadline(deadline, what)
         return out
 
-    def count(self, phrases: Sequence[Phrase], *, deadline: float | None = None, space: str | None = None) -> list[int]:
+    def count(
+        self, phrases: Sequence[Phrase], *, deadline: float | None = None, space: str | None = None
+    ) -> list[int]:
         """Exact number of occurrences of each phrase (summed over shards). A phrase never matches across
         a document boundary."""
         resolver = self._resolver(space)
@@ -245,7 +271,9 @@ class Index:
         patterns = [resolver.ids(p) for p in parsed]
         return self._counts(patterns, deadline, "count").tolist()
 
-    def exists(self, phrases: Sequence[Phrase], *, deadline: float | None = None, space: str | None = None) -> list[bool]:
+    def exists(
+        self, phrases: Sequence[Phrase], *, deadline: float | None = None, space: str | None = None
+    ) -> list[bool]:
         """Whether each phrase occurs at least once."""
         return [c > 0 for c in self.count(phrases, deadline=deadline, space=space)]
 
@@ -290,8 +318,10 @@ class Index:
                     kind="work",
                 )
             per_shard = []
-            for shard, (lo, hi) in zip(self._shards, ranges):
-                flat, off = K._doc_sets(shard.sa, shard.doc_offsets, lo, hi, spec_off)
+            for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
+                flat, off = K._doc_sets(
+                    shard.sa, shard.doc_offsets, shard.bucket_table, shard.bucket_shift, lo, hi, spec_off
+                )
                 if shard.doc_base:
                     flat += shard.doc_base
                 per_shard.append((flat, off))
@@ -348,7 +378,9 @@ class Index:
                 out.append([parse(query[0], f"queries[{q}][0]", q), parse(query[1], f"queries[{q}][1]", q)])
                 continue
             if isinstance(query, (str, Mapping)) or not isinstance(query, Sequence):
-                raise QueryError(f"queries[{q}]: a query is a list of phrase specs", field=f"queries[{q}]", item=q)
+                raise QueryError(
+                    f"queries[{q}]: a query is a list of phrase specs", field=f"queries[{q}]", item=q
+                )
             if len(query) < min_phrases:
                 raise QueryError(
                     f"queries[{q}]: needs at least {min_phrases} phrases, got {len(query)}",
@@ -445,13 +477,25 @@ class Index:
                     kind="work",
                 )
             anchors = np.array(
-                [query_off[q] + int(np.argmin(occ[query_off[q] : query_off[q + 1]])) for q in range(len(chunk))],
+                [
+                    query_off[q] + int(np.argmin(occ[query_off[q] : query_off[q + 1]]))
+                    for q in range(len(chunk))
+                ],
                 dtype=np.int64,
             )
-            for shard, (lo, hi) in zip(self._shards, ranges):
+            for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
                 if shard.n_tokens:
                     out[a:b] += K._windowed_counts(
-                        shard.sa, shard.doc_offsets, lo, hi, clause_off, query_off, anchors, np.int64(window)
+                        shard.sa,
+                        shard.doc_offsets,
+                        shard.bucket_table,
+                        shard.bucket_shift,
+                        lo,
+                        hi,
+                        clause_off,
+                        query_off,
+                        anchors,
+                        np.int64(window),
                     )
         _check_deadline(deadline, "windowed_cooccurrence")
         return out.tolist()
@@ -472,7 +516,9 @@ class Index:
     ) -> list[NextTokenDistribution]:
         """Exact distribution of the token following each prompt (an empty prompt gives unigram counts).
         Each distinct next token costs a galloping search over the prompt's SA range, never a scan."""
-        if top_k is not None and (not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1):
+        if top_k is not None and (
+            not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1
+        ):
             raise QueryError(f"top_k must be a positive integer or None, not {top_k!r}", field="top_k")
         resolver = self._resolver(space)
         parsed = self._prompts(resolver, _batch(prompts, "prompts"), "prompts")
@@ -487,7 +533,7 @@ class Index:
                 ids_parts, cnt_parts = [], []
                 total = 0
                 ends = 0
-                for shard, (lo, hi) in zip(self._shards, ranges):
+                for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
                     total += int(hi[j] - lo[j])
                     if hi[j] > lo[j]:
                         ids, cnt, e = K._next_tokens(shard.tokens, shard.sa, lo[j], hi[j], m, self.separator)
@@ -514,9 +560,11 @@ class Index:
         names = self._token_strings(ids.tolist())
         tokens = [
             TokenProb(token_id=int(t), token=name, count=int(c), prob=int(c) / total)
-            for t, c, name in zip(ids, cnt, names)
+            for t, c, name in zip(ids, cnt, names, strict=True)
         ]
-        return NextTokenDistribution(prompt_count=total, tokens=tokens, n_distinct=n_distinct, ends_of_document=ends)
+        return NextTokenDistribution(
+            prompt_count=total, tokens=tokens, n_distinct=n_distinct, ends_of_document=ends
+        )
 
     def _token_id(self, tid: Any, field: str, item: int) -> int:
         if not isinstance(tid, (int, np.integer)) or isinstance(tid, bool):
@@ -539,7 +587,8 @@ class Index:
             conts.append(self._token_id(item[1], f"items[{i}][1]", i))
         resolver.finish()
         prompts = [resolver.ids(p) for p in parsed]
-        counts = self._counts(prompts + [p + (c,) for p, c in zip(prompts, conts)], deadline, "prob")
+        extended = [p + (c,) for p, c in zip(prompts, conts, strict=True)]
+        counts = self._counts(prompts + extended, deadline, "prob")
         n = len(prompts)
         return [
             ProbResult(
@@ -551,7 +600,11 @@ class Index:
         ]
 
     def infgram_prob(
-        self, items: Sequence[tuple[Phrase, Phrase]], *, deadline: float | None = None, space: str | None = None
+        self,
+        items: Sequence[tuple[Phrase, Phrase]],
+        *,
+        deadline: float | None = None,
+        space: str | None = None,
     ) -> list[InfgramResult]:
         """∞-gram probability of each token of a continuation given the context and the continuation's
         earlier tokens: the longest suffix of that context with a nonzero count (found by binary search on
@@ -586,12 +639,14 @@ class Index:
             if not len(active):
                 break
             mid = (lo[active] + hi[active] + 1) // 2
-            pats = [tuple(jobs[j][0][len(jobs[j][0]) - m :].tolist()) for j, m in zip(active, mid)]
+            pats = [_tail(jobs[j][0], m) for j, m in zip(active, mid, strict=True)]
             found = self._counts(pats, deadline, "infgram_prob") > 0
             lo[active[found]] = mid[found]
             hi[active[~found]] = mid[~found] - 1
         suffixes = [tuple(jobs[j][0][len(jobs[j][0]) - int(lo[j]) :].tolist()) for j in range(len(jobs))]
-        counts = self._counts(suffixes + [s + (jobs[j][1],) for j, s in enumerate(suffixes)], deadline, "infgram_prob")
+        counts = self._counts(
+            suffixes + [s + (jobs[j][1],) for j, s in enumerate(suffixes)], deadline, "infgram_prob"
+        )
         n = len(jobs)
         names = self._token_strings([t for _, t in jobs])
         results = []
@@ -694,7 +749,11 @@ class Index:
 
     def document(self, doc_id: int, *, max_tokens: int | None = None) -> Document:
         """Document ``doc_id`` (global id): metadata, token ids and text (first ``max_tokens`` tokens)."""
-        if not isinstance(doc_id, (int, np.integer)) or isinstance(doc_id, bool) or not 0 <= doc_id < self.n_docs:
+        if (
+            not isinstance(doc_id, (int, np.integer))
+            or isinstance(doc_id, bool)
+            or not 0 <= doc_id < self.n_docs
+        ):
             raise QueryError(f"doc_id {doc_id!r} is out of range (0..{self.n_docs - 1})", field="doc_id")
         if max_tokens is not None and (not isinstance(max_tokens, (int, np.integer)) or max_tokens < 0):
             raise QueryError(f"max_tokens must be an integer >= 0, not {max_tokens!r}", field="max_tokens")
@@ -752,11 +811,19 @@ class Index:
         self.documents([probe], limit=1, window=1)
 
     def cache_info(self) -> dict[str, int]:
-        return {"entries": len(self._cache), "bytes": self._cache.nbytes, "hits": self._cache.hits,
-                "misses": self._cache.misses}
+        return {
+            "entries": len(self._cache),
+            "bytes": self._cache.nbytes,
+            "hits": self._cache.hits,
+            "misses": self._cache.misses,
+        }
 
     def __repr__(self) -> str:
         return f"Index({self.name!r}, {self.n_tokens} tokens, {self.n_docs} docs, {len(self._shards)} shards)"
+
+
+def _tail(tokens: np.ndarray, length: int) -> Ids:
+    return tuple(tokens[len(tokens) - length :].tolist())
 
 
 def _batch(items: Any, field: str) -> Sequence[Any]:
@@ -792,7 +859,9 @@ class IndexSet(Mapping[str, Index]):
     """Name -> Index. :meth:`open` opens several index directories, keeps the ones that open and records
     why the others were refused (``failures``)."""
 
-    def __init__(self, indexes: Mapping[str, Index] | None = None, failures: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, indexes: Mapping[str, Index] | None = None, failures: Mapping[str, str] | None = None
+    ) -> None:
         self._indexes: dict[str, Index] = dict(indexes or {})
         self.failures: dict[str, str] = dict(failures or {})
 

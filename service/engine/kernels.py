@@ -109,7 +109,23 @@ def _doc_of(doc_offsets, pos):
 
 
 @njit(cache=True, nogil=True)
-def _doc_sets(sa, doc_offsets, lo, hi, spec_offsets):
+def _doc_of_bucketed(doc_offsets, table, shift, pos):
+    """``_doc_of`` through a bucket table: ``table[b]`` = the document holding position ``b << shift``, so
+    the answer lies in ``[table[b], table[b + 1]]`` — usually one document, no search at all."""
+    b = pos >> shift
+    a = table[b]
+    z = table[b + 1]
+    while a < z:
+        m = (a + z + 1) >> 1
+        if doc_offsets[m] <= pos:
+            a = m
+        else:
+            z = m - 1
+    return a
+
+
+@njit(cache=True, nogil=True)
+def _doc_sets(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
     """Sorted distinct local doc ids of every spec; spec j is the union of the SA ranges
     ``lo[v]:hi[v]`` for v in ``spec_offsets[j]:spec_offsets[j + 1]`` (OR of variants, no double count).
 
@@ -128,7 +144,7 @@ def _doc_sets(sa, doc_offsets, lo, hi, spec_offsets):
         start = used
         for v in range(spec_offsets[j], spec_offsets[j + 1]):
             for r in range(lo[v], hi[v]):
-                d = _doc_of(doc_offsets, np.int64(sa[r]))
+                d = _doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))
                 if stamp[d] != tag:
                     stamp[d] = tag
                     if used == cap:
@@ -344,7 +360,7 @@ def _sorted_unique_positions(sa, lo, hi, v0, v1):
 
 
 @njit(cache=True, nogil=True)
-def _windowed_counts(sa, doc_offsets, lo, hi, clause_off, query_off, anchors, window):
+def _windowed_counts(sa, doc_offsets, table, shift, lo, hi, clause_off, query_off, anchors, window):
     """For each query (clauses ``query_off[q]:query_off[q + 1]``, clause c = OR of the variant ranges
     ``clause_off[c]:clause_off[c + 1]``): the number of distinct occurrences of the anchor clause
     (``anchors[q]``, absolute clause index) such that every other clause has an occurrence starting at
@@ -366,7 +382,7 @@ def _windowed_counts(sa, doc_offsets, lo, hi, clause_off, query_off, anchors, wi
         count = 0
         for i in range(anchor.shape[0]):
             p = anchor[i]
-            d = _doc_of(doc_offsets, p)
+            d = _doc_of_bucketed(doc_offsets, table, shift, p)
             first = max(p - window, doc_offsets[d])
             last = min(p + window, doc_offsets[d + 1] - 2)  # doc_offsets[d+1]-1 is the separator
             ok = True

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 
 from service.engine.errors import QueryError
 
-Phrase = Union[str, Sequence[int]]
-PhraseSpec = Union[Phrase, Sequence[Phrase], Mapping[str, Sequence[Phrase]]]
+Phrase = str | Sequence[int]
+PhraseSpec = Phrase | Sequence[Phrase] | Mapping[str, Sequence[Phrase]]
 SpacePolicy = Literal["auto", "exact", "both"]
 SPACE_POLICIES: tuple[str, ...] = ("auto", "exact", "both")
 
@@ -147,7 +147,7 @@ class PhraseResolver:
             return self._parse_phrase(spec, field, item, False)
         if isinstance(spec, Mapping):
             if set(spec) != {"any"}:
-                raise QueryError(f"{field}: an OR of variants is {{\"any\": [...]}}", field=field, item=item)
+                raise QueryError(f'{field}: an OR of variants is {{"any": [...]}}', field=field, item=item)
             variants = spec["any"]
             if isinstance(variants, (str, bytes)) or not isinstance(variants, Sequence):
                 raise QueryError(f"{field}.any: must be a list of phrases", field=field, item=item)
@@ -160,7 +160,9 @@ class PhraseResolver:
         out: list = []
         for v, variant in enumerate(variants):
             if isinstance(variant, Mapping) or (
-                isinstance(variant, Sequence) and not isinstance(variant, str) and variant
+                isinstance(variant, Sequence)
+                and not isinstance(variant, str)
+                and variant
                 and not all(_is_int(x) for x in variant)
             ):
                 raise QueryError(f"{field}[{v}]: variants cannot be nested", field=field, item=item)

@@ -26,7 +26,12 @@ spec_st = st.one_of(phrase_st, st.lists(phrase_st, min_size=1, max_size=3))
 def occurrences(docs, pat):
     """(doc, start) of every occurrence of ``pat``."""
     m = len(pat)
-    return [(d, i) for d, doc in enumerate(docs) for i in range(len(doc) - m + 1) if tuple(doc[i : i + m]) == tuple(pat)]
+    return [
+        (d, i)
+        for d, doc in enumerate(docs)
+        for i in range(len(doc) - m + 1)
+        if tuple(doc[i : i + m]) == tuple(pat)
+    ]
 
 
 def variants(spec):
@@ -64,7 +69,7 @@ def _index_root(tmp_path_factory: pytest.TempPathFactory):
 def open_index(docs, shard_cut, dtype) -> Index:
     root = Path(tempfile.mkdtemp(dir=_BASE[-1])) / "index"
     cuts = sorted({min(c, len(docs)) for c in shard_cut})
-    sizes = [b - a for a, b in zip([0] + cuts, cuts + [len(docs)])]
+    sizes = [b - a for a, b in zip([0] + cuts, cuts + [len(docs)], strict=True)]
     return Index.open(write_index(root, docs, token_dtype=dtype, shard_docs=sizes, vocab_size=VOCAB))
 
 
@@ -82,7 +87,12 @@ def test_count_and_doc_freq(docs, cut, dtype, pats) -> None:
 
 
 @common
-@given(docs=docs_st, cut=split_st, dtype=dtype_st, queries=st.lists(st.lists(spec_st, min_size=2, max_size=4), min_size=1, max_size=8))
+@given(
+    docs=docs_st,
+    cut=split_st,
+    dtype=dtype_st,
+    queries=st.lists(st.lists(spec_st, min_size=2, max_size=4), min_size=1, max_size=8),
+)
 def test_cooccurrence_with_or_variants(docs, cut, dtype, queries) -> None:
     ix = open_index(docs, cut, dtype)
     expected = [len(set.intersection(*[spec_docs(docs, s) for s in q])) for q in queries]
@@ -105,12 +115,20 @@ def test_windowed_cooccurrence(docs, cut, queries, window) -> None:
 
 
 @common
-@given(docs=docs_st, cut=split_st, prompts=st.lists(st.lists(st.integers(0, VOCAB - 1), max_size=3), min_size=1, max_size=6))
+@given(
+    docs=docs_st,
+    cut=split_st,
+    prompts=st.lists(st.lists(st.integers(0, VOCAB - 1), max_size=3), min_size=1, max_size=6),
+)
 def test_next_token_distribution_and_prob(docs, cut, prompts) -> None:
     ix = open_index(docs, cut, "uint32")
     n_tokens = sum(len(d) for d in docs)
-    for prompt, dist in zip(prompts, ix.next_token_distribution(prompts)):
-        occ = occurrences(docs, prompt) if prompt else [(d, i) for d, doc in enumerate(docs) for i in range(len(doc))]
+    for prompt, dist in zip(prompts, ix.next_token_distribution(prompts), strict=True):
+        occ = (
+            occurrences(docs, prompt)
+            if prompt
+            else [(d, i) for d, doc in enumerate(docs) for i in range(len(doc))]
+        )
         m = len(prompt)
         nxt = [docs[d][i + m] for d, i in occ if i + m < len(docs[d])]
         assert dist.prompt_count == len(occ) and dist.ends_of_document == len(occ) - len(nxt)
@@ -118,7 +136,7 @@ def test_next_token_distribution_and_prob(docs, cut, prompts) -> None:
         assert [(t.token_id, t.count) for t in dist.tokens] == expected
         assert all(t.prob == t.count / len(occ) for t in dist.tokens)
     items = [(p, t) for p in prompts for t in range(VOCAB)]
-    for (p, t), r in zip(items, ix.prob(items)):
+    for (p, t), r in zip(items, ix.prob(items), strict=True):
         pc = len(occurrences(docs, p)) if p else n_tokens
         cc = len(occurrences(docs, tuple(p) + (t,)))
         assert (r.prompt_count, r.cont_count) == (pc, cc)
@@ -130,7 +148,10 @@ def test_next_token_distribution_and_prob(docs, cut, prompts) -> None:
     docs=docs_st,
     cut=split_st,
     items=st.lists(
-        st.tuples(st.lists(st.integers(0, VOCAB - 1), max_size=6), st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=4)),
+        st.tuples(
+            st.lists(st.integers(0, VOCAB - 1), max_size=6),
+            st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=4),
+        ),
         min_size=1,
         max_size=5,
     ),
@@ -138,7 +159,7 @@ def test_next_token_distribution_and_prob(docs, cut, prompts) -> None:
 def test_infgram_prob(docs, cut, items) -> None:
     ix = open_index(docs, cut, "uint16")
     n_tokens = sum(len(d) for d in docs)
-    for (ctx, cont), res in zip(items, ix.infgram_prob(items)):
+    for (ctx, cont), res in zip(items, ix.infgram_prob(items), strict=True):
         full = list(ctx) + list(cont)
         log_prob = 0.0
         for k, tok in enumerate(res.tokens):
@@ -161,7 +182,13 @@ def test_infgram_prob(docs, cut, items) -> None:
 
 
 @common
-@given(docs=docs_st, cut=split_st, specs=st.lists(spec_st, min_size=1, max_size=3), offset=st.integers(0, 4), limit=st.integers(0, 5))
+@given(
+    docs=docs_st,
+    cut=split_st,
+    specs=st.lists(spec_st, min_size=1, max_size=3),
+    offset=st.integers(0, 4),
+    limit=st.integers(0, 5),
+)
 def test_documents(docs, cut, specs, offset, limit) -> None:
     ix = open_index(docs, cut, "uint16")
     query = [list(map(list, variants(s))) for s in specs]

@@ -52,7 +52,9 @@ def write_index(
     if metadata is None:
         metadata = [{"doc": i} for i in range(len(docs))]
     if vocab_size is None:
-        vocab_size = tokenizer.vocab_size if tokenizer is not None else max([1] + [t + 1 for d in docs for t in d])
+        vocab_size = (
+            tokenizer.vocab_size if tokenizer is not None else max([1] + [t + 1 for d in docs for t in d])
+        )
     shards = []
     first = 0
     for number, n in enumerate(shard_docs):
@@ -76,10 +78,22 @@ def write_index(
         write_metadata(meta, sdir / METADATA_FILE, sdir / METADATA_OFFSETS_FILE)
         files = {
             name: file_info(sdir / name)
-            for name in (TOKENS_FILE, DOC_OFFSETS_FILE, SUFFIX_ARRAY_FILE, METADATA_FILE, METADATA_OFFSETS_FILE)
+            for name in (
+                TOKENS_FILE,
+                DOC_OFFSETS_FILE,
+                SUFFIX_ARRAY_FILE,
+                METADATA_FILE,
+                METADATA_OFFSETS_FILE,
+            )
         }
         shards.append(
-            ShardInfo(name=shard_dir_name(number), n_tokens=n_tokens, n_docs=len(part), suffix_dtype=sdt, files=files)
+            ShardInfo(
+                name=shard_dir_name(number),
+                n_tokens=n_tokens,
+                n_docs=len(part),
+                suffix_dtype=sdt,
+                files=files,
+            )
         )
     if tokenizer is not None:
         sha = tokenizer.save(root)

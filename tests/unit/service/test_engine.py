@@ -33,7 +33,15 @@ def naive_count(docs, pat):
 
 
 def test_counts_by_hand(index: Index) -> None:
-    assert index.count([[1, 2], [3], [3, 3], [2, 3, 1], [1], [9], [1, 2, 3, 1, 2, 3]]) == [4, 4, 1, 1, 5, 0, 0]
+    assert index.count([[1, 2], [3], [3, 3], [2, 3, 1], [1], [9], [1, 2, 3, 1, 2, 3]]) == [
+        4,
+        4,
+        1,
+        1,
+        5,
+        0,
+        0,
+    ]
     assert index.n_tokens == 14 and index.n_docs == 5
 
 
@@ -51,7 +59,12 @@ def test_doc_freq_and_or_variants(index: Index) -> None:
 
 
 def test_cooccurrence_by_hand(index: Index) -> None:
-    assert index.cooccurrence([[[1, 2], [3]], [[2, 1], [3, 3]], [[1], [2], [3]], [[3, 3], [3]]]) == [3, 0, 3, 1]
+    assert index.cooccurrence([[[1, 2], [3]], [[2, 1], [3, 3]], [[1], [2], [3]], [[3, 3], [3]]]) == [
+        3,
+        0,
+        3,
+        1,
+    ]
     assert index.cooccurrence([[{"any": [[2, 1], [3, 3]]}, [1, 2]]]) == [1]
     assert index.cooccurrence([[[9], [1]]]) == [0]
 
@@ -79,7 +92,12 @@ def test_ntd_prob_infgram_by_hand(index: Index) -> None:
     assert [(t.token_id, t.count) for t in u.tokens] == [(1, 5), (2, 5), (3, 4)]
     assert u.prompt_count == 14 and not u.approx
     p = index.prob([([1], 2), ([], 3), ([7], 1), ([3], 3)])
-    assert [(r.prompt_count, r.cont_count, r.prob) for r in p] == [(5, 4, 0.8), (14, 4, 4 / 14), (0, 0, None), (4, 1, 0.25)]
+    assert [(r.prompt_count, r.cont_count, r.prob) for r in p] == [
+        (5, 4, 0.8),
+        (14, 4, 4 / 14),
+        (0, 0, None),
+        (4, 1, 0.25),
+    ]
     (r,) = index.infgram_prob([([9, 1], [2, 3])])
     assert [(t.suffix_len, t.suffix_count, t.cont_count) for t in r.tokens] == [(1, 5, 4), (2, 4, 2)]
     assert r.log_prob == pytest.approx(math.log(0.8 * 0.5))
@@ -136,9 +154,13 @@ def test_multi_shard_and_u32_give_the_same_answers(index_writer) -> None:
     for w in (0, 1, 3):
         assert one.windowed_cooccurrence(qs, w) == many.windowed_cooccurrence(qs, w)
     assert one.next_token_distribution(pats + [[]]) == many.next_token_distribution(pats + [[]])
-    assert one.infgram_prob([(p, q) for p in pats for q in pats]) == many.infgram_prob([(p, q) for p in pats for q in pats])
+    assert one.infgram_prob([(p, q) for p in pats for q in pats]) == many.infgram_prob(
+        [(p, q) for p in pats for q in pats]
+    )
     a, b = one.documents([[1, 2]], limit=10), many.documents([[1, 2]], limit=10)
-    assert [(h.doc_id, h.spans, h.metadata) for h in a.docs] == [(h.doc_id, h.spans, h.metadata) for h in b.docs]
+    assert [(h.doc_id, h.spans, h.metadata) for h in a.docs] == [
+        (h.doc_id, h.spans, h.metadata) for h in b.docs
+    ]
     assert [h.shard for h in b.docs] == [0, 0, 3] and many.document(4).token_ids == [1, 2, 3]
 
 

@@ -54,7 +54,7 @@ def test_leading_space_policy(ix: Index, pythia_tokenizer) -> None:
 
 def test_text_counts_match_brute_force(ix: Index, corpus) -> None:
     counts = ix.count(PHRASES)
-    for text, c in zip(PHRASES, counts):
+    for text, c in zip(PHRASES, counts, strict=True):
         assert c == len(brute_positions(corpus, ix.tokenize(text))), text
     assert counts[0] > 1000 and counts[6] == 0
     exact = ix.count(["Python"], space="exact")[0]
@@ -63,19 +63,19 @@ def test_text_counts_match_brute_force(ix: Index, corpus) -> None:
 
 def test_doc_freq_and_cooccurrence_with_both_forms(ix: Index, corpus) -> None:
     both = ix.doc_freq(PHRASES, space="both")
-    for text, df in zip(PHRASES, both):
+    for text, df in zip(PHRASES, both, strict=True):
         forms = {tuple(ix.tokenize(text)), tuple(ix.tokenize(text, space="exact"))}
         assert df == len(brute_docs(corpus, forms)), text
     pairs = [[a, b] for a in PHRASES[:6] for b in PHRASES[:6] if a < b]
     got = ix.cooccurrence(pairs, space="both")
-    for (a, b), c in zip(pairs, got):
+    for (a, b), c in zip(pairs, got, strict=True):
         fa = {tuple(ix.tokenize(a)), tuple(ix.tokenize(a, space="exact"))}
         fb = {tuple(ix.tokenize(b)), tuple(ix.tokenize(b, space="exact"))}
         assert c == len(brute_docs(corpus, fa) & brute_docs(corpus, fb)), (a, b)
     # the same query with explicit variants gives the same number
-    assert ix.cooccurrence([[{"any": ["the", " the"]}, ["kernel", " kernel"]]], space="exact") == ix.cooccurrence(
-        [["the", "kernel"]], space="both"
-    )
+    assert ix.cooccurrence(
+        [[{"any": ["the", " the"]}, ["kernel", " kernel"]]], space="exact"
+    ) == ix.cooccurrence([["the", "kernel"]], space="both")
 
 
 def test_windowed_matches_brute_force(ix: Index, corpus) -> None:
@@ -84,9 +84,7 @@ def test_windowed_matches_brute_force(ix: Index, corpus) -> None:
     docs = corpus[1]
     anchor, other = (pa, pb) if len(pa) <= len(pb) else (pb, pa)
     for window in (0, 1, 5, 50):
-        expected = sum(
-            bool(np.any((np.abs(other - p) <= window) & (docs[other] == docs[p]))) for p in anchor
-        )
+        expected = sum(bool(np.any((np.abs(other - p) <= window) & (docs[other] == docs[p]))) for p in anchor)
         assert ix.windowed_cooccurrence([["import", "os"]], window) == [expected]
 
 
@@ -98,7 +96,7 @@ def test_ntd_and_infgram_match_brute_force(ix: Index, corpus) -> None:
     nxt = toks[pos]
     nxt = nxt[nxt != ix.separator]
     ids, cnt = np.unique(nxt, return_counts=True)
-    assert {t.token_id: t.count for t in dist.tokens} == dict(zip(ids.tolist(), cnt.tolist()))
+    assert {t.token_id: t.count for t in dist.tokens} == dict(zip(ids.tolist(), cnt.tolist(), strict=True))
     assert dist.tokens[0].token == ix.id_to_token([dist.tokens[0].token_id])[0]
     (r,) = ix.infgram_prob([("The return value of this function is", " the number of bytes")])
     ctx = ix.tokenize("The return value of this function is")
@@ -114,7 +112,9 @@ def test_ntd_and_infgram_match_brute_force(ix: Index, corpus) -> None:
 
 def test_documents_snippets_mark_the_phrases(ix: Index, corpus) -> None:
     res = ix.documents(["import", "os"], limit=3, window=20)
-    assert res.total == len(brute_docs(corpus, [ix.tokenize("import")]) & brute_docs(corpus, [ix.tokenize("os")]))
+    assert res.total == len(
+        brute_docs(corpus, [ix.tokenize("import")]) & brute_docs(corpus, [ix.tokenize("os")])
+    )
     assert res.docs
     for hit in res.docs:
         assert hit.text is not None and isinstance(hit.metadata, dict)
