@@ -72,6 +72,7 @@ _RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
     "message",
     "asctime",
     "request_id",
+    "color_message",  # uvicorn's copy of the message with terminal colour codes
 }
 
 _request_id: ContextVar[str | None] = ContextVar("taskgram_request_id", default=None)

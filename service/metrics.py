@@ -3,9 +3,9 @@ index sizes, and the process (resident memory, CPU, open files).
 
 Three calls wire it into the app::
 
-    metrics = install_metrics(app)                 # in create_app: middleware + GET /metrics
-    metrics.track_index(name, manifest_or_dir)     # in the lifespan, for each index opened
-    record_batch(len(request.queries))             # in a route: how many queries this request carries
+    metrics = install_metrics(app, dependencies=auth)   # in create_app: middleware + GET /metrics
+    metrics.track_index(name, manifest_or_dir)          # in the lifespan, for each index opened
+    record_batch(len(request.queries))                  # in a route: how many queries this request carries
 
 Every metric lives in the ``Metrics`` object's own ``CollectorRegistry`` (never the global one), so two
 apps in one process (tests) do not share counts. Endpoints are labelled by their route template
@@ -27,7 +27,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,9 +253,25 @@ class Metrics:
 
 
 def _endpoint_label(scope: Scope) -> str:
+    """The route template that answered (``/v1/indexes/{name}``), never the raw path.
+
+    A route of a router included with a prefix may carry only its own part of the template (FastAPI
+    includes routers lazily); the prefix is then the literal part of the path before the route's own
+    pattern matches."""
     route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED_ENDPOINT
+    template = getattr(route, "path", None)
+    if not isinstance(template, str):
+        return UNMATCHED_ENDPOINT
+    regex = getattr(route, "path_regex", None)
+    path = scope.get("path", "")
+    if regex is None or not isinstance(path, str) or regex.match(path):
+        return template
+    start = path.find("/", 1)
+    while start > 0:
+        if regex.match(path[start:]):
+            return path[:start] + template
+        start = path.find("/", start + 1)
+    return template
 
 
 def _problem_type(body: bytes) -> str | None:
@@ -327,10 +343,11 @@ class MetricsMiddleware:
             )
 
 
-def metrics_router(metrics: Metrics, path: str = "/metrics") -> APIRouter:
+def metrics_router(metrics: Metrics, path: str = "/metrics", dependencies: Sequence[Any] = ()) -> APIRouter:
     """An APIRouter with ``GET {path}`` serving ``metrics`` in the Prometheus text format (OpenMetrics
-    when the scraper asks for it). Left out of the OpenAPI schema: it is not part of the query API."""
-    router = APIRouter()
+    when the scraper asks for it), behind ``dependencies`` (e.g. the API-key check). Left out of the
+    OpenAPI schema: it is not part of the query API."""
+    router = APIRouter(dependencies=list(dependencies))
 
     @router.get(path, include_in_schema=False)
     def get_metrics(request: Request) -> Response:
@@ -341,12 +358,18 @@ def metrics_router(metrics: Metrics, path: str = "/metrics") -> APIRouter:
 
 
 def install_metrics(
-    app: FastAPI, *, path: str = "/metrics", registry: CollectorRegistry | None = None, process: bool = True
+    app: FastAPI,
+    *,
+    path: str = "/metrics",
+    dependencies: Sequence[Any] = (),
+    registry: CollectorRegistry | None = None,
+    process: bool = True,
 ) -> Metrics:
-    """Add the metrics middleware and ``GET {path}`` to a FastAPI ``app`` (before it starts); the
-    ``Metrics`` object is returned and kept as ``app.state.metrics``."""
+    """Add the metrics middleware and ``GET {path}`` (behind ``dependencies``, e.g. ``[Depends(auth)]``) to
+    a FastAPI ``app`` before it starts; the ``Metrics`` object is returned and kept as
+    ``app.state.metrics``."""
     metrics = Metrics(registry, process=process)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.include_router(metrics_router(metrics, path))
+    app.include_router(metrics_router(metrics, path, dependencies))
     app.state.metrics = metrics
     return metrics

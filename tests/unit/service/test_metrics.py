@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -80,6 +80,14 @@ def make_app(*, process: bool = False) -> FastAPI:
             {"type": f"urn:problem/{kind}", "status": 400}, status_code=400, media_type=PROBLEM
         )
 
+    router = APIRouter()
+
+    @router.get("/shards/{index}/{shard}")
+    def shard(index: str, shard: int) -> dict[str, int]:
+        record_batch(1)
+        return {"shard": shard}
+
+    app.include_router(router, prefix="/v1")
     install_metrics(app, process=process)
     app.add_middleware(RequestIdMiddleware)
     return app
@@ -153,6 +161,17 @@ def test_requests_latency_and_batch_sizes_per_endpoint_template(client: TestClie
     # record_batch in an async route; calls add up
     assert value(s, "taskgram_queries_total", endpoint="/v1/async") == 3
     assert value(s, "taskgram_http_requests_in_progress") == 1  # the scrape itself
+
+
+def test_routes_of_included_routers_are_labelled_with_their_full_template(client: TestClient) -> None:
+    for shard in (0, 1, 2):
+        assert client.get(f"/v1/shards/pile/{shard}").json() == {"shard": shard}
+    assert client.get("/v1/shards/pile/x").status_code == 422
+    s = scrape(client)
+    template = "/v1/shards/{index}/{shard}"
+    assert value(s, "taskgram_http_requests_total", method="GET", endpoint=template, status="200") == 3
+    assert value(s, "taskgram_errors_total", endpoint=template, type="http-422", status="422") == 1
+    assert value(s, "taskgram_queries_total", endpoint=template) == 3
     assert value(s, "taskgram_errors_total", endpoint="/v1/count", type="http-422", status="422") == 0
 
 
@@ -204,6 +223,20 @@ def test_record_batch_validates_and_is_a_no_op_outside_requests() -> None:
     for bad in (-1, True, 2.0, "3"):
         with pytest.raises(ValueError, match="non-negative int"):
             record_batch(bad)  # type: ignore[arg-type]
+
+
+def test_metrics_route_can_sit_behind_the_api_key_check() -> None:
+    def require_key(request: Request) -> None:
+        if request.headers.get("authorization") != "Bearer k":
+            raise HTTPException(status_code=401, detail="missing key")
+
+    app = FastAPI()
+    install_metrics(app, dependencies=[Depends(require_key)], process=False)
+    with TestClient(app) as client:
+        assert client.get("/metrics").status_code == 401
+        answer = client.get("/metrics", headers={"authorization": "Bearer k"})
+        assert answer.status_code == 200
+        assert 'taskgram_errors_total{endpoint="/metrics",status="401",type="http-401"} 1.0' in answer.text
 
 
 def test_exposition_formats_and_process_metrics() -> None:
