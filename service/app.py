@@ -162,7 +162,7 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    metrics = install_metrics(app) if settings.metrics else None
+    metrics = install_metrics(app, dependencies=auth) if settings.metrics else None
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)  # last: wraps everything
     return app
 
