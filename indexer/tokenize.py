@@ -75,7 +75,10 @@ class TextTokenizer:
     def save(self, index_dir: str | os.PathLike[str]) -> str:
         """Store the tokenizer as ``tokenizer.json`` in ``index_dir``; return its sha256."""
         path = Path(index_dir) / TOKENIZER_FILE
-        self.hf.backend_tokenizer.save(str(path))
+        try:
+            self.hf.backend_tokenizer.save(str(path))
+        except Exception as err:  # the Rust backend raises a bare Exception for I/O errors (e.g. disk full)
+            raise TokenizerError(f"{path}: cannot write the tokenizer: {err}") from err
         return sha256_file(path)
 
 
