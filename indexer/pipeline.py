@@ -443,7 +443,7 @@ def build_index(
     buffer = _ShardBuffer(capacity, token_dtype)
     timings = {"sort_s": 0.0, "write_s": 0.0}
 
-    def flush() -> None:
+    def flush(shard_writer: writer.ShardWriter) -> None:
         index = len(shards)
         tokens, doc_offsets = buffer.arrays()
         n_tokens = buffer.n_positions - buffer.n_docs
@@ -495,7 +495,7 @@ def build_index(
                             f"shard of {capacity} positions; raise the memory budget (--memory)"
                         )
                     assert shard_writer is not None  # a non-empty buffer has a writer
-                    flush()
+                    flush(shard_writer)
                     shard_writer = None
                     continue
                 head, rest = rest.split(fits)
@@ -507,7 +507,7 @@ def build_index(
                     read_bar.set_postfix_str(f"{stats.docs} docs", refresh=False)
         if buffer.n_docs:
             assert shard_writer is not None
-            flush()
+            flush(shard_writer)
             shard_writer = None
     except BaseException:
         if shard_writer is not None:
@@ -655,9 +655,11 @@ def verify_index(
                     arrays.tokens, arrays.doc_offsets, arrays.suffix_array, manifest.separator_id
                 )
             elif len(arrays.suffix_array) > 1:
-                ks = rng.integers(
-                    0, len(arrays.suffix_array) - 1, size=min(sample, len(arrays.suffix_array) - 1)
-                )
+                n_pairs = len(arrays.suffix_array) - 1
+                if sample >= n_pairs:
+                    ks = np.arange(n_pairs, dtype=np.int64)
+                else:
+                    ks = np.unique(rng.integers(0, n_pairs, size=sample))
                 check_suffix_pairs(arrays.tokens, arrays.suffix_array, ks)
         except ShardCheckError as err:
             problems.append(f"{root}: {err}")

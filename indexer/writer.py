@@ -33,6 +33,7 @@ from indexer.format import (
     TOKENS_FILE,
     FileInfo,
     ShardInfo,
+    SuffixDtype,
     file_info,
     fsync_dir,
     shard_dir_name,
@@ -55,19 +56,18 @@ class IndexWriteError(Exception):
 
 def _write_array(path: Path, arr: np.ndarray, dtype: str, progress: ProgressFn | None) -> FileInfo:
     """Write ``arr`` as little-endian ``dtype``, fsync, and return its size and sha256."""
-    data = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<"))
-    view = memoryview(data).cast("B")
+    data = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<")).view(np.uint8)
     digest = hashlib.sha256()
     with open(path, "wb") as f:
-        for start in range(0, len(view), WRITE_CHUNK_BYTES):
-            chunk = view[start : start + WRITE_CHUNK_BYTES]
+        for start in range(0, len(data), WRITE_CHUNK_BYTES):
+            chunk = data[start : start + WRITE_CHUNK_BYTES].data
             digest.update(chunk)
             f.write(chunk)
             if progress is not None:
                 progress(len(chunk))
         f.flush()
         os.fsync(f.fileno())
-    return FileInfo(bytes=len(view), sha256=digest.hexdigest())
+    return FileInfo(bytes=len(data), sha256=digest.hexdigest())
 
 
 def _fsync_file(path: Path) -> None:
@@ -124,7 +124,7 @@ class ShardWriter:
         n_tokens = len(tokens) - n_docs
         if len(suffix_array) != n_tokens:
             raise RuntimeError(f"{self.name}: suffix array of {len(suffix_array)} for {n_tokens} tokens")
-        suffix_dtype = "uint32" if suffix_array.dtype == np.uint32 else "uint64"
+        suffix_dtype: SuffixDtype = "uint32" if suffix_array.dtype == np.uint32 else "uint64"
         files: dict[str, FileInfo] = {
             TOKENS_FILE: _write_array(self.partial / TOKENS_FILE, tokens, token_dtype, progress),
             DOC_OFFSETS_FILE: _write_array(self.partial / DOC_OFFSETS_FILE, doc_offsets, "uint64", progress),

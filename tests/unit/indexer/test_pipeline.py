@@ -177,3 +177,99 @@ def test_sample_index_fixture(sample_index):
     assert manifest.n_tokens > 500_000
     assert manifest.inputs[0].path.endswith("sample-en.jsonl.zst")
     assert (sample_index / "tokenizer.json").is_file()
+
+
+def test_vocabulary_over_65535_gives_uint32(tmp_path):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from indexer.tokenize import load_tokenizer
+
+    vocab = {"[UNK]": 0, **{f"w{i}": i for i in range(1, 70_000)}}
+    tk = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = Whitespace()
+    path = tmp_path / "tokenizer.json"
+    tk.save(str(path))
+    tok = load_tokenizer(path)
+    assert tok.vocab_size == 70_000
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "w69999 w1 w65535 w65536"}\n{"text": "w1 w69999"}\n')
+    m = build_index([corpus], tmp_path / "idx", tokenizer=path, progress=False)
+    assert m.token_dtype == "uint32" and m.tokenizer.vocab_size == 70_000
+    assert shard_documents(tmp_path / "idx") == [[69_999, 1, 65_535, 65_536], [1, 69_999]]
+    arrays = open_shard(tmp_path / "idx", m, m.shards[0])
+    assert list(map(int, arrays.suffix_array)) == naive_suffix_array(np.asarray(arrays.tokens), 2**32 - 1)
+
+
+def test_empty_corpus_is_an_error(tmp_path, pythia_tokenizer):
+    from indexer.corpus import CorpusError
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(CorpusError, match="empty.jsonl: empty corpus: no documents"):
+        build_index([empty], tmp_path / "a", tokenizer=pythia_tokenizer, progress=False)
+    only_empty = tmp_path / "only_empty.jsonl"
+    only_empty.write_text('{"text": ""}\n{"text": ""}\n')
+    with pytest.raises(CorpusError, match="empty corpus: 2 documents but no tokens"):
+        build_index([only_empty], tmp_path / "b", tokenizer=pythia_tokenizer, progress=False)
+    assert not (tmp_path / "b" / "manifest.json").exists()
+
+
+def test_runs_of_empty_documents_are_kept(build_small_index, pythia_tokenizer):
+    texts = ["", "", "x y", "", "", "", "x", ""]
+    index = build_small_index(texts)
+    m = read_manifest(index)
+    assert m.n_docs == len(texts) and m.build["read"]["empty_docs"] == 6
+    assert shard_documents(index) == [list(map(int, pythia_tokenizer.encode(t))) for t in texts]
+    from indexer.pipeline import verify_index
+
+    assert verify_index(index).ok
+
+
+def test_resume_after_failure_keeps_finished_shards(tmp_path, pythia_tokenizer, monkeypatch):
+    from indexer import writer
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"text": f"doc {i} " + "word " * (i % 9)}) + "\n" for i in range(80))
+    )
+    opts = dict(tokenizer=pythia_tokenizer, progress=False, memory_budget_bytes=12 * 100, bytes_per_token=12)
+    reference = build_index([corpus], tmp_path / "ref", **opts)
+    assert len(reference.shards) >= 5
+
+    real_finish = writer.ShardWriter.finish
+    calls = {"n": 0}
+
+    def failing_finish(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError("disk on fire")
+        return real_finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(writer.ShardWriter, "finish", failing_finish)
+    out = tmp_path / "out"
+    with pytest.raises(OSError, match="disk on fire"):
+        build_index([corpus], out, **opts)
+    assert not (out / "manifest.json").exists()
+    assert sorted(p.name for p in out.glob("shard-*")) == ["shard-00000", "shard-00001", "shard-00002"]
+    monkeypatch.setattr(writer.ShardWriter, "finish", real_finish)
+    before = {p.name: (p / "tokens.bin").stat().st_mtime_ns for p in out.glob("shard-*")}
+    resumed = build_index([corpus], out, **opts)
+    assert resumed.build["resumed_shards"] == 3
+    assert {p: (out / p / "tokens.bin").stat().st_mtime_ns for p in before} == before
+    assert resumed.shards == reference.shards
+    assert not (out / "build-state.json").exists()
+    assert resumed.build["read"]["docs"] == 80
+
+
+def test_stale_partial_dirs_are_removed(tmp_path, pythia_tokenizer):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "a b c"}\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "shard-00000.partial").mkdir()
+    (out / "shard-00000.partial" / "tokens.bin").write_bytes(b"junk")
+    (out / "build-state.json").write_text('{"fingerprint": "old"}')
+    build_index([corpus], out, tokenizer=pythia_tokenizer, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard-00000", "tokenizer.json"]
