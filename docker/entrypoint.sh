@@ -13,7 +13,7 @@
 # NUMBA_NUM_THREADS, OMP_NUM_THREADS and RAYON_NUM_THREADS unless they are set already.
 set -eu
 
-here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 
 threads=${TASKGRAM_THREADS:-auto}
 if [ "$threads" = auto ]; then
