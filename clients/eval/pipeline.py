@@ -82,6 +82,7 @@ class EvalConfig:
     infgram: bool = True
     infgram_batch: int = 1000
     perf_bins: int = 5
+    mmlu_accuracy: bool = True  # score all four options (4x the MMLU forward passes)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -134,6 +135,7 @@ class Run:
         self.timings: dict[str, float] = {}
         self.stats: dict[str, Any] = {}
         self._embedder: Embedder | None = None
+        self.gammas: dict[tuple[str, int], float | None] = {}
 
     # -- stage cache ---------------------------------------------------------------------------
     def _stage(self, name: str, key_obj: Any, compute: Callable[[], Any]) -> Any:
@@ -178,30 +180,33 @@ class Run:
         return self._embedder
 
     def pairs(self, examples: dict[str, list[Example]]) -> dict[tuple[str, int], list[list]]:
-        """(task, n) -> [[example_id, sx, sy, cosine], ...] of pairs that pass the semantic filter."""
+        """(task, n) -> [[example_id, sx, sy, cosine | None], ...]: all pairs of A_n(T) with s^x != s^y.
+
+        Every pair keeps its cosine; the semantic filter (cosine > γ) is applied when the task-gram table
+        is built, so one run reports both H_n(T) and the unfiltered pairs without counting twice."""
         out = {}
         for task, exs in examples.items():
             for n in self.cfg.n_values:
                 gamma = threshold_for(task, n, self.cfg.thresholds) if self.cfg.semantic_filter else None
                 key = {"ids": [e.id for e in exs], "task": task, "n": n, "stopwords": self.cfg.stopwords,
                        "lowercase": self.cfg.lowercase, "cap": self.cfg.max_pairs_per_example,
-                       "gamma": gamma, "embedder": self.cfg.embedder}
+                       "filter": self.cfg.semantic_filter, "embedder": self.cfg.embedder}
 
-                def compute(task: str = task, n: int = n, exs: list[Example] = exs,
-                            gamma: float | None = gamma) -> dict:
-                    raw = extract_pairs(exs, task, n, stopwords=self.cfg.stopwords, lowercase=self.cfg.lowercase,
+                def compute(task: str = task, n: int = n, exs: list[Example] = exs) -> dict:
+                    raw = extract_pairs(exs, task, n, stopwords=self.cfg.stopwords,
+                                        lowercase=self.cfg.lowercase,
                                         max_pairs_per_example=self.cfg.max_pairs_per_example)
-                    if gamma is None:
-                        kept = [[p.example_id, p.sx, p.sy, None] for p in raw]
-                    else:
-                        cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder())
-                        kept = [[p.example_id, p.sx, p.sy, float(c)] for p, c in zip(raw, cos, strict=True)
-                                if c > gamma]
-                    return {"extracted": len(raw), "gamma": gamma, "pairs": kept}
+                    if not self.cfg.semantic_filter:
+                        return {"extracted": len(raw), "pairs": [[p.example_id, p.sx, p.sy, None] for p in raw]}
+                    cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder())
+                    return {"extracted": len(raw),
+                            "pairs": [[p.example_id, p.sx, p.sy, float(c)] for p, c in zip(raw, cos, strict=True)]}
 
                 data = self._stage(f"pairs-{task}-n{n}", key, compute)
+                self.gammas[(task, n)] = gamma
+                passed = sum(1 for r in data["pairs"] if gamma is None or r[3] > gamma)
                 self.stats.setdefault("pairs", {})[f"{task}/n{n}"] = {
-                    "extracted": data["extracted"], "gamma": data["gamma"], "after_filter": len(data["pairs"])}
+                    "extracted": data["extracted"], "gamma": gamma, "pass_filter": passed}
                 out[(task, n)] = data["pairs"]
         return out
 
@@ -236,7 +241,13 @@ class Run:
             kept, st = build_taskgram(((task, n, ex, sx, sy, cos) for ex, sx, sy, cos in rows), pair_counts,
                                       x_counts)
             out[(task, n)] = kept
-            self.stats.setdefault("taskgram", {})[f"{task}/n{n}"] = asdict(st)
+            gamma = self.gammas.get((task, n))
+            self.stats.setdefault("taskgram", {})[f"{task}/n{n}"] = {
+                "all_pairs": asdict(st),
+                "gamma": gamma,
+                "filtered_kept": sum(1 for p in kept if gamma is None or p.cosine > gamma),
+                "filtered_candidates": sum(1 for r in rows if gamma is None or r[3] > gamma),
+            }
         return out
 
     # -- 4. LLM --------------------------------------------------------------------------------
@@ -256,7 +267,8 @@ class Run:
         """task -> example id -> {"y": [logprob, tokens], "choices": [...], "sy": {"n\\tsy": [lp, tok] | None}}."""
         key = {"model": model, "examples": {t: [e.id for e in exs] for t, exs in examples.items()},
                "targets": targets, "dtype": self.cfg.dtype, "max_length": self.cfg.max_length,
-               "stopwords": self.cfg.stopwords, "lowercase": self.cfg.lowercase}
+               "stopwords": self.cfg.stopwords, "lowercase": self.cfg.lowercase,
+               "mmlu_accuracy": self.cfg.mmlu_accuracy}
 
         def compute() -> dict:
             scorer = self.scorer_factory(model) if self.scorer_factory else _default_scorer(model, self.cfg)
@@ -278,7 +290,7 @@ class Run:
                             groups.append([(base + s, base + e) for s, e in spans])
                     jobs.append(ScoreJob(ex.prompt + ex.y, groups))
                     where.append((task, ex.id, "main", names))
-                    for c, choice in enumerate(ex.choices):
+                    for c, choice in enumerate(ex.choices if self.cfg.mmlu_accuracy else ()):
                         if c != ex.answer_index:
                             jobs.append(ScoreJob(ex.prompt + choice, [[(base, base + len(choice))]]))
                             where.append((task, ex.id, f"choice{c}", ["choice"]))

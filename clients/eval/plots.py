@@ -24,7 +24,8 @@ def plot_memorization(rows: list[list[Any]], header: list[str], path: Path) -> P
     models = list(dict.fromkeys(r["model"] for r in recs))
     tasks = list(dict.fromkeys(r["task"] for r in recs))
     series = list(dict.fromkeys((r["scorer"], r["n"]) for r in recs))
-    fig, axes = plt.subplots(len(models), 1, figsize=(max(8, 1.6 * len(tasks)), 4 * len(models)), squeeze=False)
+    fig, axes = plt.subplots(len(models), 1, figsize=(max(8, 1.6 * len(tasks)), 4 * len(models)),
+                             squeeze=False)
     width = 0.8 / max(len(series), 1)
     for ax, model in zip(axes[:, 0], models, strict=True):
         for k, (scorer, n) in enumerate(series):
@@ -46,7 +47,9 @@ def plot_memorization(rows: list[list[Any]], header: list[str], path: Path) -> P
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xticks(range(len(tasks)), tasks, rotation=20)
         ax.set_ylabel("Spearman ρ (memorization)")
-        ax.set_title(f"Distributional memorization — {model} (hatched: p ≥ 0.05)")
+        filt = recs[0]["pairs_filter"] if recs else ""
+        pairs = "H_n(T): cosine > γ" if filt == "gamma" else "all pairs, no semantic filter"
+        ax.set_title(f"Distributional memorization — {model} — {pairs} (hatched: p ≥ 0.05)", fontsize=10)
         ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,7 @@ def plot_performance(rows: list[list[Any]], header: list[str], path: Path) -> Pa
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{k}", label=model)
                 for x, y, c in pts:
                     ax.annotate(str(c), (x, y), fontsize=7, textcoords="offset points", xytext=(0, 4))
-        ax.set_title(f"{task} (n={n})", fontsize=9)
+        ax.set_title(f"{task} (n={n}, pairs: {sel[0]['pairs_filter'] if sel else ''})", fontsize=9)
         ax.set_xlabel("pair count per example (bin centre)", fontsize=8)
         ax.set_ylabel(sel[0]["metric"] if sel else "", fontsize=8)
     for ax in list(axes.flat)[len(keys):]:

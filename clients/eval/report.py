@@ -2,10 +2,11 @@
 
 Memorization (Definition 3) is computed over Φ = the task-gram pairs (nonzero count) of the sampled
 examples, one item per pair, as the paper defines it: ρ between log P_taskgram(s^y|s^x) and
-log P_LLM(s^y | u ⊕ x ⊕ y[:m]). Items whose s^y could not be located in y (for the LLM) or whose
-∞-gram probability is 0 are left out and counted in the table. Per-example performance (Fig. 3): MMLU
-accuracy (the gold option has the highest summed log-probability of the four), otherwise the mean
-log-probability per token of the reference output y under the model.
+log P_LLM(s^y | u ⊕ x ⊕ y[:m]). It is reported twice: over H_n(T) (``pairs_filter = gamma``: cosine > γ,
+the paper's table) and over all pairs (``none``). Items whose s^y could not be located in y (LLM) or whose
+∞-gram probability is 0 are left out and counted in ``dropped``. Per-example performance (Fig. 3): MMLU
+accuracy (the gold option has the highest summed log-probability of the four) when the options were
+scored, otherwise the mean log-probability per token of the reference output y under the model.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from clients.eval.taskgram_lm import TaskgramPair
     from clients.eval.tasks import Example
 
+MEM_HEADER = ["task", "n", "pairs_filter", "gamma", "model", "scorer", "pairs", "dropped", "items",
+              "spearman_rho", "spearman_p", "kendall_tau", "kendall_p", "kendall_distance", "note"]
+PERF_HEADER = ["task", "n", "pairs_filter", "model", "metric", "bin_lo", "bin_hi", "examples", "mean_metric"]
+
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,8 +40,8 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
 
 def example_metric(task: str, rec: dict[str, Any] | None) -> tuple[str, float | None]:
     """(metric name, value) of one example under one model."""
-    if task.startswith("mmlu"):
-        if rec is None or rec["y"] is None or any(v is None for v in rec["choices"].values()):
+    if task.startswith("mmlu") and rec is not None and rec["choices"]:
+        if rec["y"] is None or any(v is None for v in rec["choices"].values()):
             return "accuracy", None
         gold = rec["y"][0]
         return "accuracy", float(all(gold > v for v in rec["choices"].values()))
@@ -45,8 +50,16 @@ def example_metric(task: str, rec: dict[str, Any] | None) -> tuple[str, float | 
     return "y_logprob_per_token", rec["y"][0] / rec["y"][1]
 
 
-def write_report(run: Run, examples: dict[str, list[Example]], taskgram: dict[tuple[str, int], list[TaskgramPair]],
-                 llm_results: dict[str, dict], inf: dict | None) -> dict[str, Any]:
+def _mem_row(task: str, n: int, filt: str, gamma: float | None, model: str, scorer: str, total: int,
+             xs: list[float], ys: list[float]) -> list[Any]:
+    c = correlate(xs, ys)
+    return [task, n, filt, gamma, model, scorer, total, total - c.n_items, c.n_items, c.spearman_rho,
+            c.spearman_p, c.kendall_tau, c.kendall_p, c.kendall_distance, c.note]
+
+
+def write_report(run: Run, examples: dict[str, list[Example]],
+                 taskgram: dict[tuple[str, int], list[TaskgramPair]], llm_results: dict[str, dict],
+                 inf: dict | None) -> dict[str, Any]:
     from clients.eval.plots import plot_memorization, plot_performance, plot_scatter
 
     cfg = run.cfg
@@ -56,6 +69,7 @@ def write_report(run: Run, examples: dict[str, list[Example]], taskgram: dict[tu
     perf_rows: list[list[Any]] = []
     scatter: dict[tuple[str, int], tuple[list[float], list[float]]] = {}
     for (task, n), pairs in taskgram.items():
+        gamma = run.gammas.get((task, n))
         name = f"{n}\t"
         rows = []
         for p in pairs:
@@ -69,36 +83,33 @@ def write_report(run: Run, examples: dict[str, list[Example]], taskgram: dict[tu
         _write_csv(tables / f"taskgram-{task}-n{n}.csv",
                    ["example_id", "sx", "sy", "cosine", "pair_count", "sx_count", "log_p_taskgram"]
                    + [f"log_p_llm[{m}]" for m in models] + ["log_p_infgram"], rows)
-        for k, m in enumerate(models):
-            col = 7 + k
-            have = [r for r in rows if r[col] is not None]
-            c = correlate([r[6] for r in have], [r[col] for r in have])
-            mem_rows.append([task, n, m, "taskgram", len(rows), len(rows) - len(have), c.n_items,
-                             c.spearman_rho, c.spearman_p, c.kendall_tau, c.kendall_p, c.kendall_distance, c.note])
-            if k == 0:
-                scatter[(task, n)] = ([r[6] for r in have], [r[col] for r in have])
-            if inf is not None:
-                have_inf = [r for r in have if r[-1] is not None]
-                ci = correlate([r[-1] for r in have_inf], [r[col] for r in have_inf])
-                mem_rows.append([task, n, m, "infgram", len(rows), len(rows) - len(have_inf), ci.n_items,
-                                 ci.spearman_rho, ci.spearman_p, ci.kendall_tau, ci.kendall_p,
-                                 ci.kendall_distance, ci.note])
-        # performance vs pair-count bins (Eq. 4 / Fig. 3)
-        sums: dict[str, int] = {e.id: 0 for e in examples[task]}
-        for p in pairs:
-            sums[p.example_id] += p.pair_count
-        for m in models:
-            scores = llm_results[m]["scores"].get(task, {})
-            vals = [(sums[e.id], example_metric(task, scores.get(e.id))) for e in examples[task]]
-            metric_name = vals[0][1][0] if vals else ""
-            ok = [(c, v[1]) for c, v in vals if v[1] is not None and math.isfinite(v[1])]
-            for b in performance_bins([c for c, _ in ok], [v for _, v in ok], n_bins=cfg.perf_bins):
-                perf_rows.append([task, n, m, metric_name, b.lo, b.hi, b.n_examples, b.mean_metric])
-    mem_header = ["task", "n", "model", "scorer", "pairs", "dropped", "items", "spearman_rho", "spearman_p",
-                  "kendall_tau", "kendall_p", "kendall_distance", "note"]
-    perf_header = ["task", "n", "model", "metric", "bin_lo", "bin_hi", "examples", "mean_metric"]
-    _write_csv(tables / "memorization.csv", mem_header, mem_rows)
-    _write_csv(tables / "performance.csv", perf_header, perf_rows)
+        filters = [("gamma", gamma), ("none", None)] if gamma is not None else [("none", None)]
+        for filt, g in filters:
+            sel = [r for r in rows if g is None or r[3] > g]
+            for k, m in enumerate(models):
+                col = 7 + k
+                have = [r for r in sel if r[col] is not None]
+                mem_rows.append(_mem_row(task, n, filt, g, m, "taskgram", len(sel),
+                                         [r[6] for r in have], [r[col] for r in have]))
+                if k == 0 and filt == "none":
+                    scatter[(task, n)] = ([r[6] for r in have], [r[col] for r in have])
+                if inf is not None:
+                    both = [r for r in have if r[-1] is not None]
+                    mem_rows.append(_mem_row(task, n, filt, g, m, "infgram", len(sel),
+                                             [r[-1] for r in both], [r[col] for r in both]))
+            # performance vs pair-count bins (Eq. 4 / Fig. 3)
+            sums: dict[str, int] = {e.id: 0 for e in examples[task]}
+            for r in sel:
+                sums[r[0]] += r[4]
+            for m in models:
+                scores = llm_results[m]["scores"].get(task, {})
+                vals = [(sums[e.id], example_metric(task, scores.get(e.id))) for e in examples[task]]
+                metric_name = vals[0][1][0] if vals else ""
+                ok = [(c, v[1]) for c, v in vals if v[1] is not None and math.isfinite(v[1])]
+                for b in performance_bins([c for c, _ in ok], [v for _, v in ok], n_bins=cfg.perf_bins):
+                    perf_rows.append([task, n, filt, m, metric_name, b.lo, b.hi, b.n_examples, b.mean_metric])
+    _write_csv(tables / "memorization.csv", MEM_HEADER, mem_rows)
+    _write_csv(tables / "performance.csv", PERF_HEADER, perf_rows)
     overall: dict[str, dict[str, Any]] = {}
     for m in models:
         per_task = {}
@@ -110,13 +121,15 @@ def write_report(run: Run, examples: dict[str, list[Example]], taskgram: dict[tu
                               "mean": sum(got) / len(got) if got else None}
         overall[m] = per_task
     figures = []
-    if mem_rows:
-        figures.append(str(plot_memorization(mem_rows, mem_header, run.run_dir / "figures" / "memorization.png")))
-    if perf_rows:
-        figures.append(str(plot_performance(perf_rows, perf_header, run.run_dir / "figures" / "performance.png")))
+    fig_dir = run.run_dir / "figures"
+    for filt in dict.fromkeys(r[2] for r in mem_rows):
+        sub = [r for r in mem_rows if r[2] == filt]
+        figures.append(str(plot_memorization(sub, MEM_HEADER, fig_dir / f"memorization-{filt}.png")))
+        psub = [r for r in perf_rows if r[2] == filt]
+        if psub:
+            figures.append(str(plot_performance(psub, PERF_HEADER, fig_dir / f"performance-{filt}.png")))
     if scatter:
-        figures.append(str(plot_scatter(scatter, models[0] if models else "",
-                                        run.run_dir / "figures" / "taskgram-vs-llm.png")))
+        figures.append(str(plot_scatter(scatter, models[0] if models else "", fig_dir / "taskgram-vs-llm.png")))
     not_located = {m: sum(len(r["not_located"]) for t in llm_results[m]["scores"].values() for r in t.values())
                    for m in models}
     return {
@@ -127,7 +140,7 @@ def write_report(run: Run, examples: dict[str, list[Example]], taskgram: dict[tu
         "stats": run.stats,
         "sy_not_located": not_located,
         "performance": overall,
-        "memorization": [dict(zip(mem_header, r, strict=True)) for r in mem_rows],
+        "memorization": [dict(zip(MEM_HEADER, r, strict=True)) for r in mem_rows],
         "figures": figures,
         "timings": dict(run.timings),
         "errors": list(run.errors),

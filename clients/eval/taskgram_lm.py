@@ -23,7 +23,7 @@ class TaskgramPair:
     example_id: str
     sx: str
     sy: str
-    cosine: float
+    cosine: float | None  # None when no semantic filter was run
     pair_count: int
     sx_count: int
 
@@ -39,9 +39,10 @@ class TaskgramStats:
     kept: int             # H_n(T) pairs with a nonzero count
 
 
-def build_taskgram(pairs: Iterable[tuple[str, int, str, str, str, float]], pair_counts: Mapping[tuple[str, str], int],
+def build_taskgram(pairs: Iterable[tuple[str, int, str, str, str, float | None]],
+                   pair_counts: Mapping[tuple[str, str], int],
                    phrase_counts: Mapping[str, int]) -> tuple[list[TaskgramPair], TaskgramStats]:
-    """Task-gram pairs with their probabilities; ``pairs`` are (task, n, example_id, sx, sy, cosine)."""
+    """Task-gram pairs with their probabilities; ``pairs`` are (task, n, example_id, sx, sy, cosine or None)."""
     kept: list[TaskgramPair] = []
     total = zero = 0
     for task, n, ex_id, sx, sy, cos in pairs:
