@@ -13,6 +13,7 @@ manifest order). Phrase syntax and the leading-space policy: :mod:`service.engin
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -83,6 +84,17 @@ class _Shard:
         self.sa = sa.view(np.int64) if sa.dtype == np.uint64 else sa
         self.doc_offsets = _plain(arrays.doc_offsets, np.int64)
         self.bucket_shift, self.bucket_table = _bucket_table(self.doc_offsets)
+        self._starts: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def starts(self, vocab_size: int) -> np.ndarray:
+        """First-token range table (``kernels._first_token_starts``), computed on first use: about
+        2·log2(n) probes per vocabulary entry, vocab_size + 1 int64 entries."""
+        if self._starts is None:
+            with self._lock:
+                if self._starts is None:
+                    self._starts = K._first_token_starts(self.tokens, self.sa, np.int64(vocab_size))
+        return self._starts
 
 
 def _bucket_table(doc_offsets: np.ndarray) -> tuple[np.int64, np.ndarray]:
@@ -247,23 +259,62 @@ class Index:
     # Counting primitives
 
     def _ranges(self, patterns: Sequence[Ids]) -> list[tuple[np.ndarray, np.ndarray]]:
-        flat, offsets = flatten(patterns)
-        return [K._sa_ranges(s.tokens, s.sa, flat, offsets) for s in self._shards]
+        """SA range of every pattern in every shard (patterns are validated token-id tuples)."""
+        return self._ranges_flat(*flatten(patterns))
+
+    def _ranges_flat(self, flat: np.ndarray, offsets: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        order = _lex_order(flat, offsets)
+        return [
+            K._sa_ranges(s.tokens, s.sa, flat, offsets, order, s.starts(self.vocab_size)) for s in self._shards
+        ]
 
     def _counts(self, patterns: Sequence[Ids], deadline: float | None, what: str) -> np.ndarray:
-        out = np.zeros(len(patterns), dtype=np.int64)
-        for a, b in _chunks(len(patterns)):
+        return self._counts_flat(*flatten(patterns), deadline, what)
+
+    def _counts_flat(self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str) -> np.ndarray:
+        n = len(offsets) - 1
+        out = np.zeros(n, dtype=np.int64)
+        for a, b in _chunks(n, 65_536):
             _check_deadline(deadline, what)
-            for lo, hi in self._ranges(patterns[a:b]):
+            sub_off = offsets[a : b + 1] - offsets[a]
+            for lo, hi in self._ranges_flat(flat[offsets[a] : offsets[b]], sub_off):
                 out[a:b] += hi - lo
         _check_deadline(deadline, what)
         return out
+
+    def _flat_ids(self, phrases: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fast path for a batch of token-id lists: (flat, offsets) when every item is a non-empty
+        list/tuple of in-range Python ints, else None (the caller takes the per-item path, which names the
+        bad item)."""
+        if type(phrases) not in (list, tuple) or not phrases:
+            return None
+        if {type(p) for p in phrases} - {list, tuple}:
+            return None
+        if {type(t) for t in itertools.chain.from_iterable(phrases)} - {int}:
+            return None
+        lengths = np.fromiter(map(len, phrases), dtype=np.int64, count=len(phrases))
+        if lengths.min() == 0:
+            return None
+        offsets = np.zeros(len(phrases) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        try:
+            flat = np.fromiter(itertools.chain.from_iterable(phrases), dtype=np.int64, count=int(offsets[-1]))
+        except OverflowError:
+            return None
+        if flat.min() < 0 or flat.max() >= self.vocab_size:
+            return None
+        return flat, offsets
 
     def count(
         self, phrases: Sequence[Phrase], *, deadline: float | None = None, space: str | None = None
     ) -> list[int]:
         """Exact number of occurrences of each phrase (summed over shards). A phrase never matches across
         a document boundary."""
+        if space is not None:
+            check_space(space)
+        fast = self._flat_ids(phrases)
+        if fast is not None:
+            return self._counts_flat(*fast, deadline, "count").tolist()
         resolver = self._resolver(space)
         parse = resolver.parse_phrase
         parsed = [parse(p, f"phrases[{i}]", i) for i, p in enumerate(_batch(phrases, "phrases"))]
@@ -820,6 +871,22 @@ class Index:
 
     def __repr__(self) -> str:
         return f"Index({self.name!r}, {self.n_tokens} tokens, {self.n_docs} docs, {len(self._shards)} shards)"
+
+
+def _lex_order(flat: np.ndarray, offsets: np.ndarray, width: int = 8) -> np.ndarray:
+    """Order of the patterns by their first ``width`` tokens (shorter first). Only locality depends on it."""
+    n = len(offsets) - 1
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    lengths = np.diff(offsets)
+    w = int(min(width, lengths.max()))
+    if w == 0:
+        return np.arange(n, dtype=np.int64)
+    keys = np.full((w, n), -1, dtype=np.int64)
+    for k in range(w):
+        has = lengths > k
+        keys[k, has] = flat[offsets[:-1][has] + k]
+    return np.lexsort(keys[::-1]).astype(np.int64)
 
 
 def _tail(tokens: np.ndarray, length: int) -> Ids:

@@ -37,17 +37,17 @@ def _compare(tokens, pos, pat, ps, pe):
 
 
 @njit(cache=True, nogil=True)
-def _sa_range(tokens, sa, pat, ps, pe):
-    """[lo, hi): the suffix-array ranks whose suffix starts with ``pat[ps:pe]``."""
-    a = np.int64(0)
-    b = np.int64(sa.shape[0])
-    if pe == ps:
+def _sa_range(tokens, sa, pat, ps, pe, a, b, skip):
+    """[lo, hi): the suffix-array ranks whose suffix starts with ``pat[ps:pe]``, searched within [a, b),
+    a range whose suffixes are known to share the pattern's first ``skip`` tokens."""
+    if pe - ps <= skip:
         return a, b
+    ps2 = ps + skip
     mid = np.int64(0)
     found = False
     while a < b:
         mid = (a + b) >> 1
-        c = _compare(tokens, np.int64(sa[mid]), pat, ps, pe)
+        c = _compare(tokens, np.int64(sa[mid]) + skip, pat, ps2, pe)
         if c < 0:
             a = mid + 1
         elif c > 0:
@@ -62,7 +62,7 @@ def _sa_range(tokens, sa, pat, ps, pe):
     lo_b = mid
     while lo_a < lo_b:
         m = (lo_a + lo_b) >> 1
-        if _compare(tokens, np.int64(sa[m]), pat, ps, pe) < 0:
+        if _compare(tokens, np.int64(sa[m]) + skip, pat, ps2, pe) < 0:
             lo_a = m + 1
         else:
             lo_b = m
@@ -70,7 +70,7 @@ def _sa_range(tokens, sa, pat, ps, pe):
     hi_b = b
     while hi_a < hi_b:
         m = (hi_a + hi_b) >> 1
-        if _compare(tokens, np.int64(sa[m]), pat, ps, pe) <= 0:
+        if _compare(tokens, np.int64(sa[m]) + skip, pat, ps2, pe) <= 0:
             hi_a = m + 1
         else:
             hi_b = m
@@ -78,13 +78,44 @@ def _sa_range(tokens, sa, pat, ps, pe):
 
 
 @njit(cache=True, nogil=True)
-def _sa_ranges(tokens, sa, flat, offsets):
-    """Suffix-array range of every pattern of a ragged batch: (lo, hi) int64 arrays."""
+def _first_token_starts(tokens, sa, n_values):
+    """starts[t] = the first SA rank whose suffix begins with a token >= t, for t in [0, n_values]: the
+    range of token t is starts[t]:starts[t + 1]. Each search starts where the previous one ended."""
+    starts = np.empty(n_values + 1, dtype=np.int64)
+    n = np.int64(sa.shape[0])
+    a = np.int64(0)
+    for t in range(n_values + 1):
+        b = n
+        while a < b:
+            m = (a + b) >> 1
+            if np.int64(tokens[np.int64(sa[m])]) < t:
+                a = m + 1
+            else:
+                b = m
+        starts[t] = a
+    return starts
+
+
+@njit(cache=True, nogil=True)
+def _sa_ranges(tokens, sa, flat, offsets, order, starts):
+    """Suffix-array range of every pattern of a ragged batch: (lo, hi) int64 arrays.
+
+    Patterns are searched in ``order`` (their lexicographic order), so consecutive searches walk mostly
+    the same suffix-array and token pages; each search starts in the range of the pattern's first token
+    (``starts`` from :func:`_first_token_starts`; every token id is below len(starts) - 1)."""
     n = offsets.shape[0] - 1
     lo = np.empty(n, dtype=np.int64)
     hi = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        a, b = _sa_range(tokens, sa, flat, offsets[i], offsets[i + 1])
+    for j in range(n):
+        i = order[j]
+        ps = offsets[i]
+        pe = offsets[i + 1]
+        if pe == ps:
+            lo[i] = 0
+            hi[i] = sa.shape[0]
+            continue
+        t = flat[ps]
+        a, b = _sa_range(tokens, sa, flat, ps, pe, starts[t], starts[t + 1], np.int64(1))
         lo[i] = a
         hi[i] = b
     return lo, hi
