@@ -26,14 +26,16 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 __all__ = ["build_suffix_array", "suffix_array_dtype"]
 
 # Above this many distinct values per position a uint32 alphabet is rank-compacted with np.unique
 # instead of used directly (bucket arrays are 2 * alphabet words).
 _DIRECT_ALPHABET_LIMIT = 1 << 22
-_PARALLEL_COUNT_MIN = 1 << 20
+_PARALLEL_MIN = 1 << 20
 
 
 def suffix_array_dtype(n_positions: int) -> np.dtype:
@@ -41,8 +43,44 @@ def suffix_array_dtype(n_positions: int) -> np.dtype:
     return np.dtype(np.uint32) if n_positions < 2**32 else np.dtype(np.uint64)
 
 
+# How many entries ahead the induced-sorting scans prefetch the text they will read (random access).
+_PREFETCH_DISTANCE = 32
+
+
 # --------------------------------------------------------------------------------------------------
 # Kernels
+
+
+def _prefetch_python(arr, index):
+    """Plain-Python stand-in for :func:`_prefetch` (used when the JIT is disabled)."""
+    return None
+
+
+@intrinsic
+def _prefetch_intrinsic(typingctx, arr, index):
+    """A read prefetch hint (``llvm.prefetch``) for ``arr[index]``; no effect on results."""
+    from llvmlite import ir
+
+    if not isinstance(arr, types.Array) or not isinstance(index, types.Integer):
+        return None
+    sig = types.void(arr, index)
+
+    def codegen(context, builder, signature, args):
+        arr_type = signature.args[0]
+        array = context.make_array(arr_type)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, arr_type, array, [args[1]], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        # read, high temporal locality, data cache
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+_prefetch = _prefetch_python if numba.config.DISABLE_JIT else _prefetch_intrinsic  # type: ignore[attr-defined]
 
 
 @njit(cache=True, nogil=True)
@@ -106,6 +144,10 @@ def _induce(text, sa, counts, buckets):
         sa[b] = j
     b += 1
     for i in range(n):
+        if i + _PREFETCH_DISTANCE < n:
+            ahead = sa[i + _PREFETCH_DISTANCE]
+            if ahead > 1:
+                _prefetch(text, ahead - 2)
         j = sa[i]
         sa[i] = ~j
         if j > 0:
@@ -124,6 +166,10 @@ def _induce(text, sa, counts, buckets):
     c1 = text[0]
     b = buckets[c1]
     for i in range(n - 1, -1, -1):
+        if i >= _PREFETCH_DISTANCE:
+            ahead = sa[i - _PREFETCH_DISTANCE]
+            if ahead > 1:
+                _prefetch(text, ahead - 2)
         j = sa[i]
         if j > 0:
             j -= 1
@@ -172,48 +218,122 @@ def _place_unsorted_lms(text, sa, counts, buckets, bits):
 
 
 @njit(cache=True, nogil=True)
-def _name_lms_substrings(text, sa, bits, m):
-    """After induced sorting from unsorted LMS positions: move the LMS positions (now in LMS-substring
-    order) to sa[:m], give equal substrings equal names, and write the reduced string (names in text
-    order) to sa[n - m:]. Returns the number of distinct names."""
-    n = text.shape[0]
+def _gather_lms(sa, bits, n):
+    """Move the LMS positions in sa (in their current order) to the front. Returns how many."""
     k = 0
     for i in range(n):
         p = sa[i]
         if _is_lms(bits, p):
             sa[k] = p
             k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _store_lms_lengths(sa, bits, n, m):
+    """Clear sa[m:] to -1, then store at sa[m + p // 2] the length of the LMS substring starting at
+    each LMS position p (distance to the next LMS position; 0 for the last one, which reaches the
+    sentinel and is therefore unique). LMS positions are at least 2 apart, so the slots are distinct."""
     for i in range(m, n):
         sa[i] = -1
-    name = -1
-    q = -1
-    qlen = 0
-    for i in range(m):
+    end = -1
+    for byte in range(bits.shape[0] - 1, -1, -1):
+        word = bits[byte]
+        if word == 0:
+            continue
+        for bit in range(7, -1, -1):
+            if (word >> bit) & 1:
+                p = (byte << 3) + bit
+                sa[m + (p >> 1)] = 0 if end < 0 else end - p
+                end = p
+
+
+@njit(cache=True, nogil=True)
+def _name_flags(text, sa, m, lo, hi, flags):
+    """flags[i] = 1 if the LMS substring at sa[i] differs from the one at sa[i - 1] (always 1 for
+    i = 0), for i in [lo, hi). Lengths are read from sa[m + p // 2]. Returns the number of ones."""
+    count = 0
+    for i in range(lo, hi):
+        if i + _PREFETCH_DISTANCE < hi:
+            ahead = sa[i + _PREFETCH_DISTANCE]
+            _prefetch(text, ahead)
+            _prefetch(sa, m + (ahead >> 1))
         p = sa[i]
-        # Length of the LMS substring at p, up to and including the next LMS position (or the end).
-        e = p + 1
-        while e < n and not _is_lms(bits, e):
-            e += 1
-        plen = e - p
-        diff = True
-        if q >= 0 and plen == qlen and e < n and q + qlen < n:
-            diff = False
-            for t in range(plen + 1):
-                if text[p + t] != text[q + t]:
-                    diff = True
-                    break
-        if diff:
-            name += 1
-            q = p
-            qlen = plen
-        sa[m + (p >> 1)] = name
+        d = 1
+        if i > 0:
+            q = sa[i - 1]
+            plen = sa[m + (p >> 1)]
+            if plen != 0 and plen == sa[m + (q >> 1)]:
+                d = 0
+                for t in range(plen + 1):
+                    if text[p + t] != text[q + t]:
+                        d = 1
+                        break
+        flags[i] = d
+        count += d
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _name_scatter(sa, m, lo, hi, flags, first_name):
+    """Write the name of each LMS substring sa[i], i in [lo, hi), to sa[m + sa[i] // 2]."""
+    name = first_name - 1
+    for i in range(lo, hi):
+        name += flags[i]
+        sa[m + (sa[i] >> 1)] = name
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _name_parallel(text, sa, m, flags, n_chunks):
+    """Both naming passes over ``n_chunks`` slices of sa[:m] in parallel. Returns the number of names."""
+    step = (m + n_chunks - 1) // n_chunks
+    new_in_chunk = np.zeros(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        new_in_chunk[c] = _name_flags(text, sa, m, c * step, min(m, (c + 1) * step), flags)
+    first_name = np.zeros(n_chunks, dtype=np.int64)
+    total = 0
+    for c in range(n_chunks):
+        first_name[c] = total
+        total += new_in_chunk[c]
+    for c in prange(n_chunks):
+        _name_scatter(sa, m, c * step, min(m, (c + 1) * step), flags, first_name[c])
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _name_sequential(text, sa, m, flags):
+    total = _name_flags(text, sa, m, 0, m, flags)
+    _name_scatter(sa, m, 0, m, flags, 0)
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _pack_reduced_string(sa, n, m):
+    """Move the names (non-negative entries of sa[m:], in text order) to sa[n - m:]."""
     j = n - 1
     for i in range(n - 1, m - 1, -1):
         v = sa[i]
         if v >= 0:
             sa[j] = v
             j -= 1
-    return name + 1
+
+
+def _name_lms_substrings(text: np.ndarray, sa: np.ndarray, bits: np.ndarray, m: int) -> int:
+    """After induced sorting from unsorted LMS positions: move the LMS positions (now in LMS-substring
+    order) to sa[:m], give equal substrings equal names, and write the reduced string (names in text
+    order) to sa[n - m:]. Returns the number of distinct names."""
+    n = text.shape[0]
+    _gather_lms(sa, bits, n)
+    _store_lms_lengths(sa, bits, n, m)
+    flags = np.empty(m, dtype=np.uint8)
+    chunks = _chunks(m)
+    if chunks == 1:
+        names = _name_sequential(text, sa, m, flags)
+    else:
+        names = _name_parallel(text, sa, m, flags, chunks)
+    del flags
+    _pack_reduced_string(sa, n, m)
+    return int(names)
 
 
 @njit(cache=True, nogil=True)
@@ -281,6 +401,14 @@ def _compact_alphabet_sorted(tokens, values, out, n_chunks):
 
 # --------------------------------------------------------------------------------------------------
 # Driver
+
+
+def _chunks(n_items: int) -> int:
+    """How many slices a parallel kernel splits ``n_items`` into (1 for small inputs)."""
+    threads = numba.get_num_threads()
+    if threads == 1 or n_items < _PARALLEL_MIN:
+        return 1
+    return 4 * threads
 
 
 def _sais(text: np.ndarray, sa: np.ndarray, alphabet: int, counts: np.ndarray | None = None) -> None:
@@ -354,8 +482,12 @@ def build_suffix_array(tokens: np.ndarray, separator: int) -> np.ndarray:
     work_dtype = np.int32 if n < 2**31 else np.int64
     threads = numba.get_num_threads()
 
+    if not tokens.flags.c_contiguous:
+        tokens = np.ascontiguousarray(tokens)
     if tokens.dtype == np.uint16:
-        text: np.ndarray = tokens
+        # A read-only view: one compiled variant serves writable arrays and np.memmap(mode="r") alike.
+        text: np.ndarray = tokens.view()
+        text.setflags(write=False)
         alphabet = sep + 1
         sep_symbol = sep
     else:
@@ -374,7 +506,7 @@ def build_suffix_array(tokens: np.ndarray, separator: int) -> np.ndarray:
             del values
 
     counts = np.empty(alphabet, dtype=work_dtype)
-    if n >= _PARALLEL_COUNT_MIN and threads > 1:
+    if n >= _PARALLEL_MIN and threads > 1:
         _count_symbols_parallel(text, counts, threads)
     else:
         _count_symbols(text, counts)

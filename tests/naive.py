@@ -38,3 +38,58 @@ def naive_documents_containing(
     if values and values[-1] == separator:
         docs.pop()
     return [d for d, doc in enumerate(docs) if naive_count(doc, query) > 0]
+
+
+def prefix_doubling_suffix_array(tokens: np.ndarray, separator: int) -> np.ndarray:
+    """Same result as :func:`naive_suffix_array` by numpy prefix doubling (O(n log^2 n)): an
+    independent oracle fast enough for inputs of a few hundred thousand tokens."""
+    n = len(tokens)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    rank = np.asarray(tokens).astype(np.int64)
+    k = 1
+    while True:
+        second = np.full(n, -1, dtype=np.int64)
+        if k < n:
+            second[: n - k] = rank[k:]
+        sa = np.lexsort((second, rank))
+        r, s = rank[sa], second[sa]
+        new = np.empty(n, dtype=np.int64)
+        new[0] = 0
+        new[1:] = np.cumsum((r[1:] != r[:-1]) | (s[1:] != s[:-1]))
+        rank = np.empty(n, dtype=np.int64)
+        rank[sa] = new
+        if new[-1] == n - 1 or k >= n:
+            break
+        k *= 2
+    return sa[np.asarray(tokens)[sa] != separator].astype(np.int64)
+
+
+def suffix_array_errors(tokens: np.ndarray, separator: int, sa: np.ndarray, limit: int = 5) -> list[str]:
+    """Check ``sa`` directly: a permutation of the non-separator positions whose suffixes are in
+    strictly increasing order (each adjacent pair compared with numpy). Returns up to ``limit``
+    problems (empty when correct). Cost O(n + sum of adjacent common prefix lengths)."""
+    values = np.asarray(tokens)
+    n = len(values)
+    positions = np.asarray(sa).astype(np.int64)
+    expected = np.flatnonzero(values != separator)
+    if len(positions) != len(expected) or not np.array_equal(np.sort(positions), expected):
+        return ["not a permutation of the non-separator positions"]
+    problems: list[str] = []
+    for r in range(len(positions) - 1):
+        a, b = int(positions[r]), int(positions[r + 1])
+        length = min(n - a, n - b)
+        ok = n - a < n - b  # if one is a prefix of the other, the shorter suffix sorts first
+        start, window = 0, 16
+        while start < length:
+            stop = min(length, start + window)
+            diff = np.flatnonzero(values[a + start : a + stop] != values[b + start : b + stop])
+            if len(diff):
+                ok = bool(values[a + start + diff[0]] < values[b + start + diff[0]])
+                break
+            start, window = stop, window * 2
+        if not ok:
+            problems.append(f"suffixes at ranks {r} and {r + 1} (positions {a}, {b}) are out of order")
+            if len(problems) >= limit:
+                break
+    return problems

@@ -1,0 +1,234 @@
+"""indexer.kernels.build_suffix_array against naive oracles, on adversarial and edge-case inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexer import kernels
+from indexer.kernels import build_suffix_array, suffix_array_dtype
+from tests.naive import naive_suffix_array, prefix_doubling_suffix_array, suffix_array_errors
+
+SEP16 = 65535
+SEP32 = 2**32 - 1
+
+
+def u16(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.uint16)
+
+
+def u32(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.uint32)
+
+
+def check(tokens: np.ndarray, separator: int) -> np.ndarray:
+    tokens.setflags(write=False)
+    before = tokens.copy()
+    sa = build_suffix_array(tokens, separator)
+    assert sa.dtype == np.uint32
+    assert np.array_equal(tokens, before), "input was modified"
+    np.testing.assert_array_equal(sa.astype(np.int64), naive_suffix_array(tokens, separator))
+    return sa
+
+
+EDGE_CASES_U16 = {
+    "empty": [],
+    "one token": [5],
+    "one separator": [SEP16],
+    "two equal": [7, 7],
+    "two increasing": [1, 2],
+    "two decreasing": [2, 1],
+    "token then separator": [3, SEP16],
+    "separator then token": [SEP16, 3],
+    "two separators": [SEP16, SEP16],
+    "largest id": [65534, 65534, SEP16, 65534, 0, 65534, SEP16],
+    "largest id and zero": [0, 65534, 0, 65534, 0, SEP16],
+    "empty documents": [SEP16, SEP16, SEP16, 4, SEP16, SEP16, 4, 4, SEP16],
+    "one-token documents": [4, SEP16, 2, SEP16, 4, SEP16, 2, SEP16, 4, SEP16],
+    "a prefix sorts first": [1, 2, 1, 2, 1, SEP16, 1, 2, 1, 2, SEP16],
+    "mississippi": [ord(c) for c in "mississippi"],
+}
+
+
+@pytest.mark.parametrize("name", list(EDGE_CASES_U16))
+def test_edge_cases_u16(name: str) -> None:
+    check(u16(EDGE_CASES_U16[name]), SEP16)
+
+
+@pytest.mark.parametrize("name", list(EDGE_CASES_U16))
+def test_edge_cases_as_u32(name: str) -> None:
+    values = [SEP32 if v == SEP16 else v for v in EDGE_CASES_U16[name]]
+    check(u32(values), SEP32)
+
+
+def test_empty_input_gives_empty_uint32() -> None:
+    sa = build_suffix_array(u16([]), SEP16)
+    assert sa.dtype == np.uint32 and sa.shape == (0,)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 1000, 5000])
+@pytest.mark.parametrize("token", [0, 9, 65534])
+def test_single_repeated_token(n: int, token: int) -> None:
+    tokens = np.full(n, token, dtype=np.uint16)
+    sa = build_suffix_array(tokens, SEP16)
+    # Every suffix is a prefix of the longer ones: shortest (last position) first.
+    np.testing.assert_array_equal(sa, np.arange(n - 1, -1, -1))
+
+
+def test_only_separators() -> None:
+    sa = build_suffix_array(np.full(1000, SEP16, dtype=np.uint16), SEP16)
+    assert sa.shape == (0,)
+
+
+@pytest.mark.parametrize("period", [1, 2, 3, 7, 64])
+def test_long_periodic_repeats(period: int) -> None:
+    rng = np.random.default_rng(period)
+    block = rng.integers(0, 4, period).astype(np.uint16)
+    tokens = np.tile(block, 3000 // period + 1)[:3000]
+    tokens[1500] = SEP16  # one document boundary in the middle of the repeat
+    tokens.setflags(write=False)
+    sa = build_suffix_array(tokens, SEP16)
+    assert suffix_array_errors(tokens, SEP16, sa) == []
+
+
+def test_repeated_documents_and_recursion() -> None:
+    """Many copies of the same documents force several recursion levels of SA-IS."""
+    rng = np.random.default_rng(7)
+    docs = [rng.integers(0, 3, int(rng.integers(1, 40))).astype(np.uint16) for _ in range(12)]
+    parts = []
+    for _ in range(300):
+        parts.append(docs[int(rng.integers(0, len(docs)))])
+        parts.append(u16([SEP16]))
+    tokens = np.concatenate(parts)
+    np.testing.assert_array_equal(
+        build_suffix_array(tokens, SEP16).astype(np.int64), prefix_doubling_suffix_array(tokens, SEP16)
+    )
+
+
+@pytest.mark.parametrize("alphabet", [2, 3, 5, 50, 65535])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_against_prefix_doubling(alphabet: int, seed: int) -> None:
+    rng = np.random.default_rng(seed * 100 + alphabet)
+    tokens = rng.integers(0, alphabet, 20_000).astype(np.uint16)
+    tokens[rng.random(tokens.size) < 0.01] = SEP16
+    tokens.setflags(write=False)
+    np.testing.assert_array_equal(
+        build_suffix_array(tokens, SEP16).astype(np.int64), prefix_doubling_suffix_array(tokens, SEP16)
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_small_random_against_naive(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    tokens = rng.integers(0, int(rng.integers(1, 5)), n).astype(np.uint16)
+    tokens[rng.random(n) < 0.15] = SEP16
+    check(tokens, SEP16)
+
+
+def test_u32_large_ids_use_rank_compaction() -> None:
+    rng = np.random.default_rng(3)
+    ids = u32([70_000, 1, 4_000_000_000, 65_536, 2**32 - 2])
+    tokens = ids[rng.integers(0, ids.size, 400)]
+    tokens[::37] = SEP32
+    check(tokens, SEP32)
+
+
+def test_u32_small_ids_direct_alphabet() -> None:
+    rng = np.random.default_rng(4)
+    tokens = rng.integers(65_530, 65_540, 500).astype(np.uint32)  # ids on both sides of 65535
+    tokens[::23] = SEP32
+    check(tokens, SEP32)
+
+
+def test_u32_without_separators_and_ids_above_u16() -> None:
+    check(u32([100_000, 99_999, 100_000, 100_001, 99_999, 100_000]), SEP32)
+
+
+def test_custom_separator_below_dtype_max() -> None:
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(0, 10, 300).astype(np.uint16)  # 9 acts as the separator
+    check(tokens, 9)
+
+
+def test_memmap_read_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(6)
+    values = rng.integers(0, 6, 5000).astype(np.uint16)
+    values[::100] = SEP16
+    path = tmp_path / "tokens.bin"
+    values.tofile(path)
+    tokens = np.memmap(path, dtype=np.uint16, mode="r")
+    sa = build_suffix_array(tokens, SEP16)
+    np.testing.assert_array_equal(sa.astype(np.int64), prefix_doubling_suffix_array(values, SEP16))
+
+
+def test_non_contiguous_view() -> None:
+    base = np.random.default_rng(8).integers(0, 4, 2000).astype(np.uint16)
+    view = base[::2]
+    np.testing.assert_array_equal(
+        build_suffix_array(view, SEP16).astype(np.int64), naive_suffix_array(view, SEP16)
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_parallel_paths_match(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The multi-threaded counting and naming give the same result as the sequential ones."""
+    monkeypatch.setattr(kernels, "_PARALLEL_MIN", 8)
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 3, int(rng.integers(50, 3000))).astype(np.uint16)
+    tokens[rng.random(tokens.size) < 0.05] = SEP16
+    tokens.setflags(write=False)
+    np.testing.assert_array_equal(
+        build_suffix_array(tokens, SEP16).astype(np.int64), prefix_doubling_suffix_array(tokens, SEP16)
+    )
+
+
+def test_u32_compaction_path_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "_DIRECT_ALPHABET_LIMIT", 4)
+    rng = np.random.default_rng(9)
+    tokens = rng.integers(0, 20, 500).astype(np.uint32)
+    tokens[::31] = SEP32
+    check(tokens, SEP32)
+
+
+def test_output_dtype_rule() -> None:
+    assert suffix_array_dtype(0) == np.uint32
+    assert suffix_array_dtype(2**32 - 1) == np.uint32
+    assert suffix_array_dtype(2**32) == np.uint64
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation
+
+
+def test_rejects_list() -> None:
+    with pytest.raises(TypeError, match="numpy array"):
+        build_suffix_array([1, 2, 3], SEP16)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.uint64, np.float32, np.int16])
+def test_rejects_other_dtypes(dtype: type) -> None:
+    with pytest.raises(TypeError, match="uint16 or uint32"):
+        build_suffix_array(np.zeros(4, dtype=dtype), 3)
+
+
+def test_rejects_2d() -> None:
+    with pytest.raises(ValueError, match="1-D"):
+        build_suffix_array(np.zeros((2, 2), dtype=np.uint16), SEP16)
+
+
+def test_rejects_token_above_separator() -> None:
+    with pytest.raises(ValueError, match=r"token id 12 at position 2 is larger than the separator 10"):
+        build_suffix_array(u16([1, 10, 12, 3]), 10)
+
+
+@pytest.mark.parametrize("separator", [-1, 65536])
+def test_rejects_separator_out_of_range(separator: int) -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        build_suffix_array(u16([1, 2]), separator)
+
+
+@pytest.mark.parametrize("separator", [1.5, "65535", True, None])
+def test_rejects_non_integer_separator(separator: object) -> None:
+    with pytest.raises(TypeError, match="separator must be an integer"):
+        build_suffix_array(u16([1, 2]), separator)  # type: ignore[arg-type]
