@@ -191,6 +191,8 @@ class Metrics:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
         self._error_types: set[str] = set()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._batch_children: dict[str, tuple[Any, Any]] = {}
 
     # -- indexes -------------------------------------------------------------------------------------
     def track_index(self, name: str, index: Manifest | str | os.PathLike[str]) -> None:
@@ -238,13 +240,26 @@ class Metrics:
         error_type: str | None,
     ) -> None:
         """Record one finished request."""
-        self.requests.labels(method, endpoint, str(status)).inc()
-        self.latency.labels(method, endpoint).observe(seconds)
+        key = (method, endpoint, status)
+        children = self._children.get(key)
+        if children is None:  # label lookups are slow; routes x methods x statuses are few
+            children = self._children[key] = (
+                self.requests.labels(method, endpoint, str(status)),
+                self.latency.labels(method, endpoint),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if error_type is not None:
             self.errors.labels(endpoint, self.error_type_label(error_type), str(status)).inc()
         elif queries is not None and status < 400:
-            self.batch_size.labels(endpoint).observe(queries)
-            self.queries.labels(endpoint).inc(queries)
+            batch = self._batch_children.get(endpoint)
+            if batch is None:
+                batch = self._batch_children[endpoint] = (
+                    self.batch_size.labels(endpoint),
+                    self.queries.labels(endpoint),
+                )
+            batch[0].observe(queries)
+            batch[1].inc(queries)
 
     def exposition(self, accept_header: str = "") -> tuple[bytes, str]:
         """The registry in the text format the scraper asked for (Prometheus text or OpenMetrics)."""
