@@ -209,12 +209,10 @@ def settings_variables() -> set[str]:
 
 
 def project_code_mentions(name: str) -> bool:
+    """Whether Python or shell code of the project names it (a Dockerfile setting it is not reading it)."""
     for folder in CODE_DIRS:
         for path in (REPO / folder).rglob("*"):
-            readable = (
-                path.is_file() and path.suffix in (".py", ".sh", "") and "__pycache__" not in path.parts
-            )
-
+            readable = path.is_file() and path.suffix in (".py", ".sh") and "__pycache__" not in path.parts
             if readable and name in path.read_text(encoding="utf-8", errors="replace"):
                 return True
     return False
