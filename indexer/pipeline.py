@@ -56,7 +56,10 @@ log = logging.getLogger("taskgram.build")
 # documented goal is <= 12 for u16 tokens; u32 tokens add 2 bytes per position).
 BUILD_BYTES_PER_TOKEN = 12
 DEFAULT_MEMORY_BUDGET = 8 << 30
-PROCESS_RESERVE_BYTES = 384 << 20
+# Memory of the process outside the shard arrays: interpreter, numpy, numba, read batches, and (when
+# loaded) the tokenizer library; measured at about 340 MiB with the Pythia tokenizer loaded, 215 without.
+PROCESS_RESERVE_BYTES = 512 << 20
+PROCESS_RESERVE_NO_TOKENIZER_BYTES = 256 << 20
 TEXT_BATCH_DOCS = 2048
 TEXT_BATCH_BYTES = 8 << 20
 PRETOKENIZED_KINDS = ("megatron", "npy", "raw-u16", "raw-u32")
@@ -83,11 +86,18 @@ def parse_memory(text: str | int) -> int:
 
 
 def shard_capacity(
-    memory_budget_bytes: int, token_dtype: TokenDtype, bytes_per_token: int | None = None
+    memory_budget_bytes: int,
+    token_dtype: TokenDtype,
+    bytes_per_token: int | None = None,
+    *,
+    with_tokenizer: bool = True,
 ) -> int:
-    """Positions (tokens + separators) one shard may hold under the memory budget."""
+    """Positions (tokens + separators) one shard may hold under the memory budget: the budget less the
+    process reserve (at most half the budget, for tiny test budgets), over the build's bytes per position.
+    """
     per = bytes_per_token or (BUILD_BYTES_PER_TOKEN + (2 if token_dtype == "uint32" else 0))
-    reserve = min(PROCESS_RESERVE_BYTES, memory_budget_bytes // 2)
+    base = PROCESS_RESERVE_BYTES if with_tokenizer else PROCESS_RESERVE_NO_TOKENIZER_BYTES
+    reserve = min(base, memory_budget_bytes // 2)
     return max(2, (memory_budget_bytes - reserve) // per)
 
 
@@ -220,13 +230,17 @@ class _ShardBuffer:
         total = int(batch.tokens.shape[0]) + n
         start = self.n_positions
         self._grow(start + total, self.n_docs + n)
+        # One slice copy per document (no batch-sized index temporaries: they would cost 16 bytes/token).
+        tokens, buf, sep = batch.tokens, self.tokens, self.separator
+        src = 0
+        dst = start
+        for length in batch.lengths.tolist():
+            buf[dst : dst + length] = tokens[src : src + length]
+            dst += length
+            buf[dst] = sep
+            dst += 1
+            src += length
         ends = start + np.cumsum(batch.lengths + 1)  # one past each document's separator
-        region = self.tokens[start : start + total]
-        # Token j of the batch lands at j + (number of separators before it).
-        dest = np.arange(batch.tokens.shape[0], dtype=np.int64)
-        dest += np.repeat(np.arange(n, dtype=np.int64), batch.lengths)
-        region[dest] = batch.tokens
-        region[ends - 1 - start] = self.separator
         self.offsets[self.n_docs + 1 : self.n_docs + 1 + n] = ends
         self.n_positions += total
         self.n_docs += n
@@ -381,7 +395,7 @@ def build_index(
             )
 
     token_dtype = token_dtype_for_vocab(vocab_size)
-    capacity = shard_capacity(budget, token_dtype, bytes_per_token)
+    capacity = shard_capacity(budget, token_dtype, bytes_per_token, with_tokenizer=tok is not None)
     config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "inputs": input_keys,
