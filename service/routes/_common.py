@@ -54,7 +54,11 @@ def phrase(
 
 
 def phrases(
-    settings: Settings, values: Sequence[str | IdsPhrase], where: str = "queries"
+    settings: Settings,
+    values: Sequence[str | IdsPhrase],
+    where: str = "queries",
+    *,
+    allow_empty: bool = False,
 ) -> list[EnginePhrase]:
     check_batch(settings, values)
     limit_chars, limit_ids = settings.max_query_chars, settings.max_query_tokens
@@ -69,7 +73,7 @@ def phrases(
         elif len(value.ids) <= limit_ids:
             append(value.ids)
             continue
-        append(phrase(settings, value, f"{where}[{i}]"))
+        append(phrase(settings, value, f"{where}[{i}]", allow_empty=allow_empty))
     return out
 
 

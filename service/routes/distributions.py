@@ -18,7 +18,7 @@ def ntd(request: NtdRequest, state: StateDep) -> Response:
     if request.top_k is not None and request.top_k > state.settings.max_top_k:
         raise InvalidQuery(f"top_k: {request.top_k}, the limit is {state.settings.max_top_k}")
     index = state.index(request.index)
-    prompts = phrases(state.settings, request.queries)
+    prompts = phrases(state.settings, request.queries, allow_empty=True)  # '' = unigram distribution
     results = index.next_token_distribution(
         prompts, top_k=request.top_k, deadline=state.deadline(), space=request.space
     )
@@ -30,7 +30,7 @@ def prob(request: ProbRequest, state: StateDep) -> Response:
     index = state.index(request.index)
     check_batch(state.settings, request.queries)
     items = [
-        (phrase(state.settings, q.prompt, f"queries[{i}].prompt"), q.token_id)
+        (phrase(state.settings, q.prompt, f"queries[{i}].prompt", allow_empty=True), q.token_id)
         for i, q in enumerate(request.queries)
     ]
     results = index.prob(items, deadline=state.deadline(), space=request.space)
