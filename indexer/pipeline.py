@@ -495,6 +495,8 @@ def build_index(
         buffer.reset()
 
     shard_writer: writer.ShardWriter | None = None
+    tokens_read = 0
+    read_started = time.monotonic()
     try:
         for batch in batches:
             rest = batch
@@ -517,8 +519,12 @@ def build_index(
                     shard_writer = writer.ShardWriter(output, len(shards))
                 buffer.append(head)
                 shard_writer.add_metadata(head.metadata)
-                if pretokenized is None and read_bar is not None:
-                    read_bar.set_postfix_str(f"{stats.docs} docs", refresh=False)
+                tokens_read += int(head.tokens.shape[0])
+                if read_bar is not None:
+                    rate = tokens_read / max(time.monotonic() - read_started, 1e-9)
+                    read_bar.set_postfix_str(
+                        f"{stats.docs:,} docs, {tokens_read:,} tok, {rate:,.0f} tok/s", refresh=False
+                    )
         if buffer.n_docs:
             assert shard_writer is not None
             flush(shard_writer)
