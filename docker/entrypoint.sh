@@ -5,6 +5,7 @@
 #   entrypoint.sh index [ARGS]   build TASKGRAM_BUILD_INPUT into TASKGRAM_BUILD_OUTPUT (one-shot; does
 #                                nothing but say so when a complete index is already there), then verify
 #   entrypoint.sh serve [ARGS]   taskgram serve the indexes of TASKGRAM_INDEXES on TASKGRAM_HOST:TASKGRAM_PORT
+#                                (127.0.0.1:8000 unless set; the image sets TASKGRAM_HOST=0.0.0.0)
 #   entrypoint.sh healthcheck    exit 0 when GET /v1/health on TASKGRAM_PORT answers 200 with status ok
 #   entrypoint.sh eval [ARGS]    taskgram eval against TASKGRAM_SERVICE_URL (options from TASKGRAM_EVAL_*), ARGS
 #   entrypoint.sh COMMAND...     any other command (taskgram --help, python, sh, ...)
@@ -67,7 +68,7 @@ case "$cmd" in
         ;;
     serve)
         : "${TASKGRAM_INDEXES:?entrypoint: set TASKGRAM_INDEXES to a JSON object of index names and directories}"
-        exec taskgram serve --host "${TASKGRAM_HOST:-0.0.0.0}" --port "${TASKGRAM_PORT:-8000}" "$@"
+        exec taskgram serve --host "${TASKGRAM_HOST:-127.0.0.1}" --port "${TASKGRAM_PORT:-8000}" "$@"
         ;;
     healthcheck)
         exec python "$here/healthcheck.py" "$@"
