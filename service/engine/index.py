@@ -148,6 +148,7 @@ class Index:
         self._tokenizer = tokenizer
         self._tok_lock = threading.Lock()
         self._cache = DocSetCache(cache_bytes, cache_min_occurrences)
+        self._windowed_method = -1  # -1: cheapest; 0/1/2 force one method of kernels._windowed_counts (tests)
 
     # ----------------------------------------------------------------------------------------------
     # Opening
@@ -517,7 +518,8 @@ class Index:
             np.cumsum([len(c) for c in clauses], out=clause_off[1:])
             query_off = np.zeros(len(chunk) + 1, dtype=np.int64)
             np.cumsum([len(q) for q in chunk], out=query_off[1:])
-            ranges = self._ranges(variants)
+            var_flat, var_off = flatten(variants)
+            ranges = self._ranges_flat(var_flat, var_off)
             occ = np.zeros(len(clauses), dtype=np.int64)
             for lo, hi in ranges:
                 occ += np.add.reduceat(hi - lo, clause_off[:-1])
@@ -537,16 +539,20 @@ class Index:
             for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
                 if shard.n_tokens:
                     out[a:b] += K._windowed_counts(
+                        shard.tokens,
                         shard.sa,
                         shard.doc_offsets,
                         shard.bucket_table,
                         shard.bucket_shift,
+                        var_flat,
+                        var_off,
                         lo,
                         hi,
                         clause_off,
                         query_off,
                         anchors,
                         np.int64(window),
+                        np.int64(self._windowed_method),
                     )
         _check_deadline(deadline, "windowed_cooccurrence")
         return out.tolist()

@@ -160,12 +160,15 @@ def _doc_sets(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
     """Sorted distinct local doc ids of every spec; spec j is the union of the SA ranges
     ``lo[v]:hi[v]`` for v in ``spec_offsets[j]:spec_offsets[j + 1]`` (OR of variants, no double count).
 
-    One pass per spec: a stamp array of n_docs entries marks the documents seen for the current spec
-    (no clearing between specs). A small set is sorted; a set larger than n_docs / log2(set size) is read
-    back from the stamps in document order instead. Returns (flat, offsets)."""
+    A spec with many occurrences (more than n_docs / 8) marks its documents in a bitset (branch-free, the
+    bitset of n_docs bits stays in cache) and reads them back in order; a smaller one marks a stamp array
+    of n_docs entries (never cleared: the stamp is the spec number) and sorts what it collected.
+    Returns (flat, offsets)."""
     n_docs = doc_offsets.shape[0] - 1
     n_specs = spec_offsets.shape[0] - 1
+    n_words = (n_docs + 63) >> 6
     stamp = np.zeros(max(n_docs, 1), dtype=np.int64)
+    bits = np.zeros(max(n_words, 1), dtype=np.uint64)
     out_off = np.zeros(n_specs + 1, dtype=np.int64)
     cap = 1024
     out = np.empty(cap, dtype=np.int64)
@@ -173,27 +176,47 @@ def _doc_sets(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
     for j in range(n_specs):
         tag = j + 1
         start = used
+        occ = 0
         for v in range(spec_offsets[j], spec_offsets[j + 1]):
-            for r in range(lo[v], hi[v]):
-                d = _doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))
-                if stamp[d] != tag:
-                    stamp[d] = tag
-                    if used == cap:
-                        cap *= 2
-                        grown = np.empty(cap, dtype=np.int64)
-                        grown[:used] = out[:used]
-                        out = grown
-                    out[used] = d
+            occ += hi[v] - lo[v]
+        if occ * 8 > n_docs:
+            for v in range(spec_offsets[j], spec_offsets[j + 1]):
+                for r in range(lo[v], hi[v]):
+                    d = _doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))
+                    bits[d >> 6] |= np.uint64(1) << np.uint64(d & 63)
+            size = 0
+            for w in range(n_words):
+                size += _popcount64(bits[w])
+            if used + size > cap:
+                cap = max(cap * 2, used + size)
+                grown = np.empty(cap, dtype=np.int64)
+                grown[:used] = out[:used]
+                out = grown
+            for w in range(n_words):
+                word = bits[w]
+                if word == 0:
+                    continue
+                bits[w] = 0
+                base = w << 6
+                while word != 0:
+                    low = word & (~word + np.uint64(1))  # lowest set bit
+                    out[used] = base + _popcount64(low - np.uint64(1))
                     used += 1
-        size = used - start
-        if size > 1:
-            if size * np.log2(size) > n_docs:
-                k = start
-                for d in range(n_docs):
-                    if stamp[d] == tag:
-                        out[k] = d
-                        k += 1
-            else:
+                    word ^= low
+        else:
+            for v in range(spec_offsets[j], spec_offsets[j + 1]):
+                for r in range(lo[v], hi[v]):
+                    d = _doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))
+                    if stamp[d] != tag:
+                        stamp[d] = tag
+                        if used == cap:
+                            cap *= 2
+                            grown = np.empty(cap, dtype=np.int64)
+                            grown[:used] = out[:used]
+                            out = grown
+                        out[used] = d
+                        used += 1
+            if used - start > 1:
                 out[start:used].sort()
         out_off[j + 1] = used
     return out[:used].copy(), out_off
@@ -391,37 +414,122 @@ def _sorted_unique_positions(sa, lo, hi, v0, v1):
 
 
 @njit(cache=True, nogil=True)
-def _windowed_counts(sa, doc_offsets, table, shift, lo, hi, clause_off, query_off, anchors, window):
-    """For each query (clauses ``query_off[q]:query_off[q + 1]``, clause c = OR of the variant ranges
-    ``clause_off[c]:clause_off[c + 1]``): the number of distinct occurrences of the anchor clause
-    (``anchors[q]``, absolute clause index) such that every other clause has an occurrence starting at
-    most ``window`` tokens before or after it in the same document."""
+def _match_at(tokens, q, var_flat, v0, v1):
+    """Whether the pattern var_flat[v0:v1] occurs at position q."""
+    n = tokens.shape[0]
+    if q + (v1 - v0) > n:
+        return False
+    for k in range(v1 - v0):
+        if np.int64(tokens[q + k]) != var_flat[v0 + k]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _windowed_counts(
+    tokens, sa, doc_offsets, table, shift, var_flat, var_off, lo, hi, clause_off, query_off, anchors, window,
+    force_mode,
+):
+    """For each query (clauses ``query_off[q]:query_off[q + 1]``, clause c = OR of the variants
+    ``clause_off[c]:clause_off[c + 1]``; variant v = pattern ``var_flat[var_off[v]:var_off[v + 1]]`` with SA
+    range ``lo[v]:hi[v]``): the number of distinct occurrences of the anchor clause (``anchors[q]``,
+    absolute clause index) such that every other clause has an occurrence starting at most ``window``
+    tokens before or after it in the same document.
+
+    Each other clause is tested by the cheapest of three exact methods, chosen from the counts:
+    (0) its sorted positions, galloping forward with the anchors; (1) scanning the tokens of the anchor's
+    window for its variants (rare anchor, frequent partner); (2) a bitmap of its positions (both frequent).
+    ``force_mode`` >= 0 imposes one method (tests); -1 chooses."""
     nq = query_off.shape[0] - 1
     out = np.zeros(nq, dtype=np.int64)
+    n_pos = tokens.shape[0]
+    n_words = (n_pos + 63) >> 6
+    empty = np.zeros(0, dtype=np.int64)
     for q in range(nq):
         c0 = query_off[q]
         c1 = query_off[q + 1]
-        anchor = _sorted_unique_positions(sa, lo, hi, clause_off[anchors[q]], clause_off[anchors[q] + 1])
-        if anchor.shape[0] == 0:
+        ac = anchors[q]
+        anchor = _sorted_unique_positions(sa, lo, hi, clause_off[ac], clause_off[ac + 1])
+        k_anchor = anchor.shape[0]
+        if k_anchor == 0:
             continue
         n_other = c1 - c0 - 1
         others = []
+        bitmaps = []
+        modes = np.zeros(max(n_other, 1), dtype=np.int64)
+        clause_of = np.zeros(max(n_other, 1), dtype=np.int64)
+        j = 0
         for c in range(c0, c1):
-            if c != anchors[q]:
+            if c == ac:
+                continue
+            k_other = 0
+            n_var = clause_off[c + 1] - clause_off[c]
+            for v in range(clause_off[c], clause_off[c + 1]):
+                k_other += hi[v] - lo[v]
+            cost_sorted = k_other * (np.log2(k_other + 2.0) + 2.0) * 3.0 + k_anchor * 4.0
+            cost_scan = k_anchor * (2.0 * window + 1.0) * n_var
+            cost_bitmap = n_words * 1.0 + k_other * 2.0 + k_anchor * ((2.0 * window + 1.0) / 64.0 + 2.0)
+            clause_of[j] = c
+            if force_mode >= 0:
+                cost_sorted = 0.0 if force_mode == 0 else 1.0
+                cost_scan = 0.0 if force_mode == 1 else 1.0
+                cost_bitmap = 0.0 if force_mode == 2 else 1.0
+            if cost_scan <= cost_sorted and cost_scan <= cost_bitmap:
+                modes[j] = 1
+                others.append(empty)
+                bitmaps.append(np.zeros(0, dtype=np.uint64))
+            elif cost_bitmap < cost_sorted:
+                modes[j] = 2
+                bits = np.zeros(n_words, dtype=np.uint64)
+                for v in range(clause_off[c], clause_off[c + 1]):
+                    for r in range(lo[v], hi[v]):
+                        pos = np.int64(sa[r])
+                        bits[pos >> 6] |= np.uint64(1) << np.uint64(pos & 63)
+                others.append(empty)
+                bitmaps.append(bits)
+            else:
                 others.append(_sorted_unique_positions(sa, lo, hi, clause_off[c], clause_off[c + 1]))
+                bitmaps.append(np.zeros(0, dtype=np.uint64))
+            j += 1
         cursor = np.zeros(max(n_other, 1), dtype=np.int64)
         count = 0
-        for i in range(anchor.shape[0]):
+        for i in range(k_anchor):
             p = anchor[i]
             d = _doc_of_bucketed(doc_offsets, table, shift, p)
             first = max(p - window, doc_offsets[d])
             last = min(p + window, doc_offsets[d + 1] - 2)  # doc_offsets[d+1]-1 is the separator
             ok = True
             for j in range(n_other):
-                arr = others[j]
-                c = _gallop(arr, cursor[j], arr.shape[0], first)
-                cursor[j] = c
-                if c == arr.shape[0] or arr[c] > last:
+                mode = modes[j]
+                found = False
+                if mode == 0:
+                    arr = others[j]
+                    k = _gallop(arr, cursor[j], arr.shape[0], first)
+                    cursor[j] = k
+                    found = k < arr.shape[0] and arr[k] <= last
+                elif mode == 1:
+                    c = clause_of[j]
+                    for x in range(first, last + 1):
+                        for v in range(clause_off[c], clause_off[c + 1]):
+                            if _match_at(tokens, x, var_flat, var_off[v], var_off[v + 1]):
+                                found = True
+                                break
+                        if found:
+                            break
+                else:
+                    bits = bitmaps[j]
+                    w0 = first >> 6
+                    w1 = last >> 6
+                    for w in range(w0, w1 + 1):
+                        word = bits[w]
+                        if w == w0:
+                            word &= ~np.uint64(0) << np.uint64(first & 63)
+                        if w == w1 and (last & 63) != 63:
+                            word &= (np.uint64(1) << np.uint64((last & 63) + 1)) - np.uint64(1)
+                        if word != 0:
+                            found = True
+                            break
+                if not found:
                     ok = False
                     break
             if ok:

@@ -74,14 +74,17 @@ def test_windowed_cooccurrence_at_document_boundaries(index_writer) -> None:
     # left and another A on the right, across the separator, in doc 1; the anchor must be kept.
     docs = [[5, 5, 1, 5, 2], [1, 5, 5], [2, 5, 5, 5, 5, 1]]
     ix = Index.open(index_writer(docs, vocab_size=10))
-    # A = [1] (3 occurrences), B = [2] (2): B is the anchor.
-    assert ix.windowed_cooccurrence([[[1], [2]]], 2) == [1]  # doc 0: 2@4, 1@2 within 2
-    assert ix.windowed_cooccurrence([[[1], [2]]], 5) == [2]  # doc 2: 2@0, 1@5 within 5
-    assert ix.windowed_cooccurrence([[[1], [2]]], 1) == [0]  # 1@0 of doc 1 is 1 token away but in doc 1
-    assert ix.windowed_cooccurrence([[[2], [1]]], 1) == [0]
-    assert ix.windowed_cooccurrence([[[1], [2]]], 0) == [0]
-    # a phrase with itself: every occurrence is its own partner at distance 0
-    assert ix.windowed_cooccurrence([[[5], [5]]], 0) == [naive_count(docs, [5])]
+    for method in (-1, 0, 1, 2):
+        ix._windowed_method = method
+        # A = [1] (3 occurrences), B = [2] (2): B is the anchor.
+        assert ix.windowed_cooccurrence([[[1], [2]]], 2) == [1]  # doc 0: 2@4, 1@2 within 2
+        assert ix.windowed_cooccurrence([[[1], [2]]], 5) == [2]  # doc 2: 2@0, 1@5 within 5
+        assert ix.windowed_cooccurrence([[[1], [2]]], 1) == [0]  # 1@0 of doc 1 is 1 token away but in doc 1
+        assert ix.windowed_cooccurrence([[[2], [1]]], 1) == [0]
+        assert ix.windowed_cooccurrence([[[1], [2]]], 0) == [0]
+        # a phrase with itself: every occurrence is its own partner at distance 0
+        assert ix.windowed_cooccurrence([[[5], [5]]], 0) == [naive_count(docs, [5])]
+        assert ix.windowed_cooccurrence([[[5, 5], [1, 5]]], 70) == [2]  # "1 5" in docs 0 and 1, each near "5 5"
 
 
 def test_ntd_prob_infgram_by_hand(index: Index) -> None:

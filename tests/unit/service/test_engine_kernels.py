@@ -112,8 +112,9 @@ def test_popcount() -> None:
         assert K._popcount64(np.uint64(x)) == bin(x).count("1")
 
 
-def test_doc_sets_union_and_order() -> None:
-    off = doc_offsets_of([3000] + [0] * 100 + [2] * 40 + [5])
+@pytest.mark.parametrize("n_empty", [100, 5000])  # few docs: bitset path; many docs: stamp + sort path
+def test_doc_sets_union_and_order(n_empty) -> None:
+    off = doc_offsets_of([3000] + [0] * n_empty + [2] * 40 + [5])
     shift, table = _bucket_table(off)
     rng = np.random.default_rng(5)
     n_pos = int(off[-1])
