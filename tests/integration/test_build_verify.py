@@ -118,3 +118,37 @@ def test_sharded_sample_equals_single_shard_sample(tmp_path, sample_index, pythi
     many = read_manifest(out)
     assert len(one.shards) == 1 and len(many.shards) > 5
     assert bigram_counts(out) == bigram_counts(sample_index)
+
+
+@pytest.mark.shared_data
+def test_multilingual_subset_with_normalization(tmp_path, shared_data, pythia_tokenizer):
+    """Real multilingual text (LibreOffice help, en/es/fr/de) with nfkc-lower: documents equal the
+    tokenizer's output on the normalized text; the index verifies."""
+    import io
+    import json
+
+    import zstandard
+
+    from indexer.pipeline import build_index, verify_index
+    from indexer.tokenize import normalize_text
+
+    source = shared_data / "corpus" / "help-multilingual.jsonl.zst"
+    with open(source, "rb") as f:
+        reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), encoding="utf-8")
+        lines = [line for _, line in zip(range(300), reader, strict=False)]
+    corpus = tmp_path / "help.jsonl"
+    corpus.write_text("".join(lines), encoding="utf-8")
+    m = build_index(
+        [corpus], tmp_path / "idx", tokenizer=pythia_tokenizer, normalization="nfkc-lower", progress=False
+    )
+    assert m.n_docs == 300 and m.normalization == "nfkc-lower"
+    a = open_shard(tmp_path / "idx", m, m.shards[0])
+    for i in (0, 150, 299):
+        text = json.loads(lines[i])["text"]
+        want = list(map(int, pythia_tokenizer.encode(normalize_text(text, "nfkc-lower"))))
+        got = [int(t) for t in a.tokens[int(a.doc_offsets[i]) : int(a.doc_offsets[i + 1]) - 1]]
+        assert got == want
+    from indexer.format import read_metadata
+
+    assert read_metadata(a, 299)["meta"] == json.loads(lines[299])["meta"]
+    assert verify_index(tmp_path / "idx").ok
