@@ -315,6 +315,24 @@ def test_dockerfile_copies_what_exists_and_the_context_sends_it(dockerfile: str)
                 assert not is_ignored(rel, patterns), (
                     f"{dockerfile}: {rel} is copied but .dockerignore drops it"
                 )
+    # the build stage runs `pip install /src`: it needs pyproject.toml, the readme it names, every package
+    # that setuptools finds and their package data
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    copied = {src.rstrip("/") for srcs in parsed.all_copies for src in srcs}
+    assert "pyproject.toml" in copied, f"{dockerfile}: pyproject.toml is not copied"
+    assert pyproject["project"]["readme"] in copied, f"{dockerfile}: the readme pip needs is not copied"
+    setuptools = pyproject["tool"]["setuptools"]
+    packages = {
+        d.name
+        for d in REPO.iterdir()
+        if (d / "__init__.py").is_file()
+        and any(fnmatchcase(d.name, p) for p in setuptools["packages"]["find"]["include"])
+    }
+    assert packages and packages <= copied, f"{dockerfile}: packages not copied: {sorted(packages - copied)}"
+    for package, globs in setuptools.get("package-data", {}).items():
+        for pattern in globs:
+            assert list((REPO / package).glob(pattern)), f"package data {package}/{pattern} is missing"
     # what is not copied is not sent
     for heavy in (".venv/bin/python", ".git/HEAD", "indexes/sample/manifest.json", "tests/conftest.py"):
         assert is_ignored(heavy, patterns), f"{dockerfile}: the build context would include {heavy}"
