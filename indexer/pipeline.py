@@ -506,6 +506,7 @@ def build_index(
                     if buffer.n_docs == 0:
                         meta = rest.metadata[0]
                         where = f"{meta.get('source')}" + (f":{meta['line']}" if "line" in meta else "")
+                        where += f" (document {meta['doc']})" if "doc" in meta else ""
                         raise BuildError(
                             f"{where}: a document of {int(rest.lengths[0])} tokens does not fit in a "
                             f"shard of {capacity} positions; raise the memory budget (--memory)"

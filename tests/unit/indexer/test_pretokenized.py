@@ -312,3 +312,18 @@ def test_batches_split_documents_and_skip(tmp_path):
                 range(batch.metadata[0]["doc"], batch.metadata[0]["doc"] + len(batch))
             )
         assert [list(g) for g in got] == docs[skip:]
+
+
+def test_document_larger_than_a_shard_names_file_and_document(tmp_path):
+    write_megatron(tmp_path / "ds", [[1, 2], [3] * 100])
+    with pytest.raises(BuildError, match=r"ds.bin \(document 1\): a document of 100 tokens does not fit"):
+        build_index(
+            [tmp_path / "ds"],
+            tmp_path / "idx",
+            tokenizer=None,
+            pretokenized="megatron",
+            vocab_size=50,
+            memory_budget_bytes=12 * 60,
+            bytes_per_token=12,
+            progress=False,
+        )
