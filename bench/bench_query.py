@@ -300,7 +300,8 @@ def main() -> int:
     for q, c in zip(absent[:50], ours_counts[len(ngrams) : len(ngrams) + 50], strict=True):
         assert c == brute.count(q)
     log(
-        f"count: ours batched {ours_rate:,.0f}/s (100,000 queries in {secs:.2f} s), one per call {ours_single_rate:,.0f}/s; "
+        f"count: ours batched {ours_rate:,.0f}/s (100,000 queries in {secs:.2f} s), "
+        f"one per call {ours_single_rate:,.0f}/s; "
         f"brute-force check of 350 counts: exact"
     )
     if peer is not None:
@@ -309,7 +310,8 @@ def main() -> int:
         peer_rate = len(sub) / tsecs
         mismatch = sum(a != b for a, b in zip(theirs, ours_counts[: len(sub)], strict=True))
         log(
-            f"count: infini-gram {peer_rate:,.0f}/s per call; {mismatch} of {len(sub)} counts differ from ours"
+            f"count: infini-gram {peer_rate:,.0f}/s per call; "
+            f"{mismatch} of {len(sub)} counts differ from ours"
         )
         report.append(
             (
@@ -364,8 +366,10 @@ def main() -> int:
                     t_ex.append(s2)
                     under += r2["count"] < truth_win[k]
             line += (
-                f"\n    infini-gram count_cnf default {fmt_us(median(t_def))} median (approx/exact ratio median "
-                f"{median(ratios):.2f}); exact mode {fmt_us(median(t_ex))} median, {under}/{n_exact} below the true count"
+                f"\n    infini-gram count_cnf default {fmt_us(median(t_def))} median "
+                "(approx/exact ratio median "
+                f"{median(ratios):.2f}); exact mode {fmt_us(median(t_ex))} median, "
+                f"{under}/{n_exact} below the true count"
             )
             report.append(
                 (
@@ -404,11 +408,17 @@ def main() -> int:
         ids, cnt = np.unique(nxt[nxt != brute.sep], return_counts=True)
         assert {t.token_id: t.count for t in d.tokens} == dict(zip(ids.tolist(), cnt.tolist(), strict=True))
     per_ntd = nsecs / len(prompts)
-    line = f"ntd: ours {fmt_us(per_ntd)}/prompt exact (batched, {len(prompts)} prompts); brute-force check of 30: exact"
+    line = (
+        f"ntd: ours {fmt_us(per_ntd)}/prompt exact (batched, {len(prompts)} prompts); "
+        "brute-force check of 30: exact"
+    )
     if peer is not None:
         res, tsecs = timed(lambda: [peer.ntd(prompt_ids=list(p), max_support=1000) for p in prompts])
         n_approx = sum(bool(r.get("approx")) for r in res)
-        line += f"\n    infini-gram ntd(max_support=1000) {fmt_us(tsecs / len(prompts))}/prompt, {n_approx}/{len(prompts)} approximate"
+        line += (
+            f"\n    infini-gram ntd(max_support=1000) {fmt_us(tsecs / len(prompts))}/prompt, "
+            f"{n_approx}/{len(prompts)} approximate"
+        )
         report.append(
             (
                 "ntd per prompt (ours exact)",
@@ -435,14 +445,20 @@ def main() -> int:
         if t.suffix_len < len(ctx):
             assert brute.count(ctx[len(ctx) - t.suffix_len - 1 :]) == 0
     per_inf = isecs / len(items)
-    line = f"infgram_prob: ours {fmt_us(per_inf)}/query (32-token contexts, batched); brute-force check of 20: exact"
+    line = (
+        f"infgram_prob: ours {fmt_us(per_inf)}/query (32-token contexts, batched); "
+        "brute-force check of 20: exact"
+    )
     if peer is not None:
         res, tsecs = timed(lambda: [peer.infgram_prob(prompt_ids=c, cont_id=n[0]) for c, n in items])
         same = sum(
             abs(r["prob"] - o.tokens[0].prob) < 1e-12 and r["suffix_len"] == o.tokens[0].suffix_len
             for r, o in zip(res, inf, strict=True)
         )
-        line += f"\n    infini-gram {fmt_us(tsecs / len(items))}/query; {same}/{len(items)} identical (prob, suffix_len)"
+        line += (
+            f"\n    infini-gram {fmt_us(tsecs / len(items))}/query; "
+            f"{same}/{len(items)} identical (prob, suffix_len)"
+        )
         report.append(
             ("infgram_prob per query", fmt_us(per_inf), fmt_us(tsecs / len(items)), f"{tsecs / isecs:.1f}x")
         )
@@ -480,7 +496,8 @@ def main() -> int:
             fy = {tuple(ix.tokenize(y)), tuple(ix.tokenize(y, space="exact"))}
             assert counts[i] == len(brute.docs(fx) & brute.docs(fy)), (x, y)
         log(
-            f"workload replay: {len(queries):,} pairs from {len(WORKLOADS)} files in {wsecs:.2f} s = {rate:,.0f} pairs/s "
+            f"workload replay: {len(queries):,} pairs from {len(WORKLOADS)} files in {wsecs:.2f} s = "
+            f"{rate:,.0f} pairs/s "
             f"(end to end: tokenizing both forms, doc sets, intersections; cold cache); {nonzero:,} nonzero; "
             f"projected 10^6 pairs: {1e6 / rate:.1f} s; brute-force check of 40: exact"
         )

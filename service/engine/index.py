@@ -4,8 +4,14 @@ An index is opened by read-only memory maps (``indexer.format.open_shard``); not
 copied into process memory, so resident memory does not grow with the index (the page cache holds what
 queries touch). Every query method takes a batch and returns one result per item, in order; ragged
 batches go to the numba kernels (:mod:`service.engine.kernels`) as flat arrays + offsets, in chunks, with
-the ``deadline`` checked between chunks. A query never returns a partial number: it raises
-:class:`BudgetExceeded` instead.
+the ``deadline`` checked between chunks (a running kernel call is not interrupted: the chunk size bounds
+the overshoot, and ``max_occurrences`` bounds the work of one phrase). A query never returns a partial
+number: it raises :class:`BudgetExceeded` instead.
+
+Memory: the arrays stay memory-mapped. Per shard the engine keeps a position -> document bucket table
+(about two int64 entries per document) and a first-token range table (vocab_size + 1 int64 entries);
+per call, scratch arrays of n_docs entries (document sets) or n_tokens / 64 words (windowed AND of two
+frequent clauses). The document-set cache is bounded in bytes (``cache_bytes``).
 
 Counts of several shards add up; global doc ids are the shard's first doc id + the local id (shards in
 manifest order). Phrase syntax and the leading-space policy: :mod:`service.engine.query`.
@@ -146,6 +152,7 @@ class Index:
         self._shards = shards
         self._doc_bases = np.array([s.doc_base for s in shards] + [manifest.n_docs], dtype=np.int64)
         self._tokenizer = tokenizer
+        self._vocab: list[str] | None = None  # token strings, loaded on first use
         self._tok_lock = threading.Lock()
         self._cache = DocSetCache(cache_bytes, cache_min_occurrences)
         self._windowed_method = -1  # -1: cheapest; 0/1/2 force one method of kernels._windowed_counts (tests)
@@ -251,7 +258,10 @@ class Index:
     def _token_strings(self, ids: Sequence[int]) -> list[str | None]:
         if self._tokenizer is None:
             return [None] * len(ids)
-        return list(self._tokenizer.id_to_token([int(i) for i in ids]))
+        if self._vocab is None:
+            self._vocab = list(self._tokenizer.id_to_token(list(range(self.vocab_size))))
+        vocab = self._vocab
+        return [vocab[i] for i in ids]
 
     def _resolver(self, space: str | None) -> PhraseResolver:
         return PhraseResolver(self._tokenize_batch, self.vocab_size, self.separator, space or self.space)
@@ -266,13 +276,16 @@ class Index:
     def _ranges_flat(self, flat: np.ndarray, offsets: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         order = _lex_order(flat, offsets)
         return [
-            K._sa_ranges(s.tokens, s.sa, flat, offsets, order, s.starts(self.vocab_size)) for s in self._shards
+            K._sa_ranges(s.tokens, s.sa, flat, offsets, order, s.starts(self.vocab_size))
+            for s in self._shards
         ]
 
     def _counts(self, patterns: Sequence[Ids], deadline: float | None, what: str) -> np.ndarray:
         return self._counts_flat(*flatten(patterns), deadline, what)
 
-    def _counts_flat(self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str) -> np.ndarray:
+    def _counts_flat(
+        self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str
+    ) -> np.ndarray:
         n = len(offsets) - 1
         out = np.zeros(n, dtype=np.int64)
         for a, b in _chunks(n, 65_536):
@@ -560,7 +573,7 @@ class Index:
     # ----------------------------------------------------------------------------------------------
     # Next tokens and probabilities
 
-    def _prompts(self, resolver: PhraseResolver, prompts: Sequence[Any], field: str) -> list[tuple]:
+    def _prompts(self, resolver: PhraseResolver, prompts: Sequence[Any], field: str) -> list[Ids | int]:
         return [resolver.parse_phrase(p, f"{field}[{i}]", i, allow_empty=True) for i, p in enumerate(prompts)]
 
     def next_token_distribution(
@@ -762,8 +775,8 @@ class Index:
         total = len(docs)
         if sample:
             rng = np.random.default_rng(seed)
-            chosen = np.sort(rng.choice(total, size=min(limit, total), replace=False)) if total else []
-            picked = docs[chosen]
+            chosen = rng.choice(total, size=min(limit, total), replace=False) if total else np.zeros(0, np.int64)
+            picked = docs[np.sort(chosen)]
         else:
             picked = docs[offset : offset + limit]
         hits = [self._hit(int(d), keys, window) for d in picked]
@@ -882,8 +895,8 @@ class Index:
 def _lex_order(flat: np.ndarray, offsets: np.ndarray, width: int = 8) -> np.ndarray:
     """Order of the patterns by their first ``width`` tokens (shorter first). Only locality depends on it."""
     n = len(offsets) - 1
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
+    if n <= 16:  # too few patterns for ordering to pay
+        return np.arange(n, dtype=np.int64)
     lengths = np.diff(offsets)
     w = int(min(width, lengths.max()))
     if w == 0:
@@ -902,7 +915,7 @@ def _tail(tokens: np.ndarray, length: int) -> Ids:
 def _batch(items: Any, field: str) -> Sequence[Any]:
     if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, (Sequence, np.ndarray)):
         raise QueryError(f"{field}: expected a list (a batch), got {type(items).__name__}", field=field)
-    return items
+    return items  # type: ignore[return-value]
 
 
 def _dedupe(keys: Sequence[SpecKey]) -> tuple[list[SpecKey], np.ndarray]:
@@ -976,6 +989,12 @@ class IndexSet(Mapping[str, Index]):
 
     def __getitem__(self, name: str) -> Index:
         return self.get_index(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._indexes
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self._indexes.get(name, default)
 
     def __iter__(self):
         return iter(self._indexes)

@@ -419,7 +419,7 @@ def _match_at(tokens, q, var_flat, v0, v1):
     n = tokens.shape[0]
     if q + (v1 - v0) > n:
         return False
-    for k in range(v1 - v0):
+    for k in range(v1 - v0):  # noqa: SIM110 (numba: no generator expressions)
         if np.int64(tokens[q + k]) != var_flat[v0 + k]:
             return False
     return True
@@ -427,7 +427,19 @@ def _match_at(tokens, q, var_flat, v0, v1):
 
 @njit(cache=True, nogil=True)
 def _windowed_counts(
-    tokens, sa, doc_offsets, table, shift, var_flat, var_off, lo, hi, clause_off, query_off, anchors, window,
+    tokens,
+    sa,
+    doc_offsets,
+    table,
+    shift,
+    var_flat,
+    var_off,
+    lo,
+    hi,
+    clause_off,
+    query_off,
+    anchors,
+    window,
     force_mode,
 ):
     """For each query (clauses ``query_off[q]:query_off[q + 1]``, clause c = OR of the variants

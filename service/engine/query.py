@@ -108,7 +108,7 @@ class PhraseResolver:
     def _parse_phrase(self, phrase: object, field: str, item: int, allow_empty: bool) -> list:
         t = type(phrase)
         if t is tuple or t is list:
-            ids = tuple(phrase)  # type: ignore[arg-type]
+            ids: Ids = tuple(phrase)  # type: ignore[arg-type]
             if all(type(x) is int for x in ids):
                 return [self._check_ids(ids, field, item, allow_empty)]
         if t is str:

@@ -84,7 +84,9 @@ def test_windowed_cooccurrence_at_document_boundaries(index_writer) -> None:
         assert ix.windowed_cooccurrence([[[1], [2]]], 0) == [0]
         # a phrase with itself: every occurrence is its own partner at distance 0
         assert ix.windowed_cooccurrence([[[5], [5]]], 0) == [naive_count(docs, [5])]
-        assert ix.windowed_cooccurrence([[[5, 5], [1, 5]]], 70) == [2]  # "1 5" in docs 0 and 1, each near "5 5"
+        assert ix.windowed_cooccurrence([[[5, 5], [1, 5]]], 70) == [
+            2
+        ]  # "1 5" in docs 0 and 1, each near "5 5"
 
 
 def test_ntd_prob_infgram_by_hand(index: Index) -> None:
@@ -300,7 +302,8 @@ def test_index_set(index_writer, tmp_path: Path) -> None:
     bad = index_writer(DOCS, vocab_size=10)
     _corrupt(bad, "manifest")
     s = IndexSet.open({"good": good, "bad": bad, "missing": tmp_path / "nope"})
-    assert list(s) == ["good"] and s["good"].count([[1]]) == [5]
+    assert list(s) == ["good"] and s["good"].count([[1]]) == [5] and len(s) == 1
+    assert "good" in s and "bad" not in s and s.get("bad") is None
     assert set(s.failures) == {"bad", "missing"} and "manifest" in s.failures["bad"]
     with pytest.raises(IndexUnavailable, match="manifest"):
         s["bad"]
