@@ -775,7 +775,9 @@ class Index:
         total = len(docs)
         if sample:
             rng = np.random.default_rng(seed)
-            chosen = rng.choice(total, size=min(limit, total), replace=False) if total else np.zeros(0, np.int64)
+            chosen = (
+                rng.choice(total, size=min(limit, total), replace=False) if total else np.zeros(0, np.int64)
+            )
             picked = docs[np.sort(chosen)]
         else:
             picked = docs[offset : offset + limit]
