@@ -396,6 +396,14 @@ def build_index(
 
     token_dtype = token_dtype_for_vocab(vocab_size)
     capacity = shard_capacity(budget, token_dtype, bytes_per_token, with_tokenizer=tok is not None)
+    reserve = PROCESS_RESERVE_BYTES if tok is not None else PROCESS_RESERVE_NO_TOKENIZER_BYTES
+    if budget < 2 * reserve:
+        log.warning(
+            "memory budget %d MiB is below twice the process's own use (about %d MiB): shards are sized "
+            "to half the budget, and the process will use more than the budget",
+            budget >> 20,
+            reserve >> 20,
+        )
     config: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "inputs": input_keys,
