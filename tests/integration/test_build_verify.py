@@ -61,7 +61,7 @@ def test_sigkill_then_resume_gives_identical_shards(tmp_path, pythia_tokenizer, 
     proc = taskgram("build", str(corpus), "-o", str(out), "--memory", MEMORY, "-q")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if len(finished_shards(out)) >= 2 or proc.poll() is not None:
+        if finished_shards(out) or proc.poll() is not None:
             break
         time.sleep(0.005)
     running = proc.poll() is None
@@ -69,7 +69,8 @@ def test_sigkill_then_resume_gives_identical_shards(tmp_path, pythia_tokenizer, 
     stdout, stderr = proc.communicate()
     assert running, f"the build ended before it could be killed: {stderr}"
     kept = finished_shards(out)
-    assert len(kept) >= 2
+    assert kept
+    stamps = {name: (out / name / "tokens.bin").stat().st_mtime_ns for name in kept}
     with pytest.raises(IndexFormatError):
         read_manifest(out)
 
@@ -77,7 +78,8 @@ def test_sigkill_then_resume_gives_identical_shards(tmp_path, pythia_tokenizer, 
     _, err = capsys.readouterr()
     assert code == 0, err
     manifest = read_manifest(out)
-    assert manifest.build["resumed_shards"] >= len(kept) >= 2
+    assert manifest.build["resumed_shards"] >= len(kept) >= 1
+    assert {name: (out / name / "tokens.bin").stat().st_mtime_ns for name in kept} == stamps  # not redone
     assert f"({manifest.build['resumed_shards']} kept from an earlier run)" in err
     assert not list(out.glob("*.partial")) and not (out / "build-state.json").exists()
 
