@@ -627,11 +627,8 @@ class Index:
         if top_k is not None:
             order = order[:top_k]
         ids, cnt = ids[order], cnt[order]
-        names = self._token_strings(ids.tolist())
-        tokens = [
-            TokenProb(token_id=int(t), token=name, count=int(c), prob=int(c) / total)
-            for t, c, name in zip(ids, cnt, names, strict=True)
-        ]
+        id_list = ids.tolist()
+        tokens = TokenProb.many(id_list, self._token_strings(id_list), cnt.tolist(), (cnt / total).tolist())
         return NextTokenDistribution(
             prompt_count=total, tokens=tokens, n_distinct=n_distinct, ends_of_document=ends
         )

@@ -16,6 +16,20 @@ class TokenProb:
     count: int
     prob: float
 
+    @classmethod
+    def many(
+        cls, ids: list[int], tokens: list[str | None], counts: list[int], probs: list[float]
+    ) -> list[TokenProb]:
+        """Build many at once (a distribution can hold tens of thousands): fills each instance's
+        ``__dict__`` directly, skipping the frozen dataclass's per-field ``object.__setattr__``."""
+        new = object.__new__
+        out = []
+        for t, name, c, p in zip(ids, tokens, counts, probs, strict=True):
+            obj = new(cls)
+            obj.__dict__.update(token_id=t, token=name, count=c, prob=p)
+            out.append(obj)
+        return out
+
 
 @dataclass(frozen=True)
 class NextTokenDistribution:
