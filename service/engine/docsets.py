@@ -4,8 +4,10 @@ Design (why this is exact and fast):
 
 * A phrase spec (a phrase, or an OR of variants) maps to the sorted set of global doc ids that contain
   at least one of its variants. It is computed from the suffix array: every occurrence in the variants'
-  SA ranges is mapped to its document (binary search in doc_offsets) and marked in a per-call stamp array,
-  so an OR is a union by construction and nothing is counted twice. Cost: O(occurrences · log n_docs).
+  SA ranges is mapped to its document (a bucket table over positions, see ``kernels._doc_of_bucketed``:
+  usually one lookup, no search) and marked — in a bitset of n_docs bits for a frequent phrase, in a stamp
+  array for a rare one — so an OR is a union by construction and nothing is counted twice.
+  Cost: O(occurrences) (about 25 ns per occurrence measured on the 14M-token techdocs index).
 * A batch is deduplicated first: each distinct spec's set is computed once, however many queries use it
   (pair workloads repeat their phrases heavily).
 * Sets of frequent specs (≥ ``min_occurrences`` occurrences) are kept in an LRU cache bounded in bytes, so

@@ -323,3 +323,16 @@ def test_summary_and_warm_up(index: Index) -> None:
     index.warm_up()
     s = index.summary()
     assert s["n_tokens"] == 14 and s["format_version"] == 1 and s["space_policy"] == "auto"
+
+
+def test_empty_index_and_empty_documents(index_writer) -> None:
+    empty = Index.open(index_writer([], vocab_size=10))
+    assert empty.n_docs == 0 and empty.count([[1]]) == [0] and empty.doc_freq([[1]]) == [0]
+    assert empty.cooccurrence([[[1], [2]]]) == [0] and empty.windowed_cooccurrence([[[1], [2]]], 5) == [0]
+    assert empty.next_token_distribution([[]])[0].prompt_count == 0
+    assert empty.prob([([], 1)])[0].prob is None
+    assert empty.infgram_prob([([1], [2])])[0].tokens[0].prob == 0.0
+    assert empty.documents([[1]]).total == 0
+    blank = Index.open(index_writer([[], [], []], vocab_size=10, shard_docs=[1, 2]))
+    assert blank.n_docs == 3 and blank.n_tokens == 0 and blank.count([[1], [2, 3]]) == [0, 0]
+    assert blank.document(2).token_ids == [] and blank.cooccurrence([[[1], [1]]]) == [0]
