@@ -466,7 +466,9 @@ def test_indexer_then_service_run_as_the_containers_do(tmp_path: Path) -> None:
     again = subprocess.run(indexer.argv, env=indexer.env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and "nothing to build" in again.stderr  # the one-shot job is idempotent
 
-    service = as_local("service", compose, tmp_path, port)
+    # as with `TASKGRAM_API_KEYS=[...]` in the .env file next to compose.yaml
+    api_key = "integration-test-key-0123456789"
+    service = as_local("service", load_compose({"TASKGRAM_API_KEYS": json.dumps([api_key])}), tmp_path, port)
     assert json.loads(service.env["TASKGRAM_INDEXES"]) == {"sample": str(index_dir)}
     assert service.healthcheck is not None
     log_path = tmp_path / "service.log"
@@ -493,13 +495,22 @@ def test_indexer_then_service_run_as_the_containers_do(tmp_path: Path) -> None:
         assert health.status_code == 200
         assert health.json()["status"] == "ok" and health.json()["indexes"] == ["sample"]
         request_id = health.headers["x-request-id"]
+        auth = {"authorization": f"Bearer {api_key}"}
+        query = {"index": "sample", "queries": ["suffix array", "the"]}
+        assert httpx.post(f"{base}/v1/count", json=query, timeout=30).status_code == 401
+        counted = httpx.post(f"{base}/v1/count", json=query, headers=auth, timeout=30)
+        assert counted.status_code == 200 and len(counted.json()["results"]) == 2
         from prometheus_client.parser import text_string_to_metric_families
 
+        assert httpx.get(f"{base}/metrics", timeout=10).status_code == 401
         scraped = {
             (sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(httpx.get(f"{base}/metrics", timeout=10).text)
+            for family in text_string_to_metric_families(
+                httpx.get(f"{base}/metrics", headers=auth, timeout=10).text
+            )
             for sample in family.samples
         }
+        assert scraped[("taskgram_queries_total", frozenset({("endpoint", "/v1/count")}))] == 2
         assert scraped[("taskgram_index_tokens", frozenset({("index", "sample")}))] == manifest["n_tokens"]
         health_200 = frozenset({("method", "GET"), ("endpoint", "/v1/health"), ("status", "200")})
         assert scraped[("taskgram_http_requests_total", health_200)] >= 2  # health checks included
@@ -514,6 +525,7 @@ def test_indexer_then_service_run_as_the_containers_do(tmp_path: Path) -> None:
     log_text = log_path.read_text()
     assert proc.returncode in (0, -signal.SIGTERM), f"service stopped with {proc.returncode}:\n{log_text}"
     assert "Application shutdown complete" in log_text
+    assert api_key not in log_text, "the API key reached the logs"
     numba_cache = Path(service.env["NUMBA_CACHE_DIR"])
     assert numba_cache.is_relative_to(tmp_path) and any(numba_cache.rglob("*.nbi")), "numba cache unused"
     records = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
