@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.deps import ServiceState, index_identity, require_api_key
 from service.engine import Index, IndexSet
 from service.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_body
-from service.logging import RequestIdMiddleware
+from service.logging import RequestIdMiddleware, configure_logging
 from service.metrics import install_metrics
 from service.settings import Settings
 
@@ -174,6 +174,7 @@ def create_app_from_env() -> FastAPI:
 
     passed = os.environ.get("TASKGRAM_SERVE_SETTINGS")
     settings = Settings(**json.loads(passed)) if passed else Settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)  # each worker process
     if settings.workers > 1 and settings.metrics:
         log.warning("each of the %d worker processes keeps its own /metrics counts", settings.workers)
     return create_app(settings)
