@@ -36,6 +36,8 @@ __all__ = ["build_suffix_array", "suffix_array_dtype"]
 # instead of used directly (bucket arrays are 2 * alphabet words).
 _DIRECT_ALPHABET_LIMIT = 1 << 22
 _PARALLEL_MIN = 1 << 20
+# Inputs up to this many positions use int32 work arrays (the sign bit marks entries); longer ones int64.
+_INT32_MAX_POSITIONS = 2**31 - 1
 
 
 def suffix_array_dtype(n_positions: int) -> np.dtype:
@@ -341,12 +343,18 @@ def _lms_order_to_positions(sa, bits, n, m):
     """sa[:m] holds the suffix array of the reduced string (ranks of LMS positions in text order);
     replace it by the LMS positions themselves. Uses sa[n - m:] as scratch."""
     j = n - m
-    for p in range(1, n):
-        if _is_lms(bits, p):
-            sa[j] = p
-            j += 1
+    for byte in range(bits.shape[0]):
+        word = bits[byte]
+        if word == 0:
+            continue
+        for bit in range(8):
+            if (word >> bit) & 1:
+                sa[j] = (byte << 3) + bit
+                j += 1
     base = n - m
     for i in range(m):
+        if i + _PREFETCH_DISTANCE < m:
+            _prefetch(sa, base + sa[i + _PREFETCH_DISTANCE])
         sa[i] = sa[base + sa[i]]
 
 
@@ -359,6 +367,8 @@ def _place_sorted_lms(text, sa, counts, buckets, m):
     j = n
     i = m - 1
     while i >= 0:
+        if i >= _PREFETCH_DISTANCE:
+            _prefetch(text, sa[i - _PREFETCH_DISTANCE])
         p = sa[i]
         c = text[p]
         q = buckets[c]
@@ -479,7 +489,7 @@ def build_suffix_array(tokens: np.ndarray, separator: int) -> np.ndarray:
     out_dtype = suffix_array_dtype(n)
     if n == 0:
         return np.zeros(0, dtype=out_dtype)
-    work_dtype = np.int32 if n < 2**31 else np.int64
+    work_dtype = np.int32 if n <= _INT32_MAX_POSITIONS else np.int64
     threads = numba.get_num_threads()
 
     if not tokens.flags.c_contiguous:

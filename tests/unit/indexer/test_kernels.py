@@ -232,3 +232,20 @@ def test_rejects_separator_out_of_range(separator: int) -> None:
 def test_rejects_non_integer_separator(separator: object) -> None:
     with pytest.raises(TypeError, match="separator must be an integer"):
         build_suffix_array(u16([1, 2]), separator)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("output_u64", [False, True])
+def test_int64_work_arrays(output_u64: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The path for inputs of 2^31 positions or more (int64 work arrays, and u64 output from 2^32),
+    exercised on a small input by lowering the thresholds."""
+    monkeypatch.setattr(kernels, "_INT32_MAX_POSITIONS", 16)
+    if output_u64:
+        monkeypatch.setattr(kernels, "suffix_array_dtype", lambda n: np.dtype(np.uint64))
+    rng = np.random.default_rng(10)
+    for dtype, sep in ((np.uint16, SEP16), (np.uint32, SEP32)):
+        tokens = rng.integers(0, 3, 2000).astype(dtype)
+        tokens[rng.random(tokens.size) < 0.02] = sep
+        tokens.setflags(write=False)
+        sa = build_suffix_array(tokens, sep)
+        assert sa.dtype == (np.uint64 if output_u64 else np.uint32)
+        np.testing.assert_array_equal(sa.astype(np.int64), prefix_doubling_suffix_array(tokens, sep))
