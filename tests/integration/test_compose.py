@@ -296,7 +296,10 @@ def test_paths_volumes_and_images_exist() -> None:
     used = {v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", [])}
     assert named_volumes <= used, f"declared but unused volumes: {named_volumes - used}"
     for name, svc in compose["services"].items():
-        assert svc["image"] in images_built, f"{name}: image {svc['image']} is built by no service"
+        # every image is built here (never pulled), and one tag always comes from one Dockerfile
+        assert "build" in svc, f"{name}: image {svc['image']} would be pulled from a registry"
+        dockerfile = REPO / svc["build"]["context"] / svc["build"]["dockerfile"]
+        assert images_built[svc["image"]] == dockerfile, f"{name}: {svc['image']} built from two Dockerfiles"
 
 
 @pytest.mark.parametrize("dockerfile", ["docker/Dockerfile", "docker/Dockerfile.eval"])
