@@ -1,4 +1,8 @@
-"""Slow, obviously correct oracles for the fast kernels (import as ``from tests.naive import ...``)."""
+"""Slow, obviously correct oracles for the fast kernels.
+
+Import as ``from tests.naive import ...`` under ``python -m pytest`` (the repository root is on sys.path);
+plain ``pytest`` puts ``tests/`` on sys.path instead, where ``from naive import ...`` works.
+"""
 
 from __future__ import annotations
 

@@ -7,7 +7,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from indexer.kernels import build_suffix_array
-from tests.naive import naive_suffix_array, suffix_array_errors
+
+try:
+    from tests.naive import naive_suffix_array, suffix_array_errors
+except ModuleNotFoundError:  # `pytest` run as a script puts tests/, not the repository root, on sys.path
+    from naive import naive_suffix_array, suffix_array_errors  # type: ignore[no-redef]
 
 SEP16 = 65535
 SEP32 = 2**32 - 1
