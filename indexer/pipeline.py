@@ -60,8 +60,8 @@ DEFAULT_MEMORY_BUDGET = 8 << 30
 # loaded) the tokenizer library; measured at about 340 MiB with the Pythia tokenizer loaded, 215 without.
 PROCESS_RESERVE_BYTES = 512 << 20
 PROCESS_RESERVE_NO_TOKENIZER_BYTES = 256 << 20
-TEXT_BATCH_DOCS = 2048
-TEXT_BATCH_BYTES = 8 << 20
+TEXT_BATCH_DOCS = 1024
+TEXT_BATCH_BYTES = 2 << 20  # tokenizer Encodings cost ~100+ bytes per token while a batch is live
 PRETOKENIZED_KINDS = ("megatron", "npy", "raw-u16", "raw-u32")
 
 
