@@ -457,6 +457,12 @@ def _windowed_counts(
     n_pos = tokens.shape[0]
     n_words = (n_pos + 63) >> 6
     empty = np.zeros(0, dtype=np.int64)
+    max_other = 1
+    for q in range(nq):
+        max_other = max(max_other, query_off[q + 1] - query_off[q] - 1)
+    # one position bitmap per other clause, allocated once per call (zero pages cost nothing until
+    # touched) and cleared after each query by unmarking what was marked: O(occurrences), not O(n)
+    bitmap_rows = np.zeros((max_other, n_words), dtype=np.uint64)
     for q in range(nq):
         c0 = query_off[q]
         c1 = query_off[q + 1]
@@ -467,7 +473,6 @@ def _windowed_counts(
             continue
         n_other = c1 - c0 - 1
         others = []
-        bitmaps = []
         modes = np.zeros(max(n_other, 1), dtype=np.int64)
         clause_of = np.zeros(max(n_other, 1), dtype=np.int64)
         j = 0
@@ -478,9 +483,10 @@ def _windowed_counts(
             n_var = clause_off[c + 1] - clause_off[c]
             for v in range(clause_off[c], clause_off[c + 1]):
                 k_other += hi[v] - lo[v]
-            cost_sorted = k_other * (np.log2(k_other + 2.0) + 2.0) * 3.0 + k_anchor * 4.0
-            cost_scan = k_anchor * (2.0 * window + 1.0) * n_var
-            cost_bitmap = n_words * 1.0 + k_other * 2.0 + k_anchor * ((2.0 * window + 1.0) / 64.0 + 2.0)
+            # rough ns, calibrated on the techdocs index
+            cost_sorted = k_other * (np.log2(k_other + 2.0) + 2.0) * 6.0 + k_anchor * 8.0
+            cost_scan = k_anchor * (2.0 * window + 1.0) * n_var * 5.0
+            cost_bitmap = k_other * 6.0 + k_anchor * ((2.0 * window + 1.0) / 64.0 + 4.0) * 2.0
             clause_of[j] = c
             if force_mode >= 0:
                 cost_sorted = 0.0 if force_mode == 0 else 1.0
@@ -489,19 +495,15 @@ def _windowed_counts(
             if cost_scan <= cost_sorted and cost_scan <= cost_bitmap:
                 modes[j] = 1
                 others.append(empty)
-                bitmaps.append(np.zeros(0, dtype=np.uint64))
             elif cost_bitmap < cost_sorted:
                 modes[j] = 2
-                bits = np.zeros(n_words, dtype=np.uint64)
                 for v in range(clause_off[c], clause_off[c + 1]):
                     for r in range(lo[v], hi[v]):
                         pos = np.int64(sa[r])
-                        bits[pos >> 6] |= np.uint64(1) << np.uint64(pos & 63)
+                        bitmap_rows[j, pos >> 6] |= np.uint64(1) << np.uint64(pos & 63)
                 others.append(empty)
-                bitmaps.append(bits)
             else:
                 others.append(_sorted_unique_positions(sa, lo, hi, clause_off[c], clause_off[c + 1]))
-                bitmaps.append(np.zeros(0, dtype=np.uint64))
             j += 1
         cursor = np.zeros(max(n_other, 1), dtype=np.int64)
         count = 0
@@ -529,11 +531,10 @@ def _windowed_counts(
                         if found:
                             break
                 else:
-                    bits = bitmaps[j]
                     w0 = first >> 6
                     w1 = last >> 6
                     for w in range(w0, w1 + 1):
-                        word = bits[w]
+                        word = bitmap_rows[j, w]
                         if w == w0:
                             word &= ~np.uint64(0) << np.uint64(first & 63)
                         if w == w1 and (last & 63) != 63:
@@ -547,6 +548,12 @@ def _windowed_counts(
             if ok:
                 count += 1
         out[q] = count
+        for j in range(n_other):
+            if modes[j] == 2:
+                c = clause_of[j]
+                for v in range(clause_off[c], clause_off[c + 1]):
+                    for r in range(lo[v], hi[v]):
+                        bitmap_rows[j, np.int64(sa[r]) >> 6] = 0
     return out
 
 
