@@ -359,8 +359,7 @@ def build_index(
         tok = load_tokenizer(tokenizer) if tokenizer is not None else None
     with tempfile.TemporaryDirectory(prefix="taskgram-tok-") as tmp:
         tok_sha = tok.save(tmp) if tok is not None else None
-        tok_json = Path(tmp) / TOKENIZER_FILE
-        tok_bytes = tok_json.read_bytes() if tok is not None else None
+        tok_bytes = (Path(tmp) / TOKENIZER_FILE).read_bytes() if tok is not None else None
 
     if pretokenized is not None:
         from indexer import pretokenized as pretok
@@ -376,7 +375,7 @@ def build_index(
             raise BuildError(f"--vocab-size {vocab_size} is smaller than the tokenizer's {tok.vocab_size}")
         input_infos = [InputInfo(path=s.display, bytes=s.bytes, format=s.format) for s in source.files]
         input_keys = [
-            {"path": s.display, "bytes": s.bytes, "mtime_ns": os.stat(s.path).st_mtime_ns}
+            {"path": str(s.path.resolve()), "bytes": s.bytes, "mtime_ns": os.stat(s.path).st_mtime_ns}
             for s in source.files
         ]
     else:
@@ -387,7 +386,8 @@ def build_index(
         vocab_size = vocab_size or tok.vocab_size
         input_infos = [InputInfo(path=f.display, bytes=f.bytes, format=f.format) for f in plan.files]
         input_keys = [
-            {"path": f.display, "bytes": f.bytes, "mtime_ns": os.stat(f.path).st_mtime_ns} for f in plan.files
+            {"path": str(f.path.resolve()), "bytes": f.bytes, "mtime_ns": os.stat(f.path).st_mtime_ns}
+            for f in plan.files
         ]
         if plan.ignored:
             log.warning(

@@ -273,3 +273,12 @@ def test_stale_partial_dirs_are_removed(tmp_path, pythia_tokenizer):
     (out / "build-state.json").write_text('{"fingerprint": "old"}')
     build_index([corpus], out, tokenizer=pythia_tokenizer, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "shard-00000", "tokenizer.json"]
+
+
+def test_same_input_by_relative_path_is_the_same_build(tmp_path, pythia_tokenizer, monkeypatch):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "a b c"}\n')
+    first = build_index([corpus], tmp_path / "idx", tokenizer=pythia_tokenizer, progress=False)
+    monkeypatch.chdir(tmp_path)
+    again = build_index(["c.jsonl"], "idx", tokenizer=pythia_tokenizer, progress=False)
+    assert again == first
