@@ -6,18 +6,27 @@ end of the array acts as a sentinel smaller than every token) and returns the po
 non-separator tokens. Separators are the largest value, so their suffixes form the last bucket and are
 dropped by truncation.
 
-Design (linear time, immune to long repeats, about 6 bytes of RAM per u16 token):
+Design (linear time, immune to long repeats; about 8-9 bytes of RAM per u16 token at peak, input
+included):
 
 * The alphabet is the token values themselves for uint16 input (65,536 buckets). uint32 input is first
-  rank-compacted into an int32 copy so that bucket arrays stay small.
-* Work arrays are int32 while the input has fewer than 2^31 positions, int64 otherwise. The suffix
-  array is the only large work array: as in Nong's SA-IS and Yuta Mori's sais-lite, the reduced problem
-  (one name per LMS substring) is written into the upper part of the suffix array and solved
-  recursively in its lower part, and suffix types are never stored: the induced-sorting passes carry the
-  type of the predecessor in the sign bit of each entry. One bit per position marks LMS positions.
+  mapped into an int32 copy: ids below ``_DIRECT_ALPHABET_LIMIT`` keep their value (the separator
+  becomes the largest id + 1), larger ones are replaced by their rank among the distinct values.
+* Work arrays are int32 up to 2^31 - 1 positions, int64 beyond. The suffix array is the only large work
+  array: as in Nong's SA-IS and Yuta Mori's sais-lite, the reduced problem (one name per LMS substring)
+  is written into the upper part of the suffix array and solved recursively in its lower part, and
+  suffix types are never stored: the induced-sorting passes carry the type of the predecessor in the
+  sign bit of each entry. One bit per position marks LMS positions.
 * Each level of the recursion is a few kernels called from a small Python driver, so there is no numba
-  recursion. Counting the buckets of the original text runs on all threads (``prange``); induced sorting
-  is inherently sequential.
+  recursion.
+* Threads: bucket counting of the original text and naming of the LMS substrings (compare each with
+  its neighbour, then scatter the names) split over all numba threads for inputs of ``_PARALLEL_MIN``
+  items or more; both are a handful of parallel regions per level. Induced sorting is sequential by
+  nature; its random reads of the text are prefetched ``_PREFETCH_DISTANCE`` entries ahead instead. A
+  block-parallel induced sort (reads of each block of entries done by all threads, placement
+  sequential) was measured slower on the 2-core target, even with one thread: the text and suffix
+  array of a 14 M-token shard fit that machine's 300 MB last-level cache, so the reads are not the
+  bottleneck, and a parallel region per block costs a thread barrier, expensive on a loaded machine.
 
 Kernels are private, pure functions of numpy arrays and never see unchecked input; the wrapper validates.
 """
@@ -516,7 +525,7 @@ def build_suffix_array(tokens: np.ndarray, separator: int) -> np.ndarray:
             del values
 
     counts = np.empty(alphabet, dtype=work_dtype)
-    if n >= _PARALLEL_MIN and threads > 1:
+    if n >= _PARALLEL_MIN and threads > 1 and alphabet * threads <= n // 4:  # per-thread counts
         _count_symbols_parallel(text, counts, threads)
     else:
         _count_symbols(text, counts)
