@@ -253,3 +253,29 @@ def test_int64_work_arrays(output_u64: bool, monkeypatch: pytest.MonkeyPatch) ->
         sa = build_suffix_array(tokens, sep)
         assert sa.dtype == (np.uint64 if output_u64 else np.uint32)
         np.testing.assert_array_equal(sa.astype(np.int64), prefix_doubling_suffix_array(tokens, sep))
+
+
+def test_real_text_sample(pythia_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    """Real token statistics (Zipfian ids, repeated boilerplate): the first documents of the embedded
+    sample corpus, tokenized with the Pythia tokenizer, against the prefix-doubling oracle."""
+    import io
+    import itertools
+    import json
+    from pathlib import Path
+
+    import zstandard
+
+    corpus = Path(__file__).resolve().parents[3] / "data" / "sample-en.jsonl.zst"
+    with open(corpus, "rb") as raw:
+        lines = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw), encoding="utf-8")
+        texts = [json.loads(line)["text"] for line in itertools.islice(lines, 40)]
+    parts = []
+    for ids in pythia_tokenizer.encode_batch(texts):
+        parts.append(ids.astype(np.uint16))
+        parts.append(u16([SEP16]))
+    tokens = np.concatenate(parts)
+    tokens.setflags(write=False)
+    assert tokens.size > 50_000
+    np.testing.assert_array_equal(
+        build_suffix_array(tokens, SEP16).astype(np.int64), prefix_doubling_suffix_array(tokens, SEP16)
+    )
