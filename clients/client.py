@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+import orjson
 
 from clients.errors import (
     APIError,
@@ -88,6 +89,16 @@ def _ids(value: Any, where: str) -> list[int]:
     return ids
 
 
+def _json_default(value: Any) -> Any:
+    """orjson fallback: numpy integers and arrays (token ids often are) as plain ints and lists."""
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):
+        return value.tolist()
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable") from None
+
+
 def _is_ids(value: Any) -> bool:
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
         return False
@@ -106,6 +117,21 @@ def encode_phrase(value: Any, where: str = "phrase") -> Any:
     if _is_ids(value):
         return {"ids": _ids(value, where)}
     raise TypeError(f"{where}: a phrase is text or a sequence of int token ids, not {type(value).__name__}")
+
+
+def encode_phrases(values: Sequence[Any], where: str = "phrases") -> list[Any]:
+    """A batch of phrases; plain ``str`` and ``list[int]`` take a fast path (no copies)."""
+    out: list[Any] = []
+    append = out.append
+    for i, value in enumerate(_listed(values, where)):
+        kind = type(value)
+        if kind is str:
+            append(value)
+        elif kind is list and value and type(value[0]) is int:
+            append({"ids": value})  # the server checks every id; numpy ints are converted when sending
+        else:
+            append(encode_phrase(value, f"{where}[{i}]"))
+    return out
 
 
 def encode_spec(value: Any, where: str = "phrase") -> Any:
@@ -321,7 +347,7 @@ class _Core:
         return {} if space is None else {"space": space}
 
     def _g_count(self, phrases: Sequence[Phrase], index: str | None, space: str | None) -> _Gen[list[int]]:
-        items = [encode_phrase(p, f"phrases[{i}]") for i, p in enumerate(_listed(phrases, "phrases"))]
+        items = encode_phrases(phrases)
         return (yield from self._g_batched("/v1/count", index, items, self._space(space)))
 
     def _g_doc_freq(
@@ -512,7 +538,7 @@ class _HttpBase(_Core):
     def _encode(call: _Call) -> bytes | None:
         if call.body is None:
             return None
-        return json.dumps(call.body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return orjson.dumps(call.body, default=_json_default)
 
     def _result(self, call: _Call, response: httpx.Response) -> Any:
         if response.status_code >= 400:
@@ -520,7 +546,7 @@ class _HttpBase(_Core):
                 response.status_code, response.headers.get("content-type", ""), response.content
             )
         try:
-            return json.loads(response.content)
+            return orjson.loads(response.content)
         except ValueError as err:
             raise ProtocolError(f"{call.method} {call.path}: the answer is not JSON") from err
 

@@ -51,6 +51,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--no-warmup", dest="warmup", action="store_false", default=None, help="skip kernel warm-up"
     )
+    p.add_argument(
+        "--no-gc-tuning", dest="gc_tuning", action="store_false", default=True,
+        help="keep Python's default garbage-collector settings (see TASKGRAM_GC_TUNING)",
+    )  # fmt: skip
     p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     p.add_argument("--log-format", default=None, choices=["json", "text"])
     p.set_defaults(handler=serve)
@@ -94,6 +98,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         ("max_occurrences", "max_occurrences"),
         ("verify_checksums", "verify_checksums"),
         ("warmup", "warmup"),
+        ("gc_tuning", "gc_tuning"),
         ("log_level", "log_level"),
         ("log_format", "log_format"),
     ):

@@ -23,6 +23,7 @@ import json
 import time
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -227,7 +228,7 @@ async def infinigram_query(request: Request, state: StateDep) -> Response:
     in the thread pool (the engine's kernels release the GIL)."""
     body = await request.body()
     try:
-        payload = json.loads(body)
+        payload = orjson.loads(body)
     except (ValueError, RecursionError):
         raise CompatError("the body is not valid JSON (UTF-8)") from None
     try:

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from service.deps import StateDep
 from service.errors import InvalidQuery
-from service.routes._common import conjunctions, json_response, phrases, specs
+from service.routes._common import FastJsonRoute, conjunctions, json_response, phrases, specs
 from service.schemas import (
     CooccurrenceRequest,
     CountRequest,
@@ -16,7 +16,7 @@ from service.schemas import (
     WindowedCooccurrenceRequest,
 )
 
-router = APIRouter(tags=["counts"])
+router = APIRouter(tags=["counts"], route_class=FastJsonRoute)
 
 
 @router.post("/count", response_model=IntResults, summary="Occurrences of each phrase")

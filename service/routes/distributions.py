@@ -7,10 +7,10 @@ from starlette.responses import Response
 
 from service.deps import StateDep
 from service.errors import InvalidQuery
-from service.routes._common import as_dicts, check_batch, json_response, phrase, phrases
+from service.routes._common import FastJsonRoute, as_dicts, check_batch, json_response, phrase, phrases
 from service.schemas import InfgramRequest, InfgramResults, NtdRequest, NtdResults, ProbRequest, ProbResults
 
-router = APIRouter(tags=["probabilities"])
+router = APIRouter(tags=["probabilities"], route_class=FastJsonRoute)
 
 
 @router.post("/ntd", response_model=NtdResults, summary="Exact next-token distribution after each prompt")

@@ -10,10 +10,10 @@ from starlette.responses import Response
 
 from service.deps import StateDep
 from service.errors import DocumentNotFound, InvalidQuery
-from service.routes._common import check_batch, json_response, spec
+from service.routes._common import FastJsonRoute, check_batch, json_response, spec
 from service.schemas import DocumentModel, DocumentsRequest, DocumentsResults
 
-router = APIRouter(tags=["documents"])
+router = APIRouter(tags=["documents"], route_class=FastJsonRoute)
 
 
 @router.post(

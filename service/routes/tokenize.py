@@ -7,10 +7,10 @@ from starlette.responses import Response
 
 from service.deps import StateDep
 from service.errors import InvalidQuery
-from service.routes._common import check_batch, json_response
+from service.routes._common import FastJsonRoute, check_batch, json_response
 from service.schemas import TokenizeRequest, TokenizeResults
 
-router = APIRouter(tags=["tokenize"])
+router = APIRouter(tags=["tokenize"], route_class=FastJsonRoute)
 
 
 @router.post("/tokenize", response_model=TokenizeResults, summary="Token ids of each text")

@@ -280,8 +280,12 @@ def test_path_like_names_in_urls(api: TestClient) -> None:
 def test_invalid_queries_are_422_with_the_field(api: TestClient) -> None:
     body = _problem(api.post("/v1/count", json={"index": "tiny", "queries": [{"ids": [10**9]}]}), 422)
     assert "out of range" in body["detail"]
-    body = _problem(api.post("/v1/count", json={"index": "tiny", "queries": [{"ids": [-1]}]}), 422)
-    assert body["errors"][0]["loc"][:2] == ["body", "queries"]
+    body = _problem(api.post("/v1/count", json={"index": "tiny", "queries": ["a", {"ids": [-1]}]}), 422)
+    assert "[1]" in body["detail"] and "out of range" in body["detail"]
+    body = _problem(api.post("/v1/count", json={"index": "tiny", "queries": ["a", {"idz": [1]}]}), 422)
+    assert body["detail"].startswith("queries[1]:")
+    body = _problem(api.post("/v1/prob", json={"index": "tiny", "queries": [{"prompt": 3, "token_id": 1}]}), 422)
+    assert body["errors"][0]["loc"][:3] == ["body", "queries", "0"]
     _problem(api.post("/v1/count", json={"index": "tiny", "queries": [""]}), 422)
     _problem(api.post("/v1/count", json={"index": "tiny", "queries": [{"ids": []}]}), 422)
     _problem(api.post("/v1/count", json={"index": "tiny", "queries": [{"any": ["a"]}]}), 422)  # count: no OR
