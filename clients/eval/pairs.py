@@ -54,8 +54,12 @@ class CountingError(RuntimeError):
 # ------------------------------------------------------------------------------------------------
 # Extraction
 # ------------------------------------------------------------------------------------------------
-def side_options(task: str, n: int, stopwords: StopwordPolicy = "auto", lowercase: bool = True,
-                 ) -> tuple[NgramOptions, NgramOptions]:
+def side_options(
+    task: str,
+    n: int,
+    stopwords: StopwordPolicy = "auto",
+    lowercase: bool = True,
+) -> tuple[NgramOptions, NgramOptions]:
     """n-gram options of the input and output side of a task.
 
     ``auto`` removes English stopwords when n <= 3, as the paper's code does. Stopwords are English: the
@@ -80,8 +84,15 @@ class Pair:
     sy: str
 
 
-def extract_pairs(examples: Iterable[Example], task: str, n: int, *, stopwords: StopwordPolicy = "auto",
-                  lowercase: bool = True, max_pairs_per_example: int | None = None) -> list[Pair]:
+def extract_pairs(
+    examples: Iterable[Example],
+    task: str,
+    n: int,
+    *,
+    stopwords: StopwordPolicy = "auto",
+    lowercase: bool = True,
+    max_pairs_per_example: int | None = None,
+) -> list[Pair]:
     """A_n(T) restricted to pairs with s^x != s^y, per example, in x-major order.
 
     An example whose input and output share an n-gram keeps all its other pairs (only identical pairs
@@ -171,8 +182,15 @@ class CountOptions:
     batch_size: int = 20_000
 
 
-def _run_batches(keys: list[str], queries: list[Any], call: Callable[[list[Any]], list[int]], cache: CountCache,
-                 what: str, batch_size: int, progress: Callable[[int], None] | None) -> None:
+def _run_batches(
+    keys: list[str],
+    queries: list[Any],
+    call: Callable[[list[Any]], list[int]],
+    cache: CountCache,
+    what: str,
+    batch_size: int,
+    progress: Callable[[int], None] | None,
+) -> None:
     for start in range(0, len(keys), batch_size):
         batch_q = queries[start : start + batch_size]
         try:
@@ -180,34 +198,64 @@ def _run_batches(keys: list[str], queries: list[Any], call: Callable[[list[Any]]
         except CountingError:
             raise
         except Exception as err:  # any client/engine failure: stop the stage with context
-            raise CountingError(f"{what}: batch of {len(batch_q)} queries starting at #{start} failed: "
-                                f"{type(err).__name__}: {err}") from err
+            raise CountingError(
+                f"{what}: batch of {len(batch_q)} queries starting at #{start} failed: "
+                f"{type(err).__name__}: {err}"
+            ) from err
         counts = _check_counts(result, len(batch_q), what)
         cache.add(dict(zip(keys[start : start + batch_size], counts, strict=True)))
         if progress is not None:
             progress(len(batch_q))
 
 
-def count_phrases(backend: CountBackend, phrases: Iterable[str], cache: CountCache, opts: CountOptions,
-                  progress: Callable[[int], None] | None = None) -> dict[str, int]:
+def count_phrases(
+    backend: CountBackend,
+    phrases: Iterable[str],
+    cache: CountCache,
+    opts: CountOptions,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, int]:
     """C(s) for each distinct phrase: the number of documents containing it (any variant)."""
     kind = "df"
     wanted = list(dict.fromkeys(phrases))
     missing = [p for p in wanted if cache.get(f"{kind}\t{p}") is None]
     queries = [phrase_variants(p, case_variants=opts.case_variants) for p in missing]
-    _run_batches([f"{kind}\t{p}" for p in missing], queries, lambda q: backend.doc_freq(q, space=opts.space), cache, f"{kind} of phrases",
-                 opts.batch_size, progress)
+    _run_batches(
+        [f"{kind}\t{p}" for p in missing],
+        queries,
+        lambda q: backend.doc_freq(q, space=opts.space),
+        cache,
+        f"{kind} of phrases",
+        opts.batch_size,
+        progress,
+    )
     return {p: cache.values[f"{kind}\t{p}"] for p in wanted}
 
 
-def count_pairs(backend: CountBackend, pairs: Iterable[tuple[str, str]], cache: CountCache, opts: CountOptions,
-                progress: Callable[[int], None] | None = None) -> dict[tuple[str, str], int]:
+def count_pairs(
+    backend: CountBackend,
+    pairs: Iterable[tuple[str, str]],
+    cache: CountCache,
+    opts: CountOptions,
+    progress: Callable[[int], None] | None = None,
+) -> dict[tuple[str, str], int]:
     """C((s^x, s^y)): documents containing both phrases (each an OR of its variants)."""
     wanted = list(dict.fromkeys(pairs))
     missing = [p for p in wanted if cache.get(f"co\t{p[0]}\t{p[1]}") is None]
-    queries = [[phrase_variants(a, case_variants=opts.case_variants),
-                phrase_variants(b, case_variants=opts.case_variants)] for a, b in missing]
-    _run_batches([f"co\t{a}\t{b}" for a, b in missing], queries,
-                 lambda q: backend.cooccurrence(q, space=opts.space), cache,
-                 "co-occurrence of pairs", opts.batch_size, progress)
+    queries = [
+        [
+            phrase_variants(a, case_variants=opts.case_variants),
+            phrase_variants(b, case_variants=opts.case_variants),
+        ]
+        for a, b in missing
+    ]
+    _run_batches(
+        [f"co\t{a}\t{b}" for a, b in missing],
+        queries,
+        lambda q: backend.cooccurrence(q, space=opts.space),
+        cache,
+        "co-occurrence of pairs",
+        opts.batch_size,
+        progress,
+    )
     return {p: cache.values[f"co\t{p[0]}\t{p[1]}"] for p in wanted}

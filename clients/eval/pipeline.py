@@ -18,7 +18,6 @@ nothing is ever recorded as a zero count.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -34,7 +33,6 @@ from typing import Any
 from clients.eval.embed import Embedder, pair_cosines, threshold_for
 from clients.eval.infgram import InfgramError, infgram_scores, split_for_infgram
 from clients.eval.llm import ModelError, ScoreJob, locate
-from clients.eval.metrics import correlate, performance_bins
 from clients.eval.pairs import (
     CountBackend,
     CountCache,
@@ -49,8 +47,15 @@ from clients.eval.pairs import (
 from clients.eval.taskgram_lm import TaskgramPair, build_taskgram
 from clients.eval.tasks import Example, load_task, sample_examples
 
-DEFAULT_TASKS = ("translation-es", "translation-fr", "translation-de", "triviaqa", "mmlu-knowledge",
-                 "mmlu-reasoning", "gsm8k")
+DEFAULT_TASKS = (
+    "translation-es",
+    "translation-fr",
+    "translation-de",
+    "triviaqa",
+    "mmlu-knowledge",
+    "mmlu-reasoning",
+    "gsm8k",
+)
 
 
 class EvalError(RuntimeError):
@@ -82,6 +87,7 @@ class EvalConfig:
     infgram: bool = True
     infgram_batch: int = 1000
     perf_bins: int = 5
+    figures: bool = True
     mmlu_accuracy: bool = True  # score all four options (4x the MMLU forward passes)
 
     def to_json(self) -> dict:
@@ -91,7 +97,9 @@ class EvalConfig:
 
 
 def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -121,9 +129,16 @@ class _Progress:
 class Run:
     """One evaluation run over a backend, its stages cached in ``config.run_dir``."""
 
-    def __init__(self, config: EvalConfig, backend: CountBackend | None, *, index_identity: dict[str, Any],
-                 embedder_factory: Callable[[], Embedder] | None = None,
-                 scorer_factory: Callable[[str], Any] | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        config: EvalConfig,
+        backend: CountBackend | None,
+        *,
+        index_identity: dict[str, Any],
+        embedder_factory: Callable[[], Embedder] | None = None,
+        scorer_factory: Callable[[str], Any] | None = None,
+        progress: bool = True,
+    ) -> None:
         self.cfg = config
         self.backend = backend
         self.index_identity = index_identity
@@ -158,8 +173,12 @@ class Run:
     def examples(self) -> dict[str, list[Example]]:
         out = {}
         for task in self.cfg.tasks:
-            key = {"task": task, "sample": self.cfg.sample, "seed": self.cfg.seed,
-                   "file": _file_identity(Path(self.cfg.tasks_dir), task)}
+            key = {
+                "task": task,
+                "sample": self.cfg.sample,
+                "seed": self.cfg.seed,
+                "file": _file_identity(Path(self.cfg.tasks_dir), task),
+            }
 
             def compute(task: str = task) -> list[dict]:
                 rows = sample_examples(load_task(task, self.cfg.tasks_dir), self.cfg.sample, self.cfg.seed)
@@ -188,25 +207,47 @@ class Run:
         for task, exs in examples.items():
             for n in self.cfg.n_values:
                 gamma = threshold_for(task, n, self.cfg.thresholds) if self.cfg.semantic_filter else None
-                key = {"ids": [e.id for e in exs], "task": task, "n": n, "stopwords": self.cfg.stopwords,
-                       "lowercase": self.cfg.lowercase, "cap": self.cfg.max_pairs_per_example,
-                       "filter": self.cfg.semantic_filter, "embedder": self.cfg.embedder}
+                key = {
+                    "ids": [e.id for e in exs],
+                    "task": task,
+                    "n": n,
+                    "stopwords": self.cfg.stopwords,
+                    "lowercase": self.cfg.lowercase,
+                    "cap": self.cfg.max_pairs_per_example,
+                    "filter": self.cfg.semantic_filter,
+                    "embedder": self.cfg.embedder,
+                }
 
                 def compute(task: str = task, n: int = n, exs: list[Example] = exs) -> dict:
-                    raw = extract_pairs(exs, task, n, stopwords=self.cfg.stopwords,
-                                        lowercase=self.cfg.lowercase,
-                                        max_pairs_per_example=self.cfg.max_pairs_per_example)
+                    raw = extract_pairs(
+                        exs,
+                        task,
+                        n,
+                        stopwords=self.cfg.stopwords,
+                        lowercase=self.cfg.lowercase,
+                        max_pairs_per_example=self.cfg.max_pairs_per_example,
+                    )
                     if not self.cfg.semantic_filter:
-                        return {"extracted": len(raw), "pairs": [[p.example_id, p.sx, p.sy, None] for p in raw]}
+                        return {
+                            "extracted": len(raw),
+                            "pairs": [[p.example_id, p.sx, p.sy, None] for p in raw],
+                        }
                     cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder())
-                    return {"extracted": len(raw),
-                            "pairs": [[p.example_id, p.sx, p.sy, float(c)] for p, c in zip(raw, cos, strict=True)]}
+                    return {
+                        "extracted": len(raw),
+                        "pairs": [
+                            [p.example_id, p.sx, p.sy, float(c)] for p, c in zip(raw, cos, strict=True)
+                        ],
+                    }
 
                 data = self._stage(f"pairs-{task}-n{n}", key, compute)
                 self.gammas[(task, n)] = gamma
-                passed = sum(1 for r in data["pairs"] if gamma is None or r[3] > gamma)
+                passed = sum(1 for r in data["pairs"] if _passes(r[3], gamma))
                 self.stats.setdefault("pairs", {})[f"{task}/n{n}"] = {
-                    "extracted": data["extracted"], "gamma": gamma, "pass_filter": passed}
+                    "extracted": data["extracted"],
+                    "gamma": gamma,
+                    "pass_filter": passed,
+                }
                 out[(task, n)] = data["pairs"]
         return out
 
@@ -214,8 +255,9 @@ class Run:
     def counts(self, pairs: dict[tuple[str, int], list[list]]) -> dict[tuple[str, int], list[TaskgramPair]]:
         if self.backend is None:
             raise EvalError("counts: no counting backend (give --index DIR or --server URL)")
-        opts = CountOptions(case_variants=self.cfg.case_variants, space=self.cfg.space,
-                            batch_size=self.cfg.count_batch)
+        opts = CountOptions(
+            case_variants=self.cfg.case_variants, space=self.cfg.space, batch_size=self.cfg.count_batch
+        )
         ident = _key({"index": self.index_identity, "case": opts.case_variants, "space": opts.space})[:16]
         cache = CountCache(self.run_dir / f"counts-{ident}.jsonl")
         all_pairs = list(dict.fromkeys((sx, sy) for rows in pairs.values() for _, sx, sy, _ in rows))
@@ -232,27 +274,34 @@ class Run:
             raise EvalError(f"counts: {err}") from err
         done = time.monotonic()
         self.timings["counts"] = round(done - started, 3)
-        self.stats["counts"] = {"distinct_pairs": len(all_pairs), "distinct_sx": len(all_x),
-                                "pairs_queried_this_run": missing_pairs,
-                                "pair_query_seconds": round(done - pair_started, 3),
-                                "pairs_per_second": round(missing_pairs / max(done - pair_started, 1e-9), 1)}
+        self.stats["counts"] = {
+            "distinct_pairs": len(all_pairs),
+            "distinct_sx": len(all_x),
+            "pairs_queried_this_run": missing_pairs,
+            "pair_query_seconds": round(done - pair_started, 3),
+            "pairs_per_second": round(missing_pairs / max(done - pair_started, 1e-9), 1),
+        }
         out = {}
         for (task, n), rows in pairs.items():
-            kept, st = build_taskgram(((task, n, ex, sx, sy, cos) for ex, sx, sy, cos in rows), pair_counts,
-                                      x_counts)
+            kept, st = build_taskgram(
+                ((task, n, ex, sx, sy, cos) for ex, sx, sy, cos in rows), pair_counts, x_counts
+            )
             out[(task, n)] = kept
             gamma = self.gammas.get((task, n))
             self.stats.setdefault("taskgram", {})[f"{task}/n{n}"] = {
                 "all_pairs": asdict(st),
                 "gamma": gamma,
-                "filtered_kept": sum(1 for p in kept if gamma is None or p.cosine > gamma),
-                "filtered_candidates": sum(1 for r in rows if gamma is None or r[3] > gamma),
+                "filtered_kept": sum(1 for p in kept if _passes(p.cosine, gamma)),
+                "filtered_candidates": sum(1 for r in rows if _passes(r[3], gamma)),
             }
         return out
 
     # -- 4. LLM --------------------------------------------------------------------------------
-    def _sy_targets(self, examples: dict[str, list[Example]], taskgram: dict[tuple[str, int], list[TaskgramPair]],
-                    ) -> dict[str, dict[str, list[tuple[int, str]]]]:
+    def _sy_targets(
+        self,
+        examples: dict[str, list[Example]],
+        taskgram: dict[tuple[str, int], list[TaskgramPair]],
+    ) -> dict[str, dict[str, list[tuple[int, str]]]]:
         """task -> example id -> distinct (n, s^y) of its task-gram pairs."""
         out: dict[str, dict[str, list[tuple[int, str]]]] = {t: {} for t in examples}
         for (task, n), rows in taskgram.items():
@@ -262,13 +311,23 @@ class Run:
                     lst.append((n, p.sy))
         return out
 
-    def llm(self, model: str, examples: dict[str, list[Example]], targets: dict[str, dict[str, list[tuple[int, str]]]],
-            ) -> dict[str, dict[str, Any]]:
-        """task -> example id -> {"y": [logprob, tokens], "choices": [...], "sy": {"n\\tsy": [lp, tok] | None}}."""
-        key = {"model": model, "examples": {t: [e.id for e in exs] for t, exs in examples.items()},
-               "targets": targets, "dtype": self.cfg.dtype, "max_length": self.cfg.max_length,
-               "stopwords": self.cfg.stopwords, "lowercase": self.cfg.lowercase,
-               "mmlu_accuracy": self.cfg.mmlu_accuracy}
+    def llm(
+        self,
+        model: str,
+        examples: dict[str, list[Example]],
+        targets: dict[str, dict[str, list[tuple[int, str]]]],
+    ) -> dict[str, dict[str, Any]]:
+        """task -> example id -> {"y": [lp, n], "choices": {...}, "sy": {"n\\tsy": [lp, n] | None}}."""
+        key = {
+            "model": model,
+            "examples": {t: [e.id for e in exs] for t, exs in examples.items()},
+            "targets": targets,
+            "dtype": self.cfg.dtype,
+            "max_length": self.cfg.max_length,
+            "stopwords": self.cfg.stopwords,
+            "lowercase": self.cfg.lowercase,
+            "mmlu_accuracy": self.cfg.mmlu_accuracy,
+        }
 
         def compute() -> dict:
             scorer = self.scorer_factory(model) if self.scorer_factory else _default_scorer(model, self.cfg)
@@ -313,10 +372,16 @@ class Run:
         return self._stage(f"llm-{slug(model)}", key, compute)
 
     # -- 5. ∞-gram -----------------------------------------------------------------------------
-    def infgram(self, examples: dict[str, list[Example]], targets: dict[str, dict[str, list[tuple[int, str]]]],
-                ) -> dict[str, dict[str, dict[str, float | None]]]:
-        key = {"index": self.index_identity, "targets": targets,
-               "examples": {t: [e.id for e in exs] for t, exs in examples.items()}}
+    def infgram(
+        self,
+        examples: dict[str, list[Example]],
+        targets: dict[str, dict[str, list[tuple[int, str]]]],
+    ) -> dict[str, dict[str, dict[str, float | None]]]:
+        key = {
+            "index": self.index_identity,
+            "targets": targets,
+            "examples": {t: [e.id for e in exs] for t, exs in examples.items()},
+        }
 
         def compute() -> dict:
             items: list[tuple[str, str]] = []
@@ -331,8 +396,12 @@ class Run:
                         items.append(split_for_infgram(ex.prompt, ex.y, spans))
                         where.append((task, ex.id, f"{n}\t{sy}"))
             with self.progress.bar(len(items), "∞-gram") as bar:
-                scores = infgram_scores(self.backend, items, batch_size=self.cfg.infgram_batch,  # type: ignore[arg-type]
-                                        progress=bar.update)
+                scores = infgram_scores(
+                    self.backend,  # type: ignore[arg-type]  # checked in run(): it has infgram_prob
+                    items,
+                    batch_size=self.cfg.infgram_batch,
+                    progress=bar.update,
+                )
             out: dict[str, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
             for (task, ex_id, name), s in zip(where, scores, strict=True):
                 out[task][ex_id][name] = s
@@ -373,11 +442,17 @@ class Run:
         return report
 
 
+def _passes(cosine: float | None, gamma: float | None) -> bool:
+    """Whether a pair is in H_n(T): no filter, or cosine > γ."""
+    return gamma is None or (cosine is not None and cosine > gamma)
+
+
 def _default_scorer(model: str, cfg: EvalConfig) -> Any:
     from clients.eval.llm import CausalLMScorer
 
-    return CausalLMScorer(model, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length,
-                          batch_size=cfg.llm_batch)
+    return CausalLMScorer(
+        model, device=cfg.device, dtype=cfg.dtype, max_length=cfg.max_length, batch_size=cfg.llm_batch
+    )
 
 
 def _file_identity(tasks_dir: Path, task: str) -> dict[str, Any]:

@@ -24,15 +24,22 @@ def plot_memorization(rows: list[list[Any]], header: list[str], path: Path) -> P
     models = list(dict.fromkeys(r["model"] for r in recs))
     tasks = list(dict.fromkeys(r["task"] for r in recs))
     series = list(dict.fromkeys((r["scorer"], r["n"]) for r in recs))
-    fig, axes = plt.subplots(len(models), 1, figsize=(max(8, 1.6 * len(tasks)), 4 * len(models)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(models), 1, figsize=(max(8, 1.6 * len(tasks)), 4 * len(models)), squeeze=False
+    )
     width = 0.8 / max(len(series), 1)
     for ax, model in zip(axes[:, 0], models, strict=True):
         for k, (scorer, n) in enumerate(series):
             xs, ys, sig = [], [], []
             for i, task in enumerate(tasks):
-                r = next((r for r in recs if r["model"] == model and r["task"] == task and r["scorer"] == scorer
-                          and r["n"] == n), None)
+                r = next(
+                    (
+                        r
+                        for r in recs
+                        if r["model"] == model and r["task"] == task and r["scorer"] == scorer and r["n"] == n
+                    ),
+                    None,
+                )
                 if r is None or r["spearman_rho"] is None:
                     continue
                 xs.append(i + (k - (len(series) - 1) / 2) * width)
@@ -69,8 +76,11 @@ def plot_performance(rows: list[list[Any]], header: list[str], path: Path) -> Pa
     for ax, (task, n) in zip(axes.flat, keys, strict=False):
         sel = [r for r in recs if r["task"] == task and r["n"] == n]
         for k, model in enumerate(dict.fromkeys(r["model"] for r in sel)):
-            pts = [((r["bin_lo"] + r["bin_hi"]) / 2, r["mean_metric"], r["examples"]) for r in sel
-                   if r["model"] == model and r["mean_metric"] is not None]
+            pts = [
+                ((r["bin_lo"] + r["bin_hi"]) / 2, r["mean_metric"], r["examples"])
+                for r in sel
+                if r["model"] == model and r["mean_metric"] is not None
+            ]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{k}", label=model)
                 for x, y, c in pts:
@@ -78,7 +88,7 @@ def plot_performance(rows: list[list[Any]], header: list[str], path: Path) -> Pa
         ax.set_title(f"{task} (n={n}, pairs: {sel[0]['pairs_filter'] if sel else ''})", fontsize=9)
         ax.set_xlabel("pair count per example (bin centre)", fontsize=8)
         ax.set_ylabel(sel[0]["metric"] if sel else "", fontsize=8)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     if keys:
         axes.flat[0].legend(fontsize=7)
@@ -90,7 +100,9 @@ def plot_performance(rows: list[list[Any]], header: list[str], path: Path) -> Pa
     return path
 
 
-def plot_scatter(data: dict[tuple[str, int], tuple[list[float], list[float]]], model: str, path: Path) -> Path:
+def plot_scatter(
+    data: dict[tuple[str, int], tuple[list[float], list[float]]], model: str, path: Path
+) -> Path:
     """log P_taskgram vs log P_LLM over Φ, a panel per (task, n)."""
     plt = _plt()
     keys = list(data)
@@ -103,7 +115,7 @@ def plot_scatter(data: dict[tuple[str, int], tuple[list[float], list[float]]], m
         ax.set_title(f"{key[0]} n={key[1]} ({len(xs)} pairs)", fontsize=9)
         ax.set_xlabel("log P task-gram", fontsize=8)
         ax.set_ylabel(f"log P LLM ({model})", fontsize=8)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,23 @@ if TYPE_CHECKING:
     from clients.eval.taskgram_lm import TaskgramPair
     from clients.eval.tasks import Example
 
-MEM_HEADER = ["task", "n", "pairs_filter", "gamma", "model", "scorer", "pairs", "dropped", "items",
-              "spearman_rho", "spearman_p", "kendall_tau", "kendall_p", "kendall_distance", "note"]
+MEM_HEADER = [
+    "task",
+    "n",
+    "pairs_filter",
+    "gamma",
+    "model",
+    "scorer",
+    "pairs",
+    "dropped",
+    "items",
+    "spearman_rho",
+    "spearman_p",
+    "kendall_tau",
+    "kendall_p",
+    "kendall_distance",
+    "note",
+]
 PERF_HEADER = ["task", "n", "pairs_filter", "model", "metric", "bin_lo", "bin_hi", "examples", "mean_metric"]
 
 
@@ -50,16 +65,44 @@ def example_metric(task: str, rec: dict[str, Any] | None) -> tuple[str, float | 
     return "y_logprob_per_token", rec["y"][0] / rec["y"][1]
 
 
-def _mem_row(task: str, n: int, filt: str, gamma: float | None, model: str, scorer: str, total: int,
-             xs: list[float], ys: list[float]) -> list[Any]:
+def _mem_row(
+    task: str,
+    n: int,
+    filt: str,
+    gamma: float | None,
+    model: str,
+    scorer: str,
+    total: int,
+    xs: list[float],
+    ys: list[float],
+) -> list[Any]:
     c = correlate(xs, ys)
-    return [task, n, filt, gamma, model, scorer, total, total - c.n_items, c.n_items, c.spearman_rho,
-            c.spearman_p, c.kendall_tau, c.kendall_p, c.kendall_distance, c.note]
+    return [
+        task,
+        n,
+        filt,
+        gamma,
+        model,
+        scorer,
+        total,
+        total - c.n_items,
+        c.n_items,
+        c.spearman_rho,
+        c.spearman_p,
+        c.kendall_tau,
+        c.kendall_p,
+        c.kendall_distance,
+        c.note,
+    ]
 
 
-def write_report(run: Run, examples: dict[str, list[Example]],
-                 taskgram: dict[tuple[str, int], list[TaskgramPair]], llm_results: dict[str, dict],
-                 inf: dict | None) -> dict[str, Any]:
+def write_report(
+    run: Run,
+    examples: dict[str, list[Example]],
+    taskgram: dict[tuple[str, int], list[TaskgramPair]],
+    llm_results: dict[str, dict],
+    inf: dict | None,
+) -> dict[str, Any]:
     from clients.eval.plots import plot_memorization, plot_performance, plot_scatter
 
     cfg = run.cfg
@@ -80,23 +123,49 @@ def write_report(run: Run, examples: dict[str, list[Example]],
                 row.append(sc[0] if sc else None)
             row.append(inf.get(task, {}).get(p.example_id, {}).get(name + p.sy) if inf else None)
             rows.append(row)
-        _write_csv(tables / f"taskgram-{task}-n{n}.csv",
-                   ["example_id", "sx", "sy", "cosine", "pair_count", "sx_count", "log_p_taskgram"]
-                   + [f"log_p_llm[{m}]" for m in models] + ["log_p_infgram"], rows)
+        _write_csv(
+            tables / f"taskgram-{task}-n{n}.csv",
+            ["example_id", "sx", "sy", "cosine", "pair_count", "sx_count", "log_p_taskgram"]
+            + [f"log_p_llm[{m}]" for m in models]
+            + ["log_p_infgram"],
+            rows,
+        )
         filters = [("gamma", gamma), ("none", None)] if gamma is not None else [("none", None)]
         for filt, g in filters:
             sel = [r for r in rows if g is None or r[3] > g]
             for k, m in enumerate(models):
                 col = 7 + k
                 have = [r for r in sel if r[col] is not None]
-                mem_rows.append(_mem_row(task, n, filt, g, m, "taskgram", len(sel),
-                                         [r[6] for r in have], [r[col] for r in have]))
+                mem_rows.append(
+                    _mem_row(
+                        task,
+                        n,
+                        filt,
+                        g,
+                        m,
+                        "taskgram",
+                        len(sel),
+                        [r[6] for r in have],
+                        [r[col] for r in have],
+                    )
+                )
                 if k == 0 and filt == "none":
                     scatter[(task, n)] = ([r[6] for r in have], [r[col] for r in have])
                 if inf is not None:
                     both = [r for r in have if r[-1] is not None]
-                    mem_rows.append(_mem_row(task, n, filt, g, m, "infgram", len(sel),
-                                             [r[-1] for r in both], [r[col] for r in both]))
+                    mem_rows.append(
+                        _mem_row(
+                            task,
+                            n,
+                            filt,
+                            g,
+                            m,
+                            "infgram",
+                            len(sel),
+                            [r[-1] for r in both],
+                            [r[col] for r in both],
+                        )
+                    )
             # performance vs pair-count bins (Eq. 4 / Fig. 3)
             sums: dict[str, int] = {e.id: 0 for e in examples[task]}
             for r in sel:
@@ -115,23 +184,30 @@ def write_report(run: Run, examples: dict[str, list[Example]],
         per_task = {}
         for task, exs in examples.items():
             scores = llm_results[m]["scores"].get(task, {})
-            vals = [example_metric(task, scores.get(e.id)) for e in exs]
-            got = [v for _, v in vals if v is not None]
-            per_task[task] = {"metric": vals[0][0] if vals else None, "examples": len(got),
-                              "mean": sum(got) / len(got) if got else None}
+            metrics = [example_metric(task, scores.get(e.id)) for e in exs]
+            got = [v for _, v in metrics if v is not None]
+            per_task[task] = {
+                "metric": metrics[0][0] if metrics else None,
+                "examples": len(got),
+                "mean": sum(got) / len(got) if got else None,
+            }
         overall[m] = per_task
     figures = []
     fig_dir = run.run_dir / "figures"
-    for filt in dict.fromkeys(r[2] for r in mem_rows):
+    for filt in dict.fromkeys(r[2] for r in mem_rows) if cfg.figures else ():
         sub = [r for r in mem_rows if r[2] == filt]
         figures.append(str(plot_memorization(sub, MEM_HEADER, fig_dir / f"memorization-{filt}.png")))
         psub = [r for r in perf_rows if r[2] == filt]
         if psub:
             figures.append(str(plot_performance(psub, PERF_HEADER, fig_dir / f"performance-{filt}.png")))
-    if scatter:
-        figures.append(str(plot_scatter(scatter, models[0] if models else "", fig_dir / "taskgram-vs-llm.png")))
-    not_located = {m: sum(len(r["not_located"]) for t in llm_results[m]["scores"].values() for r in t.values())
-                   for m in models}
+    if scatter and cfg.figures:
+        figures.append(
+            str(plot_scatter(scatter, models[0] if models else "", fig_dir / "taskgram-vs-llm.png"))
+        )
+    not_located = {
+        m: sum(len(r["not_located"]) for t in llm_results[m]["scores"].values() for r in t.values())
+        for m in models
+    }
     return {
         "config": cfg.to_json(),
         "index": run.index_identity,

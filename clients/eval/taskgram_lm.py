@@ -34,15 +34,17 @@ class TaskgramPair:
 
 @dataclass(frozen=True)
 class TaskgramStats:
-    candidates: int       # pairs after the semantic filter
-    zero_count: int       # of those, pairs with C((s^x, s^y)) = 0, dropped
-    kept: int             # H_n(T) pairs with a nonzero count
+    candidates: int  # pairs after the semantic filter
+    zero_count: int  # of those, pairs with C((s^x, s^y)) = 0, dropped
+    kept: int  # H_n(T) pairs with a nonzero count
 
 
-def build_taskgram(pairs: Iterable[tuple[str, int, str, str, str, float | None]],
-                   pair_counts: Mapping[tuple[str, str], int],
-                   phrase_counts: Mapping[str, int]) -> tuple[list[TaskgramPair], TaskgramStats]:
-    """Task-gram pairs with their probabilities; ``pairs`` are (task, n, example_id, sx, sy, cosine or None)."""
+def build_taskgram(
+    pairs: Iterable[tuple[str, int, str, str, str, float | None]],
+    pair_counts: Mapping[tuple[str, str], int],
+    phrase_counts: Mapping[str, int],
+) -> tuple[list[TaskgramPair], TaskgramStats]:
+    """Task-gram pairs with probabilities; ``pairs``: (task, n, example_id, sx, sy, cosine or None)."""
     kept: list[TaskgramPair] = []
     total = zero = 0
     for task, n, ex_id, sx, sy, cos in pairs:

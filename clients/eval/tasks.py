@@ -27,31 +27,39 @@ from pathlib import Path
 from clients.eval.ngrams import CALCULATOR_ANNOTATION
 
 MMLU_SUBJECTS: tuple[str, ...] = tuple(
-    """abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology college_chemistry
-    college_computer_science college_mathematics college_medicine college_physics computer_security
-    conceptual_physics econometrics electrical_engineering elementary_mathematics formal_logic global_facts
-    high_school_biology high_school_chemistry high_school_computer_science high_school_european_history
-    high_school_geography high_school_government_and_politics high_school_macroeconomics
-    high_school_mathematics high_school_microeconomics high_school_physics high_school_psychology
-    high_school_statistics high_school_us_history high_school_world_history human_aging human_sexuality
-    international_law jurisprudence logical_fallacies machine_learning management marketing medical_genetics
-    miscellaneous moral_disputes moral_scenarios nutrition philosophy prehistory professional_accounting
-    professional_law professional_medicine professional_psychology public_relations security_studies
-    sociology us_foreign_policy virology world_religions""".split()
+    """abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology
+    college_chemistry college_computer_science college_mathematics college_medicine college_physics
+    computer_security conceptual_physics econometrics electrical_engineering elementary_mathematics
+    formal_logic global_facts high_school_biology high_school_chemistry high_school_computer_science
+    high_school_european_history high_school_geography high_school_government_and_politics
+    high_school_macroeconomics high_school_mathematics high_school_microeconomics high_school_physics
+    high_school_psychology high_school_statistics high_school_us_history high_school_world_history
+    human_aging human_sexuality international_law jurisprudence logical_fallacies machine_learning
+    management marketing medical_genetics miscellaneous moral_disputes moral_scenarios nutrition
+    philosophy prehistory professional_accounting professional_law professional_medicine
+    professional_psychology public_relations security_studies sociology us_foreign_policy virology
+    world_religions""".split()  # noqa: SIM905
 )
 # Paper App. D (= ``knowledge_tasks`` complement in the authors' analysis code).
 MMLU_REASONING: frozenset[str] = frozenset(
     """econometrics professional_law abstract_algebra college_medicine college_chemistry moral_scenarios
-    college_mathematics high_school_chemistry professional_accounting college_computer_science college_biology
-    high_school_computer_science high_school_mathematics college_physics professional_medicine
-    elementary_mathematics machine_learning electrical_engineering high_school_physics conceptual_physics
-    high_school_statistics high_school_biology""".split()
+    college_mathematics high_school_chemistry professional_accounting college_computer_science
+    college_biology high_school_computer_science high_school_mathematics college_physics
+    professional_medicine elementary_mathematics machine_learning electrical_engineering
+    high_school_physics conceptual_physics high_school_statistics high_school_biology""".split()  # noqa: SIM905
 )
 MMLU_EXCLUDED: frozenset[str] = frozenset({"formal_logic"})
 MMLU_KNOWLEDGE: frozenset[str] = frozenset(MMLU_SUBJECTS) - MMLU_REASONING - MMLU_EXCLUDED
 
-LANGUAGE_NAMES = {"es": "Spanish", "fr": "French", "de": "German", "it": "Italian", "cs": "Czech",
-                  "hu": "Hungarian", "en": "English"}
+LANGUAGE_NAMES = {
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "it": "Italian",
+    "cs": "Czech",
+    "hu": "Hungarian",
+    "en": "English",
+}
 TASK_FILES = {
     "triviaqa": "triviaqa-validation.jsonl",
     "mmlu-knowledge": "mmlu-test.jsonl",
@@ -79,14 +87,31 @@ class Example:
     aliases: tuple[str, ...] = field(default=())
 
     def to_json(self) -> dict:
-        return {"task": self.task, "id": self.id, "x": self.x, "y": self.y, "prompt": self.prompt,
-                "subject": self.subject, "choices": list(self.choices), "answer_index": self.answer_index,
-                "aliases": list(self.aliases)}
+        return {
+            "task": self.task,
+            "id": self.id,
+            "x": self.x,
+            "y": self.y,
+            "prompt": self.prompt,
+            "subject": self.subject,
+            "choices": list(self.choices),
+            "answer_index": self.answer_index,
+            "aliases": list(self.aliases),
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> Example:
-        return cls(task=d["task"], id=d["id"], x=d["x"], y=d["y"], prompt=d["prompt"], subject=d["subject"],
-                   choices=tuple(d["choices"]), answer_index=d["answer_index"], aliases=tuple(d["aliases"]))
+        return cls(
+            task=d["task"],
+            id=d["id"],
+            x=d["x"],
+            y=d["y"],
+            prompt=d["prompt"],
+            subject=d["subject"],
+            choices=tuple(d["choices"]),
+            answer_index=d["answer_index"],
+            aliases=tuple(d["aliases"]),
+        )
 
 
 def task_file(task: str) -> str:
@@ -96,7 +121,9 @@ def task_file(task: str) -> str:
     try:
         return TASK_FILES[task]
     except KeyError:
-        raise TaskDataError(f"unknown task {task!r}; known: translation-XX, {', '.join(TASK_FILES)}") from None
+        raise TaskDataError(
+            f"unknown task {task!r}; known: translation-XX, {', '.join(TASK_FILES)}"
+        ) from None
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict]]:
@@ -122,8 +149,9 @@ def _field(row: dict, name: str, kind: type | tuple[type, ...], where: str):
         raise TaskDataError(f"{where}: missing field {name!r}")
     value = row[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise TaskDataError(f"{where}: field {name!r} must be {getattr(kind, '__name__', kind)}, "
-                            f"got {type(value).__name__}")
+        raise TaskDataError(
+            f"{where}: field {name!r} must be {getattr(kind, '__name__', kind)}, got {type(value).__name__}"
+        )
     return value
 
 
@@ -134,8 +162,15 @@ def _translation(task: str, path: Path) -> list[Example]:
     for lineno, row in _rows(path):
         where = f"{path}:{lineno}"
         x, y = _field(row, "en", str, where), _field(row, lang, str, where)
-        out.append(Example(task, str(_field(row, "id", str, where)), x, y,
-                           prompt=f"English text: {x}\n{language} translation: "))
+        out.append(
+            Example(
+                task,
+                str(_field(row, "id", str, where)),
+                x,
+                y,
+                prompt=f"English text: {x}\n{language} translation: ",
+            )
+        )
     return out
 
 
@@ -147,8 +182,16 @@ def _triviaqa(task: str, path: Path) -> list[Example]:
         aliases = _field(row, "aliases", list, where) if "aliases" in row else [a]
         if not all(isinstance(s, str) for s in aliases):
             raise TaskDataError(f"{where}: field 'aliases' must be a list of strings")
-        out.append(Example(task, _field(row, "id", str, where), q, a, prompt=f"Question: {q}\nAnswer: ",
-                           aliases=tuple(aliases)))
+        out.append(
+            Example(
+                task,
+                _field(row, "id", str, where),
+                q,
+                a,
+                prompt=f"Question: {q}\nAnswer: ",
+                aliases=tuple(aliases),
+            )
+        )
     return out
 
 
@@ -168,9 +211,18 @@ def _mmlu(task: str, path: Path) -> list[Example]:
         if not 0 <= answer < len(choices):
             raise TaskDataError(f"{where}: field 'answer' = {answer} is not an index of 'choices'")
         if subject in group:
-            out.append(Example(task, _field(row, "id", str, where), q, choices[answer],
-                               prompt=f"Question: {q}\nAnswer: ", subject=subject, choices=tuple(choices),
-                               answer_index=answer))
+            out.append(
+                Example(
+                    task,
+                    _field(row, "id", str, where),
+                    q,
+                    choices[answer],
+                    prompt=f"Question: {q}\nAnswer: ",
+                    subject=subject,
+                    choices=tuple(choices),
+                    answer_index=answer,
+                )
+            )
     return out
 
 
@@ -179,8 +231,15 @@ def _gsm8k(task: str, path: Path) -> list[Example]:
     for lineno, row in _rows(path):
         where = f"{path}:{lineno}"
         q, a = _field(row, "question", str, where), _field(row, "answer", str, where)
-        out.append(Example(task, _field(row, "id", str, where), q, CALCULATOR_ANNOTATION.sub("", a),
-                           prompt=f"Question: {q}\nAnswer: "))
+        out.append(
+            Example(
+                task,
+                _field(row, "id", str, where),
+                q,
+                CALCULATOR_ANNOTATION.sub("", a),
+                prompt=f"Question: {q}\nAnswer: ",
+            )
+        )
     return out
 
 

@@ -64,7 +64,9 @@ def test_pairs_keep_examples_that_share_an_ngram() -> None:
 
 
 def test_triviaqa_answer_is_one_phrase_whatever_n() -> None:
-    e = ex("Which Lloyd Webber musical premiered in the US on 10th December 1993?", "Sunset Boulevard Musical")
+    e = ex(
+        "Which Lloyd Webber musical premiered in the US on 10th December 1993?", "Sunset Boulevard Musical"
+    )
     for n in (2, 3, 5):
         ys = {p.sy for p in extract_pairs([e], "triviaqa", n)}
         assert ys == {"sunset boulevard musical"}
@@ -107,10 +109,14 @@ def _workload(name: str, limit_ids: int) -> dict[str, list[tuple[str, str]]]:
         ("mmlu", "mmlu-test.jsonl", "pairs-mmlu-n3.jsonl.zst", 3),
     ],
 )
-def test_extraction_matches_shared_workloads(shared_data: Path, task: str, file: str, workload: str, n: int) -> None:
+def test_extraction_matches_shared_workloads(
+    shared_data: Path, task: str, file: str, workload: str, n: int
+) -> None:
     expected = _workload(workload, 60)
     if task == "mmlu":  # the workload covers all subjects; the loader splits them
-        examples = {e.id: e for t in ("mmlu-knowledge", "mmlu-reasoning") for e in load_task(t, shared_data / "tasks")}
+        examples = {
+            e.id: e for t in ("mmlu-knowledge", "mmlu-reasoning") for e in load_task(t, shared_data / "tasks")
+        }
         pair_task = "mmlu-knowledge"
     else:
         examples = {e.id: e for e in load_task(task, shared_data / "tasks")}

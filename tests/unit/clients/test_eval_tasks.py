@@ -23,15 +23,17 @@ FIXTURES = Path(__file__).resolve().parents[2] / "data" / "tasks"
 def test_mmlu_split_is_the_papers() -> None:
     assert len(MMLU_SUBJECTS) == len(set(MMLU_SUBJECTS)) == 57
     assert len(MMLU_REASONING) == 22 and len(MMLU_KNOWLEDGE) == 34
-    assert MMLU_EXCLUDED == {"formal_logic"}
+    assert {"formal_logic"} == MMLU_EXCLUDED
     assert not (MMLU_REASONING & MMLU_KNOWLEDGE) and "formal_logic" not in MMLU_REASONING | MMLU_KNOWLEDGE
-    assert MMLU_REASONING <= set(MMLU_SUBJECTS)
+    assert set(MMLU_SUBJECTS) >= MMLU_REASONING
 
 
 def test_load_fixture_tasks() -> None:
     tr = load_task("translation-es", FIXTURES)
     assert [e.id for e in tr][:2] == ["t1", "t2"]
-    assert tr[0].prompt == "English text: Opens a local or remote file, or imports one.\nSpanish translation: "
+    assert (
+        tr[0].prompt == "English text: Opens a local or remote file, or imports one.\nSpanish translation: "
+    )
     tq = load_task("triviaqa", FIXTURES)
     assert tq[0].y == "Sunset Boulevard" and "Sunset Blvd" in tq[0].aliases
     know = load_task("mmlu-knowledge", FIXTURES)
@@ -95,9 +97,16 @@ def test_sample_is_seeded_random_not_a_prefix() -> None:
 
 @pytest.mark.shared_data
 def test_real_mmlu_subjects_and_counts(shared_data: Path) -> None:
-    rows = [json.loads(line) for line in (shared_data / "tasks" / "mmlu-test.jsonl").read_text("utf-8").split("\n") if line]
+    rows = [
+        json.loads(line)
+        for line in (shared_data / "tasks" / "mmlu-test.jsonl").read_text("utf-8").split("\n")
+        if line
+    ]
     assert {r["subject"] for r in rows} == set(MMLU_SUBJECTS)
-    know, reas = load_task("mmlu-knowledge", shared_data / "tasks"), load_task("mmlu-reasoning", shared_data / "tasks")
+    know, reas = (
+        load_task("mmlu-knowledge", shared_data / "tasks"),
+        load_task("mmlu-reasoning", shared_data / "tasks"),
+    )
     formal = sum(1 for r in rows if r["subject"] == "formal_logic")
     assert len(know) + len(reas) + formal == 14042
     for task in ("translation-es", "translation-fr", "translation-de", "triviaqa", "gsm8k"):

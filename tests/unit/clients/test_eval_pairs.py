@@ -1,0 +1,115 @@
+"""Pair counting: batching, caching and resume, one unit for Eq. 1, failures never become zeros."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clients.eval.pairs import (
+    CountBackend,
+    CountCache,
+    CountingError,
+    CountOptions,
+    count_pairs,
+    count_phrases,
+    phrase_variants,
+)
+from clients.eval.taskgram_lm import InconsistentCounts, build_taskgram
+from tests.unit.clients.test_eval_fakes import BruteForceBackend
+
+DOCS = [
+    "The Python language has a garbage collector. Python code runs.",
+    "Garbage collector pauses are short in the Python runtime.",
+    "A file system stores files. The garbage collector is unrelated.",
+    "Nothing here.",
+]
+
+
+def test_variants_cover_case_forms_without_duplicates() -> None:
+    assert phrase_variants("garbage collector") == [
+        "garbage collector",
+        "Garbage collector",
+        "Garbage Collector",
+    ]
+    assert phrase_variants("2 50") == ["2 50"]
+    assert phrase_variants("python", case_variants=False) == ["python"]
+
+
+def test_counts_match_brute_force_in_small_batches(tmp_path: Path) -> None:
+    backend = BruteForceBackend(DOCS)
+    assert isinstance(backend, CountBackend)
+    opts = CountOptions(batch_size=2)
+    cache = CountCache(tmp_path / "c.jsonl")
+    x = count_phrases(backend, ["python", "garbage collector", "file system", "absent words"], cache, opts)
+    assert x == {"python": 2, "garbage collector": 3, "file system": 1, "absent words": 0}
+    pairs = [
+        ("python", "garbage collector"),
+        ("file system", "garbage collector"),
+        ("python", "file system"),
+        ("python", "garbage collector"),
+    ]
+    c = count_pairs(backend, pairs, cache, opts)
+    assert c == {
+        ("python", "garbage collector"): 2,
+        ("file system", "garbage collector"): 1,
+        ("python", "file system"): 0,
+    }
+    # distinct pairs only, in batches of 2: 3 pairs -> 2 calls
+    assert [k for k in backend.calls if k[0] == "cooccurrence"] == [("cooccurrence", 2), ("cooccurrence", 1)]
+
+
+def test_cache_resumes_without_requerying(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    backend = BruteForceBackend(DOCS)
+    count_pairs(backend, [("python", "garbage collector")], CountCache(path), CountOptions())
+    again = BruteForceBackend(DOCS)
+    got = count_pairs(
+        again, [("python", "garbage collector"), ("python", "file system")], CountCache(path), CountOptions()
+    )
+    assert got == {("python", "garbage collector"): 2, ("python", "file system"): 0}
+    assert again.calls == [("cooccurrence", 1)]  # only the new pair
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"k": "co\\tx\\ty", "v"')  # a torn last line (interrupted write) is dropped
+    assert len(CountCache(path).values) == 2
+    path.write_text('{"k": "co\\tx\\ty"}\n{"k": "df\\tx", "v": 1}\n', encoding="utf-8")
+    with pytest.raises(CountingError, match=r"c.jsonl:1: malformed"):
+        CountCache(path)
+
+
+def test_failures_and_malformed_answers_are_errors_not_zeros(tmp_path: Path) -> None:
+    backend = BruteForceBackend(DOCS)
+    backend.fail_on = "cooccurrence"
+    cache = CountCache(tmp_path / "c.jsonl")
+    with pytest.raises(CountingError, match="ConnectionError: server went away"):
+        count_pairs(backend, [("python", "file system")], cache, CountOptions())
+    assert cache.values == {}  # nothing recorded for the failed batch
+    for bad, msg in [
+        ([1], "2 queries"),
+        ([1, -1], "not a non-negative"),
+        ([1, None], "not a non-negative"),
+        ([1, True], "not a non-negative"),
+        ("12", "str"),
+    ]:
+        backend = BruteForceBackend(DOCS)
+        backend.answer = bad
+        with pytest.raises(CountingError, match=msg):
+            count_phrases(backend, ["python", "file"], CountCache(tmp_path / "d.jsonl"), CountOptions())
+
+
+def test_taskgram_probabilities_and_dropped_zero_pairs() -> None:
+    rows = [
+        ("triviaqa", 3, "e1", "python", "garbage collector", 0.9),
+        ("triviaqa", 3, "e1", "python", "file system", 0.8),
+        ("triviaqa", 3, "e2", "file system", "garbage collector", None),
+    ]
+    counts = {
+        ("python", "garbage collector"): 2,
+        ("python", "file system"): 0,
+        ("file system", "garbage collector"): 1,
+    }
+    kept, stats = build_taskgram(rows, counts, {"python": 2, "file system": 1})
+    assert (stats.candidates, stats.zero_count, stats.kept) == (3, 1, 2)
+    assert kept[0].log_prob == pytest.approx(0.0) and kept[1].pair_count == 1
+    with pytest.raises(InconsistentCounts):
+        build_taskgram(rows[:1], counts, {"python": 1})

@@ -1,0 +1,226 @@
+"""The evaluation run end to end: stages, resume without re-querying, tables and figures, errors in the
+report and a non-zero exit. Counting through a brute-force backend and through LocalClient on a real
+small index; the LLM through a test scorer (and the tiny-model path where torch exists)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clients.eval.pipeline import EvalConfig, EvalError, Run
+from tests.unit.clients.test_eval_fakes import BruteForceBackend, HashEmbedder, LengthScorer
+
+FIXTURES = Path(__file__).resolve().parents[2] / "data" / "tasks"
+DOCS = [
+    "Opens a local or remote file. Abre un archivo local o remoto. The local file opens quickly.",
+    "Choose Tools - Options - Load/Save. Elija Herramientas - Opciones.",
+    "The capital city of France is Paris. Paris is a city.",
+    "Python is a programming language named after a British comedy group called Monty Python.",
+    "The heart pumps blood through the body. Blood flows. The human heart and the human brain.",
+    "Janet has ducks that lay eggs every day; she sells eggs at the farmers market for 2 dollars each.",
+    "A robe takes 2 bolts of blue fiber. White fiber bolts. Tom has 3 apples and 5 more apples.",
+    "Which band recorded the rock opera Tommy? The Who recorded Tommy.",
+    "Notes: tom 3 apples buys 5 apples many apples; tom 3 5 8 apples 8.",
+    "Quiz: capital city France? Paris. Organ pumps blood: the heart. Bone protects human brain: skull.",
+]
+TASKS = ["translation-es", "triviaqa", "mmlu-knowledge", "mmlu-reasoning", "gsm8k"]
+
+
+def _config(run_dir: Path, **kw) -> EvalConfig:
+    base = dict(
+        tasks_dir=str(FIXTURES),
+        run_dir=str(run_dir),
+        tasks=TASKS,
+        n_values=[2, 3],
+        sample=None,
+        thresholds={
+            "translation": {2: 0.0, 3: 0.0},
+            "triviaqa": {2: 0.0, 3: 0.0},
+            "mmlu": {2: 0.0, 3: 0.0},
+            "gsm8k": {2: 0.0, 3: 0.0},
+        },
+        models=["length"],
+        count_batch=50,
+        figures=False,
+    )
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+def _run(
+    cfg: EvalConfig, backend, scorer: LengthScorer | None = None, embedder: HashEmbedder | None = None
+) -> tuple:
+    scorer = scorer or LengthScorer()
+    embedder = embedder or HashEmbedder()
+    run = Run(
+        cfg,
+        backend,
+        index_identity={"test": 1},
+        embedder_factory=lambda: embedder,
+        scorer_factory=lambda m: scorer,
+        progress=False,
+    )
+    return run, run.run(), scorer, embedder
+
+
+def _csv(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_end_to_end_tables_figures_and_exact_counts(tmp_path: Path) -> None:
+    backend = BruteForceBackend(DOCS)
+    run, report, scorer, _ = _run(_config(tmp_path / "run", figures=True, count_batch=7), backend)
+    assert report["ok"] and report["errors"] == []
+    rows = _csv(tmp_path / "run" / "tables" / "taskgram-gsm8k-n3.csv")
+    assert rows, "fixture corpus gives nonzero GSM8K pairs"
+    from clients.eval.pairs import phrase_variants
+
+    oracle = BruteForceBackend(DOCS)
+    for r in rows:  # every stored count is the brute-force count of the phrase variants, never a default
+        assert 0 < int(r["pair_count"]) <= int(r["sx_count"])
+        assert (
+            int(r["pair_count"])
+            == oracle.cooccurrence([[phrase_variants(r["sx"]), phrase_variants(r["sy"])]])[0]
+        )
+        assert int(r["sx_count"]) == oracle.doc_freq([phrase_variants(r["sx"])])[0]
+    mem = _csv(tmp_path / "run" / "tables" / "memorization.csv")
+    assert {m["pairs_filter"] for m in mem} == {"gamma", "none"}
+    assert {m["scorer"] for m in mem} == {"taskgram", "infgram"}
+    assert any(m["spearman_rho"] for m in mem)
+    assert (tmp_path / "run" / "tables" / "performance.csv").exists()
+    assert len(report["figures"]) == 5  # memorization and performance for both filters, scatter
+    for fig in report["figures"]:
+        assert Path(fig).stat().st_size > 1000
+    stats = report["stats"]["taskgram"]["gsm8k/n3"]["all_pairs"]
+    assert stats["candidates"] == stats["zero_count"] + stats["kept"]
+    saved = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert (
+        saved["config"]["tasks"] == TASKS
+        and saved["index"] == {"test": 1}
+        and saved["models"] == {"length": "length-scorer"}
+    )
+    assert report["performance"]["length"]["mmlu-knowledge"]["metric"] == "accuracy"
+
+
+def test_rerun_resumes_from_cached_stages(tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "run")
+    _run(cfg, BruteForceBackend(DOCS))
+    backend2 = BruteForceBackend(DOCS)
+    _, report, scorer2, emb2 = _run(cfg, backend2)
+    assert report["ok"] and scorer2.jobs == 0 and emb2.seen == []
+    assert backend2.calls == []  # counts and ∞-gram come from the run directory
+    # a new n reuses the cached counts and recomputes only what depends on it
+    cfg3 = _config(tmp_path / "run", n_values=[2, 3, 5])
+    backend3 = BruteForceBackend(DOCS)
+    _, report3, _, _ = _run(cfg3, backend3)
+    assert report3["ok"] and any(k == "cooccurrence" for k, _ in backend3.calls)
+
+
+def test_failed_count_stops_the_run_and_nothing_is_zero(tmp_path: Path) -> None:
+    backend = BruteForceBackend(DOCS)
+    backend.fail_on = "cooccurrence"
+    with pytest.raises(EvalError, match="counts: co-occurrence of pairs: batch of 50 queries starting at #0"):
+        _run(_config(tmp_path / "run"), backend)
+    cache = list((tmp_path / "run").glob("counts-*.jsonl"))
+    assert cache and all('"co\\t' not in line for line in cache[0].read_text(encoding="utf-8").splitlines())
+
+
+def test_failed_model_is_an_error_in_the_report(tmp_path: Path) -> None:
+    _, report, _, _ = _run(_config(tmp_path / "run"), BruteForceBackend(DOCS), scorer=LengthScorer(fail=True))
+    assert not report["ok"] and report["errors"][0]["stage"] == "llm length"
+    assert "out of memory" in report["errors"][0]["error"]
+
+
+def test_backend_without_infgram_is_reported(tmp_path: Path) -> None:
+    class CountsOnly:
+        def __init__(self) -> None:
+            self.inner = BruteForceBackend(DOCS)
+
+        def doc_freq(self, phrases, *, space="auto"):
+            return self.inner.doc_freq(phrases, space=space)
+
+        def cooccurrence(self, queries, *, space="auto"):
+            return self.inner.cooccurrence(queries, space=space)
+
+    _, report, _, _ = _run(_config(tmp_path / "run"), CountsOnly())
+    assert not report["ok"] and report["errors"] == [
+        {"stage": "infgram", "error": "the backend has no infgram_prob"}
+    ]
+    _, report, _, _ = _run(_config(tmp_path / "run2", infgram=False), CountsOnly())
+    assert report["ok"]
+
+
+def test_cli_against_a_real_index(tmp_path: Path, build_small_index) -> None:
+    """`taskgram eval --index` through LocalClient: no semantic filter (no embedder needed), and a tiny
+    local model directory when torch is available; otherwise the run must fail cleanly on the model."""
+    from taskgram.cli import main
+
+    index = build_small_index(DOCS, normalization="nfkc-lower")
+    tasks = tmp_path / "tasks"
+    shutil.copytree(FIXTURES, tasks)
+    args = [
+        "eval",
+        "--index",
+        str(index),
+        "--tasks-dir",
+        str(tasks),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--tasks",
+        "gsm8k",
+        "triviaqa",
+        "--n",
+        "3",
+        "--no-semantic-filter",
+        "--no-progress",
+        "--sample",
+        "0",
+        "--no-figures",
+    ]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        rc = main([*args, "--models", str(tmp_path / "no-such-model")])
+        report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+        assert rc == 1 and any("no-such-model" in e["error"] for e in report["errors"])
+        return
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    model_dir = tmp_path / "tiny-llm"
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(Path(__file__).resolve().parents[3] / "indexer" / "assets" / "gpt-neox-20b.json"),
+        pad_token="<|padding|>",
+        eos_token="<|endoftext|>",
+    )
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    rc = main([*args, "--models", str(model_dir)])
+    report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert rc == 0, report["errors"]
+    assert report["index"]["manifest_sha256"] and report["models"] == {str(model_dir): "tiny-llm"}
+    rows = _csv(tmp_path / "run" / "tables" / "taskgram-gsm8k-n3.csv")
+    assert rows and all(r["log_p_llm[" + str(model_dir) + "]"] for r in rows)
+    from clients.client import LocalClient
+    from clients.eval.pairs import phrase_variants
+
+    client = LocalClient(index)
+    for r in rows[:10]:
+        assert (
+            int(r["pair_count"])
+            == client.cooccurrence([[phrase_variants(r["sx"]), phrase_variants(r["sy"])]], space="both")[0]
+        )
+        assert int(r["sx_count"]) == client.doc_freq([phrase_variants(r["sx"])], space="both")[0]
