@@ -82,6 +82,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto")
     p.add_argument("--llm-batch", type=int, default=8)
     p.add_argument("--max-length", type=int, default=1024, help="LLM context window in tokens")
+    p.add_argument(
+        "--infgram-context-chars",
+        type=int,
+        default=4000,
+        help="characters of context before s^y for the ∞-gram baseline "
+        "(a service refuses phrases over its max query tokens, 1,000 by default)",
+    )
     p.add_argument("--no-infgram", action="store_true", help="skip the ∞-gram baseline")
     p.add_argument(
         "--mmlu-metric",
@@ -153,6 +160,7 @@ def run_eval(args: argparse.Namespace) -> int:
         perf_bins=args.bins,
         mmlu_accuracy=args.mmlu_metric == "accuracy",
         figures=not args.no_figures,
+        infgram_context_chars=args.infgram_context_chars,
     )
     backend, identity = _open_backend(args)
     run = Run(cfg, backend, index_identity=identity, progress=not args.no_progress)

@@ -86,6 +86,9 @@ class EvalConfig:
     max_length: int = 1024
     infgram: bool = True
     infgram_batch: int = 1000
+    infgram_context_chars: int = (
+        4000  # a service refuses phrases over its max_query_tokens (1,000 by default)
+    )
     perf_bins: int = 5
     figures: bool = True
     mmlu_accuracy: bool = True  # score all four options (4x the MMLU forward passes)
@@ -381,6 +384,7 @@ class Run:
             "index": self.index_identity,
             "targets": targets,
             "examples": {t: [e.id for e in exs] for t, exs in examples.items()},
+            "context_chars": self.cfg.infgram_context_chars,
         }
 
         def compute() -> dict:
@@ -393,7 +397,9 @@ class Run:
                         spans = locate(ex.y, sy, y_opts)
                         if spans is None:
                             continue
-                        items.append(split_for_infgram(ex.prompt, ex.y, spans))
+                        items.append(
+                            split_for_infgram(ex.prompt, ex.y, spans, self.cfg.infgram_context_chars)
+                        )
                         where.append((task, ex.id, f"{n}\t{sy}"))
             with self.progress.bar(len(items), "∞-gram") as bar:
                 scores = infgram_scores(
