@@ -468,7 +468,7 @@ class _Core:
 def _listed(value: Any, where: str) -> Sequence[Any]:
     if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__len__"):
         raise TypeError(f"{where}: expected a list (a batch), got {type(value).__name__}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _pair(item: Any, i: int) -> tuple[Any, Any]:
@@ -484,7 +484,7 @@ def _parse(model: type[M], data: Any) -> M:
     from pydantic import ValidationError
 
     try:
-        return model.model_validate(data)  # type: ignore[attr-defined, no-any-return]
+        return model.model_validate(data)  # type: ignore[attr-defined]
     except ValidationError as err:
         raise ProtocolError(f"unexpected {model.__name__} in the answer: {err}") from err
 
@@ -619,7 +619,7 @@ class Client(_HttpBase):
                 else:
                     call = gen.send(value)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
 
     def close(self) -> None:
         self._http.close()
@@ -774,7 +774,7 @@ class AsyncClient(_HttpBase):
                 else:
                     call = gen.send(value)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -962,10 +962,10 @@ class LocalClient(Client):
             decoded = [[_decode_phrase(p) for p in q] for q in queries]
             results = engine.windowed_cooccurrence(decoded, body["window"], **kw)
         elif path == "/v1/ntd":
-            found = engine.next_token_distribution(
+            distributions = engine.next_token_distribution(
                 [_decode_phrase(q) for q in queries], top_k=body["top_k"], **kw
             )
-            results = [dataclasses.asdict(r) for r in found]
+            results = [dataclasses.asdict(r) for r in distributions]
         elif path == "/v1/prob":
             found = engine.prob([(_decode_phrase(q["prompt"]), q["token_id"]) for q in queries], **kw)
             results = [dataclasses.asdict(r) for r in found]

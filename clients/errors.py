@@ -145,8 +145,9 @@ def error_from_response(status: int, content_type: str, body: bytes) -> APIError
     detail = problem.get("detail") or problem.get("error")
     if not isinstance(detail, str):
         detail = body[:500].decode("utf-8", errors="replace") or f"HTTP {status}"
-    problem_type = problem.get("type") if isinstance(problem.get("type"), str) else "about:blank"
-    title = problem.get("title") if isinstance(problem.get("title"), str) else ""
+    raw_type, raw_title = problem.get("type"), problem.get("title")
+    problem_type = raw_type if isinstance(raw_type, str) else "about:blank"
+    title = raw_title if isinstance(raw_title, str) else ""
     errors = problem.get("errors") if isinstance(problem.get("errors"), list) else None
     cls = error_class(status, problem_type)
     return cls(detail, status=status, type=problem_type, title=title, errors=errors)

@@ -73,9 +73,10 @@ def _parse(index: Index, settings: Settings, request: CompatRequest) -> Ids | Cn
             return _tokenize(index, query)
         return [[_tokenize(index, term) for term in clause.split(" OR ")] for clause in query.split(" AND ")]
     ids = request.query_ids
-    assert ids is not None  # narrowed above; pydantic guarantees one of the two shapes
+    if ids is None:  # unreachable: exactly one of the two was checked above
+        raise CompatError("Exactly one of query and query_ids must be present!")
     if ids and isinstance(ids[0], list):
-        cnf: Cnf = ids  # type: ignore[assignment]
+        cnf: Cnf = ids
         if sum(len(term) for clause in cnf for term in clause) > settings.max_query_tokens:
             raise CompatError(f"Please limit your input to <= {settings.max_query_tokens} tokens!")
         if not cnf or len(cnf) > settings.max_phrases:

@@ -205,8 +205,9 @@ def install_error_handlers(app: FastAPI) -> None:
             return compat_response(CompatError(f"{'.'.join(first['loc'][1:]) or 'body'}: {first['msg']}"))
         if any(e["type"] == "json_invalid" for e in errors):
             return answer(request, BadRequest("the body is not valid JSON"), errors=errors)
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        detail = f"{'.'.join(first['loc'])}: {first['msg']}" if first["loc"] else first["msg"]
+        loc: list[str] = errors[0]["loc"] if errors else []
+        msg: str = errors[0]["msg"] if errors else "invalid request"
+        detail = f"{'.'.join(loc)}: {msg}" if loc else msg
         if len(errors) > 1:
             detail += f" (and {len(err.errors()) - 1} more)"
         return answer(request, InvalidQuery(detail), errors=errors)

@@ -17,7 +17,8 @@ router = APIRouter(tags=["service"])
 @public_router.get(
     "/health", response_model=HealthResponse, summary="Liveness, served index names and limits"
 )
-def health(state: StateDep) -> Response:
+async def health(state: StateDep) -> Response:
+    """No engine work: answered on the event loop."""
     from taskgram import __version__
 
     return json_response(
