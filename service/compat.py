@@ -165,9 +165,15 @@ def _infgram_prob(index: Index, query: Ids, deadline: float) -> dict[str, Any]:
     }
 
 
-def _search_docs(index: Index, query: Ids | Cnf, request: CompatRequest, deadline: float) -> dict[str, Any]:
+def _search_docs(
+    index: Index, settings: Settings, query: Ids | Cnf, request: CompatRequest, deadline: float
+) -> dict[str, Any]:
     settings_maxnum = request.maxnum if request.maxnum is not None else 1
     disp = request.max_disp_len if request.max_disp_len is not None else 1000
+    if settings_maxnum > settings.max_documents:
+        raise CompatError(f"maxnum must be an integer in [1, {settings.max_documents}]!")
+    if disp > settings.max_document_tokens:
+        raise CompatError(f"max_disp_len must be an integer in [1, {settings.max_document_tokens}]!")
     if _is_cnf(query):
         cnf: Cnf = query  # type: ignore[assignment]
         phrases: list[Any] = [_spec(clause) for clause in cnf]
@@ -265,7 +271,7 @@ def _answer(state: ServiceState, request: CompatRequest) -> Response:
         elif request.query_type == "infgram_prob":
             result = _infgram_prob(index, query, deadline)  # type: ignore[arg-type]
         else:
-            result = _search_docs(index, query, request, deadline)
+            result = _search_docs(index, settings, query, request, deadline)
         result["latency"] = (time.perf_counter() - start) * 1000
         result["token_ids"] = query
         result["tokens"] = _tokens(index, query)
