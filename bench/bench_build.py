@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         ours_sa = shard / fmt.SUFFIX_ARRAY_FILE
         div_sa = work / "pydivsufsort.sa"
 
+        load_before = os.getloadavg()
         runs: dict[str, list[dict[str, Any]]] = {"infini-gram": [], "pydivsufsort": [], "taskgram": []}
         for r in range(args.repeat):
             print(f"run {r + 1}/{args.repeat}: infini-gram ...", flush=True)
@@ -376,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {r + 1}/{args.repeat}: taskgram ...", flush=True)
             runs["taskgram"].append(bench_worker("taskgram", tokens_path, ours_sa, args.cpus))
         results = {name: best(rs) for name, rs in runs.items()}
+        load_after = os.getloadavg()
 
         ours = np.fromfile(ours_sa, dtype=np.uint32)
         theirs = np.fromfile(div_sa, dtype=np.uint32)
@@ -416,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         "infinigram_disk_bytes_per_token": ig["disk_bytes"] / n,
     }
     print()
+    print(f"machine load average (1 min) {load_before[0]:.1f} before the builds, {load_after[0]:.1f} after; "
+          f"{os.cpu_count()} CPUs")  # fmt: skip
     print(f"suffix array identical to pydivsufsort's: {agree}")
     print(f"tokenization: {tok['encode_MB_per_s']:.2f} MB/s (encode_batch), "
           f"{tok['read_and_encode_MB_per_s']:.2f} MB/s (read + decompress + parse + encode)")  # fmt: skip
@@ -446,7 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": str(args.corpus),
         "cpus": args.cpus,
         "repeat": args.repeat,
-        "machine": {"cpu_count": os.cpu_count(), "platform": sys.platform, "python": sys.version.split()[0]},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": sys.platform,
+            "python": sys.version.split()[0],
+            "loadavg_before_builds": load_before,
+            "loadavg_after_builds": load_after,
+        },
         "tokenization": tok,
         "results": results,
         "pipeline": pipeline,
