@@ -30,6 +30,7 @@ import json
 import operator
 import os
 import random
+import socket
 import sqlite3
 import threading
 import time
@@ -492,6 +493,7 @@ def _parse(model: type[M], data: Any) -> M:
 # --------------------------------------------------------------------------------------------------
 # HTTP transport policy shared by Client and AsyncClient
 
+_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 _RETRYABLE = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -585,6 +587,8 @@ class Client(_HttpBase):
         super().__init__(
             base_url, index, api_key, timeout, retries, backoff, max_backoff, batch_size, cache_dir
         )
+        if transport is None:  # TCP_NODELAY: httpx writes headers and body separately (Nagle would delay)
+            transport = httpx.HTTPTransport(socket_options=_SOCKET_OPTIONS)
         self._http = httpx.Client(
             base_url=self.base_url, headers=self._headers, timeout=self._timeout, transport=transport
         )
@@ -740,6 +744,8 @@ class AsyncClient(_HttpBase):
         super().__init__(
             base_url, index, api_key, timeout, retries, backoff, max_backoff, batch_size, cache_dir
         )
+        if transport is None:
+            transport = httpx.AsyncHTTPTransport(socket_options=_SOCKET_OPTIONS)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=self._headers, timeout=self._timeout, transport=transport
         )
