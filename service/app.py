@@ -22,6 +22,7 @@ from service.engine import Index, IndexSet
 from service.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_body
 from service.logging import RequestIdMiddleware, configure_logging
 from service.metrics import install_metrics
+from service.schemas import problem_responses
 from service.settings import Settings
 
 log = logging.getLogger("taskgram.service")
@@ -165,8 +166,9 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
     install_error_handlers(app)
     auth = [Depends(require_api_key)]
     app.include_router(meta.public_router, prefix="/v1")
+    errors = problem_responses(400, 401, 404, 413, 422, 503)
     for module in (meta, counts, distributions, documents, tokenize):
-        app.include_router(module.router, prefix="/v1", dependencies=auth)
+        app.include_router(module.router, prefix="/v1", dependencies=auth, responses=errors)
     app.include_router(compat.router, dependencies=auth)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

@@ -282,6 +282,36 @@ class IndexesResponse(_Response):
     refused: dict[str, str] = Field(description="index name -> why it could not be opened")
 
 
+class Problem(_Response):
+    """RFC 9457 problem details (``application/problem+json``); ``errors`` lists request-validation
+    failures (where and what, without the input)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(examples=["urn:taskgram:problem:unknown-index"])
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the error statuses a router can answer."""
+    what = {
+        400: "malformed body (not JSON, not UTF-8, nested too deeply)",
+        401: "missing or invalid API key (when keys are configured)",
+        404: "unknown index or document",
+        413: "body or batch over the server's limits",
+        422: "invalid query (the detail names the field)",
+        503: "the request's time or work budget ran out (Retry-After)",
+    }
+    schema = Problem.model_json_schema()
+    return {
+        status: {"description": what[status], "content": {"application/problem+json": {"schema": schema}}}
+        for status in statuses
+    }
+
+
 class HealthResponse(_Response):
     status: Literal["ok", "degraded"]
     version: str

@@ -99,6 +99,9 @@ def test_openapi_and_docs(api: TestClient) -> None:
     ):  # fmt: skip
         assert path in paths
     assert "CountRequest" in schema["components"]["schemas"]
+    errors = schema["paths"]["/v1/count"]["post"]["responses"]
+    for status in ("400", "404", "413", "422", "503"):
+        assert "application/problem+json" in errors[status]["content"], status
     assert api.get("/docs").status_code == 200
 
 
@@ -244,6 +247,23 @@ def test_documents_and_document(api: TestClient, sample_engine: Index) -> None:
     assert first == second  # a seeded sample is reproducible
 
 
+def test_empty_batches(api: TestClient) -> None:
+    for path in ("/v1/count", "/v1/doc_freq", "/v1/cooccurrence", "/v1/ntd", "/v1/prob", "/v1/tokenize"):
+        assert api.post(path, json={"index": "tiny", "queries": []}).json() == {
+            "index": "tiny",
+            "results": [],
+        }
+
+
+def test_app_factory_from_environment(tiny_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.app import create_app_from_env
+
+    passed = Settings(indexes={"tiny": tiny_index}, max_batch=5, access_log=False, metrics=False)
+    monkeypatch.setenv("TASKGRAM_SERVE_SETTINGS", json.dumps(passed.model_dump(mode="json")))
+    with TestClient(create_app_from_env()) as api:
+        assert api.get("/v1/health").json()["limits"]["max_batch"] == 5
+
+
 def test_hundred_thousand_counts_in_one_request(api: TestClient, tiny_docs: list[list[int]]) -> None:
     queries = [{"ids": tiny_docs[i % len(tiny_docs)][:2]} for i in range(100_000)]
     r = api.post("/v1/count", json={"index": "tiny", "queries": queries})
@@ -284,7 +304,9 @@ def test_invalid_queries_are_422_with_the_field(api: TestClient) -> None:
     assert "[1]" in body["detail"] and "out of range" in body["detail"]
     body = _problem(api.post("/v1/count", json={"index": "tiny", "queries": ["a", {"idz": [1]}]}), 422)
     assert body["detail"].startswith("queries[1]:")
-    body = _problem(api.post("/v1/prob", json={"index": "tiny", "queries": [{"prompt": 3, "token_id": 1}]}), 422)
+    body = _problem(
+        api.post("/v1/prob", json={"index": "tiny", "queries": [{"prompt": 3, "token_id": 1}]}), 422
+    )
     assert body["errors"][0]["loc"][:3] == ["body", "queries", "0"]
     _problem(api.post("/v1/count", json={"index": "tiny", "queries": [""]}), 422)
     _problem(api.post("/v1/count", json={"index": "tiny", "queries": [{"ids": []}]}), 422)
