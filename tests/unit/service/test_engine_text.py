@@ -123,3 +123,17 @@ def test_documents_snippets_mark_the_phrases(ix: Index, corpus) -> None:
         assert all(text.strip() == ("import", "os")[p] for text, p in marked)
     whole = ix.document(res.docs[0].doc_id)
     assert " import" in whole.text and whole.metadata == res.docs[0].metadata
+
+
+def test_concurrent_queries_agree_with_serial(ix: Index) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [[a, b] for a in PHRASES[:6] for b in PHRASES[:6]]
+    serial = (ix.count(PHRASES), ix.cooccurrence(pairs, space="both"), ix.windowed_cooccurrence(pairs, 10))
+
+    def run(_: int):
+        return ix.count(PHRASES), ix.cooccurrence(pairs, space="both"), ix.windowed_cooccurrence(pairs, 10)
+
+    with ThreadPoolExecutor(4) as pool:
+        for result in pool.map(run, range(12)):
+            assert result == serial
