@@ -512,8 +512,9 @@ class Index:
         union of its variants' occurrence positions). The anchor clause is the one with the fewest
         occurrences (sum of its distinct variants' counts; the first on ties). Result = the number of
         distinct anchor occurrences such that every other clause has an occurrence whose start lies within
-        ``window`` tokens (start to start, either side) in the SAME document. No subsampling; documents are respected on both
-        sides (infini-gram 2.6.0 drops such anchors when the other-side partner is in the next document)."""
+        ``window`` tokens (start to start, either side) in the SAME document. No subsampling; documents are
+        respected on both sides (infini-gram 2.6.0 drops such anchors when the other-side partner is in the
+        next document)."""
         if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 0:
             raise QueryError(f"window must be an integer >= 0, not {window!r}", field="window")
         resolver = self._resolver(space)
