@@ -470,8 +470,9 @@ def _windowed_counts(
         c0 = query_off[q]
         c1 = query_off[q + 1]
         ac = anchors[q]
-        anchor = _sorted_unique_positions(sa, lo, hi, clause_off[ac], clause_off[ac + 1])
-        k_anchor = anchor.shape[0]
+        k_anchor = 0
+        for v in range(clause_off[ac], clause_off[ac + 1]):
+            k_anchor += hi[v] - lo[v]
         if k_anchor == 0:
             continue
         n_other = c1 - c0 - 1
@@ -508,6 +509,21 @@ def _windowed_counts(
             else:
                 others.append(_sorted_unique_positions(sa, lo, hi, clause_off[c], clause_off[c + 1]))
             j += 1
+        # sorted distinct anchors when a clause gallops forward (mode 0) or the anchor clause is an OR
+        # (variants may start at the same position); else the anchor's SA range as is: its positions are
+        # already distinct and the other methods do not need them in order
+        need_sorted = clause_off[ac + 1] - clause_off[ac] > 1
+        for j in range(n_other):
+            if modes[j] == 0:
+                need_sorted = True
+        if need_sorted:
+            anchor = _sorted_unique_positions(sa, lo, hi, clause_off[ac], clause_off[ac + 1])
+        else:
+            v = clause_off[ac]
+            anchor = np.empty(hi[v] - lo[v], dtype=np.int64)
+            for r in range(lo[v], hi[v]):
+                anchor[r - lo[v]] = np.int64(sa[r])
+        k_anchor = anchor.shape[0]
         cursor = np.zeros(max(n_other, 1), dtype=np.int64)
         count = 0
         for i in range(k_anchor):
