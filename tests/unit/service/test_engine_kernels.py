@@ -45,7 +45,9 @@ def test_doc_of_bucketed_matches_searchsorted(lengths) -> None:
 
 def naive_sa(tokens, sep):
     vals = tokens.tolist()
-    return np.array([i for i in sorted(range(len(vals)), key=lambda i: vals[i:]) if vals[i] != sep], dtype=np.uint32)
+    return np.array(
+        [i for i in sorted(range(len(vals)), key=lambda i: vals[i:]) if vals[i] != sep], dtype=np.uint32
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
@@ -83,7 +85,10 @@ def test_gallop_matches_searchsorted() -> None:
 @pytest.mark.parametrize("n_docs", [70, 1000])
 def test_intersections_sparse_dense_and_bitset_paths(n_docs) -> None:
     rng = np.random.default_rng(n_docs)
-    sets = [np.unique(rng.integers(0, n_docs, size=int(s))) for s in (0, 1, 3, 40, n_docs // 2, n_docs, n_docs * 2)]
+    sets = [
+        np.unique(rng.integers(0, n_docs, size=int(s)))
+        for s in (0, 1, 3, 40, n_docs // 2, n_docs, n_docs * 2)
+    ]
     flat = ro(np.concatenate(sets).astype(np.int64))
     set_off = ro(np.concatenate([[0], np.cumsum([len(s) for s in sets])]).astype(np.int64))
     queries = [list(q) for q in rng.integers(0, len(sets), size=(300, 2))]
@@ -127,5 +132,7 @@ def test_doc_sets_union_and_order(n_empty) -> None:
     flat, out_off = K._doc_sets(sa, off, table, shift, lo, hi, spec_off)
     doc = lambda p: int(np.searchsorted(off, p, side="right")) - 1  # noqa: E731
     for j in range(4):
-        want = sorted({doc(int(sa[r])) for v in range(spec_off[j], spec_off[j + 1]) for r in range(lo[v], hi[v])})
+        want = sorted(
+            {doc(int(sa[r])) for v in range(spec_off[j], spec_off[j + 1]) for r in range(lo[v], hi[v])}
+        )
         assert flat[out_off[j] : out_off[j + 1]].tolist() == want
