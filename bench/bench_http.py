@@ -14,7 +14,12 @@ Measured in the same run:
   by ``Client.count`` in batches of 10,000 and 100,000 — as token ids and as text; every count is
   checked against the in-process engine (exact, same answers);
 * single-request latency: ``Client.count([one phrase])`` sequentially, p50/p99; and raw ``httpx`` posts
-  of a pre-encoded body (the client library's own overhead is the difference);
+  of a pre-encoded body (the client library's own overhead is the difference); with the CPU time the
+  server and client processes spend per request (independent of other load on the machine, unlike
+  wall-clock latency on a shared box);
+* pair co-occurrence over HTTP: ``--pairs`` (x, y) phrase pairs sampled from the real workloads
+  (``../shared/data/workloads/pairs-*.jsonl.zst``), each phrase an OR of " x" and "x" (``space="both"``),
+  the paper's pair-count stage — pairs/s over HTTP vs the engine in-process, same answers, cold caches;
 * peers: taskgram's engine in-process (batched; the ceiling for HTTP) and infini-gram 2.6.0's engine
   in-process, one call per count with prefetch depths 0 as its API server runs it (its HTTP API adds a
   Flask request per count on top). Ratios are ours / peer.
@@ -117,6 +122,24 @@ def sample_queries(index_dir: Path, n: int, rng: np.random.Generator) -> tuple[l
     return out, texts
 
 
+def sample_pairs(n: int, rng: np.random.Generator) -> list[list[str]]:
+    """About n (x, y) pairs sampled evenly from the workload files (empty when they are absent)."""
+    import bench_query
+
+    files = bench_query.WORKLOADS
+    if not files:
+        log("workload pairs absent (../shared/data/workloads): pair measurement skipped")
+        return []
+    lines = {"triviaqa": 47_813, "mmlu": 1_241_047, "gsm8k": 1_086_139, "translation-es": 1_038_029}
+    per_file = n / len(files)
+    out: list[list[str]] = []
+    for path in files:
+        key = next((k for k in lines if k in path.name), None)
+        rate = min(1.0, per_file / lines.get(key, 1_000_000))
+        out += [[x, y] for x, y in bench_query.read_pairs(path, rate, rng)]
+    return out[:n]
+
+
 def percentile(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q))
 
@@ -127,6 +150,7 @@ def main() -> int:
     ap.add_argument("--index", type=Path, default=None, help="index to serve (default: techdocs or sample)")
     ap.add_argument("--queries", type=int, default=200_000, help="phrases per batched run")
     ap.add_argument("--singles", type=int, default=2_000, help="sequential single-phrase requests")
+    ap.add_argument("--pairs", type=int, default=100_000, help="workload pairs for co-occurrence (0: skip)")
     ap.add_argument("--no-peer", action="store_true", help="skip infini-gram")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -165,6 +189,14 @@ def main() -> int:
             f"{differ} differ from ours"
         )
 
+    pairs = sample_pairs(args.pairs, rng) if args.pairs else []
+    pair_want: list[int] = []
+    pair_inproc = 0.0
+    if pairs:
+        t = time.perf_counter()
+        pair_want = ix.cooccurrence(pairs, space="both")
+        pair_inproc = len(pairs) / (time.perf_counter() - t)
+
     port = free_port()
     log(f"starting taskgram serve on 127.0.0.1:{port} ...")
     server = start_server(index_dir, port)
@@ -199,11 +231,36 @@ def main() -> int:
                 )
             )
 
+            if pairs:
+                t = time.perf_counter()
+                got_pairs = client.cooccurrence(pairs, space="both")
+                secs = time.perf_counter() - t
+                if got_pairs != pair_want:
+                    raise SystemExit("HTTP pair counts differ from the engine's")
+                rate = len(pairs) / secs
+                what = f"pairs/s over HTTP ({len(pairs):,} workload pairs, OR of 2 forms)"
+                note = f"{rate / pair_inproc:.2f}x in-process; 10^6 pairs in {1e6 / rate / 60:.1f} min"
+                rows.append((what, f"{rate:,.0f}", note))
+
+            import psutil
+
+            server_proc = psutil.Process(server.pid)
             lat: list[float] = []
+            cpu_server = sum(server_proc.cpu_times()[:2])
+            cpu_client = time.process_time()
             for q in ids[: args.singles]:
                 t = time.perf_counter()
                 client.count([q])
                 lat.append(time.perf_counter() - t)
+            cpu_server = (sum(server_proc.cpu_times()[:2]) - cpu_server) / len(lat) * 1e3
+            cpu_client = (time.process_time() - cpu_client) / len(lat) * 1e3
+            rows.append(
+                (
+                    "CPU ms per single request (server / client process)",
+                    f"{cpu_server:.2f} / {cpu_client:.2f}",
+                    "load-independent: the latency floor on an idle machine is about their sum",
+                )
+            )
             raw: list[float] = []
             body = json.dumps({"index": "bench", "queries": [{"ids": ids[0]}]}).encode()
             headers = {"content-type": "application/json"}
@@ -224,6 +281,8 @@ def main() -> int:
 
     rows.append(("counts/s in-process (taskgram engine, one batch)", f"{inproc_rate:,.0f}",
                  f"{inproc_rate / peer_rate:.1f}x infini-gram" if peer_rate else "-"))  # fmt: skip
+    if pairs:
+        rows.append(("pairs/s in-process (taskgram engine, one batch)", f"{pair_inproc:,.0f}", "1.00x"))
     if peer_rate:
         rows.append(("counts/s infini-gram 2.6.0 in-process, one call each", f"{peer_rate:,.0f}", "1.0x"))
     width = max(len(r[0]) for r in rows)
