@@ -153,7 +153,7 @@ def _induce(text, sa, counts, buckets):
         sa[b] = ~j
     else:
         sa[b] = j
-    b += 1
+    buckets[c1] = b + 1
     for i in range(n):
         if i + _PREFETCH_DISTANCE < n:
             ahead = sa[i + _PREFETCH_DISTANCE]
@@ -164,18 +164,13 @@ def _induce(text, sa, counts, buckets):
         if j > 0:
             j -= 1
             c0 = text[j]
-            if c0 != c1:
-                buckets[c1] = b
-                c1 = c0
-                b = buckets[c1]
+            b = buckets[c0]
+            buckets[c0] = b + 1
             if j > 0 and text[j - 1] < c0:
                 sa[b] = ~j
             else:
                 sa[b] = j
-            b += 1
     _bucket_ends(counts, buckets)
-    c1 = text[0]
-    b = buckets[c1]
     for i in range(n - 1, -1, -1):
         if i >= _PREFETCH_DISTANCE:
             ahead = sa[i - _PREFETCH_DISTANCE]
@@ -185,11 +180,8 @@ def _induce(text, sa, counts, buckets):
         if j > 0:
             j -= 1
             c0 = text[j]
-            if c0 != c1:
-                buckets[c1] = b
-                c1 = c0
-                b = buckets[c1]
-            b -= 1
+            b = buckets[c0] - 1
+            buckets[c0] = b
             if j == 0 or text[j - 1] > c0:
                 sa[b] = ~j
             else:
