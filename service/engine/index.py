@@ -993,7 +993,7 @@ class IndexSet(Mapping[str, Index]):
     def __contains__(self, name: object) -> bool:
         return name in self._indexes
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return self._indexes.get(name, default)
 
     def __iter__(self):
