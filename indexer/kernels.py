@@ -67,6 +67,14 @@ def _prefetch_python(arr, index):
     return None
 
 
+def _prefetch_intrinsic_name() -> str:
+    """``llvm.prefetch`` is overloaded on the pointer type: ``p0`` with opaque pointers (LLVM 17 and
+    later have no other kind), ``p0i8`` with the typed pointers of older LLVM versions."""
+    from llvmlite import binding
+
+    return "llvm.prefetch.p0" if binding.llvm_version_info[0] >= 17 else "llvm.prefetch.p0i8"
+
+
 @intrinsic
 def _prefetch_intrinsic(typingctx, arr, index):
     """A read prefetch hint (``llvm.prefetch``) for ``arr[index]``; no effect on results."""
@@ -83,7 +91,7 @@ def _prefetch_intrinsic(typingctx, arr, index):
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _prefetch_intrinsic_name())
         # read, high temporal locality, data cache
         builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
