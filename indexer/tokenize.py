@@ -67,7 +67,8 @@ class TextTokenizer:
         return self.encode_batch([text])[0]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.hf.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        text = self.hf.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return str(text)  # decode of one id list is one string; the stubs also allow a list
 
     def id_to_token(self, ids: Sequence[int]) -> list[str]:
         return list(self.hf.convert_ids_to_tokens(list(ids)))
