@@ -9,6 +9,7 @@ from the data) and the API documentation (``/docs``, ``/openapi.json``).
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.deps import ServiceState, index_identity, require_api_key
 from service.engine import Index, IndexSet
-from service.errors import PROBLEM_MEDIA_TYPE, install_error_handlers, problem_body
+from service.errors import COMPAT_PATH, PROBLEM_MEDIA_TYPE, install_error_handlers, problem_body
 from service.logging import RequestIdMiddleware, configure_logging
 from service.metrics import install_metrics
 from service.schemas import problem_responses
@@ -36,19 +37,19 @@ class BodySizeLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _refuse(self, send: Send, size: str) -> None:
-        body = problem_body(
-            413,
-            "payload-too-large",
-            "Request too large",
-            f"the request body is {size} bytes, the limit is {self.max_bytes}; split the batch",
-        )
+    async def _refuse(self, scope: Scope, send: Send, size: str) -> None:
+        detail = f"the request body is {size} bytes, the limit is {self.max_bytes}; split the batch"
+        if scope.get("path") == COMPAT_PATH:  # infini-gram's clients read {"error": ...}
+            body, media_type = json.dumps({"error": detail}).encode(), "application/json"
+        else:
+            body = problem_body(413, "payload-too-large", "Request too large", detail)
+            media_type = PROBLEM_MEDIA_TYPE
         await send(
             {
                 "type": "http.response.start",
                 "status": 413,
                 "headers": [
-                    (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                    (b"content-type", media_type.encode()),
                     (b"content-length", str(len(body)).encode()),
                     (b"connection", b"close"),
                 ],
@@ -67,7 +68,7 @@ class BodySizeLimit:
                 except ValueError:
                     declared = -1
                 if declared > self.max_bytes:
-                    await self._refuse(send, str(declared))
+                    await self._refuse(scope, send, str(declared))
                     return
         chunks: list[bytes] = []
         size = 0
@@ -79,7 +80,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await self._refuse(send, f"more than {self.max_bytes}")
+                await self._refuse(scope, send, f"more than {self.max_bytes}")
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

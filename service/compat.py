@@ -62,6 +62,28 @@ class CompatRequest(BaseModel):
     )
 
 
+class CompatErrorBody(BaseModel):
+    """infini-gram's error answer."""
+
+    error: str
+
+
+_ERRORS = {
+    400: "malformed request or invalid query (infini-gram answers these as {'error': ...})",
+    401: "missing or invalid API key (when keys are configured)",
+    413: "request body over the server's limit",
+    500: "internal error (the server log has the details)",
+    503: "the query ran over its time or work budget",
+}
+COMPAT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": text,
+        "content": {"application/json": {"schema": CompatErrorBody.model_json_schema()}},
+    }
+    for status, text in _ERRORS.items()
+}
+
+
 def _parse(index: Index, settings: Settings, request: CompatRequest) -> Ids | Cnf:
     if (request.query is None) == (request.query_ids is None):
         raise CompatError("Exactly one of query and query_ids must be present!")
@@ -223,6 +245,7 @@ def _search_docs(
 @router.post(
     "/",
     summary="infini-gram compatible query (count, prob, ntd, infgram_prob, search_docs)",
+    responses=COMPAT_RESPONSES,
     openapi_extra={
         "requestBody": {
             "required": True,

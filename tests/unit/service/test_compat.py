@@ -222,3 +222,12 @@ def test_malformed_bodies(api: TestClient) -> None:
         response = api.post("/", content=content, headers={"content-type": "application/json"})
         assert response.status_code == 400 and "error" in response.json()
     assert _post(api, query_type="count", query="cat")["count"] == 3
+
+
+def test_body_over_the_limit_is_an_error_object(tiny_index: Path) -> None:
+    settings = Settings(indexes={"tiny": tiny_index}, max_body_bytes=1024, access_log=False, metrics=False)
+    with TestClient(create_app(settings)) as api:
+        response = api.post("/", json={"index": "tiny", "query_type": "count", "query": "x" * 2000})
+        assert response.status_code == 413 and "limit" in response.json()["error"]
+        schema = api.get("/openapi.json").json()["paths"]["/"]["post"]["responses"]
+        assert {"400", "413", "503"} <= set(schema)
