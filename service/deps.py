@@ -39,7 +39,7 @@ class ServiceState:
             return self.indexes[name]
         except (KeyError, TypeError):
             if name in self.refused:
-                raise UnknownIndex(f"index {name!r} is configured but could not be opened") from None
+                raise UnknownIndex(f"index {name!r} could not be opened: {self.refused[name]}") from None
             raise UnknownIndex(f"no index named {name!r}; GET /v1/indexes lists them") from None
 
     def deadline(self) -> float:

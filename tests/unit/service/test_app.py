@@ -464,7 +464,7 @@ def test_broken_indexes_are_refused_with_the_reason(tiny_index: Path, tmp_path: 
         refused = api.get("/v1/indexes").json()["refused"]
         assert "manifest" in refused["broken"]
         body = _problem(api.post("/v1/count", json={"index": "broken", "queries": ["a"]}), 404)
-        assert "could not be opened" in body["detail"]
+        assert "could not be opened" in body["detail"] and "manifest" in body["detail"]
     only_broken = Settings(indexes={"broken": broken}, access_log=False, metrics=False)
     with pytest.raises(RuntimeError, match="no index could be opened"), _client(only_broken):
         pass
