@@ -95,7 +95,12 @@ class TransformersEmbedder:
         device: str | None = None,
         max_length: int = 128,
     ) -> None:
-        import torch
+        try:
+            import torch
+        except ImportError as err:
+            raise EmbeddingError(
+                "the semantic filter needs torch: pip install 'taskgram[eval]' (or --no-semantic-filter)"
+            ) from err
         from transformers import AutoModel, AutoTokenizer
 
         path = Path(model) if model is not None else default_model_dir()

@@ -130,7 +130,12 @@ class CausalLMScorer:
         model: Any = None,
         tokenizer: Any = None,
     ) -> None:
-        import torch
+        try:
+            import torch
+        except ImportError as err:
+            raise ModelError(
+                f"model {spec!r}: LLM scoring needs torch: pip install 'taskgram[eval]' (make eval-setup)"
+            ) from err
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.max_length = max_length

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clients.eval.embed import Embedder, pair_cosines, threshold_for
+from clients.eval.embed import Embedder, EmbeddingError, pair_cosines, threshold_for
 from clients.eval.infgram import InfgramError, infgram_scores, split_for_infgram
 from clients.eval.llm import ModelError, ScoreJob, locate
 from clients.eval.pairs import (
@@ -235,7 +235,10 @@ class Run:
                             "extracted": len(raw),
                             "pairs": [[p.example_id, p.sx, p.sy, None] for p in raw],
                         }
-                    cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder())
+                    try:
+                        cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder())
+                    except EmbeddingError as err:
+                        raise EvalError(f"semantic filter of {task} n={n}: {err}") from err
                     return {
                         "extracted": len(raw),
                         "pairs": [
