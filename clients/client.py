@@ -48,11 +48,10 @@ from clients.errors import (
     InvalidQueryError,
     PayloadTooLargeError,
     ProtocolError,
-    RequestTimeout,
     TaskgramError,
-    TransportError,
     UnknownIndexError,
     error_from_response,
+    error_from_transport,
 )
 from clients.models import (
     Document,
@@ -560,11 +559,7 @@ class _HttpBase(_Core):
         return isinstance(err, _RETRYABLE)
 
     def _transport_error(self, call: _Call, err: httpx.HTTPError) -> TaskgramError:
-        if isinstance(err, httpx.TimeoutException) and not isinstance(err, httpx.ConnectTimeout):
-            return RequestTimeout(
-                f"{call.method} {self.base_url}{call.path}: timed out ({err.__class__.__name__})"
-            )
-        return TransportError(f"{call.method} {self.base_url}{call.path}: {err.__class__.__name__}: {err}")
+        return error_from_transport(call.method, f"{self.base_url}{call.path}", err)
 
 
 class Client(_HttpBase):

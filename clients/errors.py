@@ -1,5 +1,6 @@
-"""Exceptions of the taskgram client. :func:`error_from_response` is the one place where a server answer
-becomes an exception; transport failures are wrapped by the clients with ``raise ... from err``.
+"""Exceptions of the taskgram client, and the one place where failures become them:
+:func:`error_from_response` for server answers, :func:`error_from_transport` for httpx failures (the
+clients raise them ``from`` the original error).
 
 ::
 
@@ -40,6 +41,7 @@ __all__ = [
     "TransportError",
     "UnknownIndexError",
     "error_from_response",
+    "error_from_transport",
 ]
 
 PROBLEM_TYPE_PREFIX = "urn:taskgram:problem:"
@@ -151,3 +153,12 @@ def error_from_response(status: int, content_type: str, body: bytes) -> APIError
     errors = problem.get("errors") if isinstance(problem.get("errors"), list) else None
     cls = error_class(status, problem_type)
     return cls(detail, status=status, type=problem_type, title=title, errors=errors)
+
+
+def error_from_transport(method: str, url: str, err: Exception) -> TransportError:
+    """A request that got no answer: a timeout while waiting for it, or a connection failure."""
+    import httpx
+
+    if isinstance(err, httpx.TimeoutException) and not isinstance(err, httpx.ConnectTimeout):
+        return RequestTimeout(f"{method} {url}: timed out ({err.__class__.__name__})")
+    return TransportError(f"{method} {url}: {err.__class__.__name__}: {err}")
