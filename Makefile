@@ -39,7 +39,7 @@ bench:
 	$(MAKE) setup EXTRAS=dev,bench
 	$(PY) bench/bench_build.py
 	$(PY) bench/bench_query.py
-	$(PY) bench/bench_http.py
+	PYTHONPATH=. $(PY) bench/bench_http.py
 
 clean:
 	rm -rf $(VENV) indexes .pytest_cache .mypy_cache .ruff_cache
