@@ -10,11 +10,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+# Below this many items a rank correlation is not reported: with 3 or 4 items a perfect ranking gets a
+# p-value of 0 from the t approximation, which would read as significant.
+MIN_ITEMS = 5
+
 
 @dataclass(frozen=True)
 class Correlation:
-    """Rank agreement of two score lists over the same items. ``None`` when undefined (fewer than 3
-    items, or one side constant); the reason is in ``note``."""
+    """Rank agreement of two score lists over the same items. ``None`` when undefined (fewer than
+    ``MIN_ITEMS`` items, or one side constant); the reason is in ``note``."""
 
     n_items: int
     spearman_rho: float | None
@@ -38,8 +42,8 @@ def correlate(a: Sequence[float], b: Sequence[float]) -> Correlation:
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("scores must be finite (drop zero-probability items first and report them)")
     n = int(x.size)
-    if n < 3:
-        return Correlation(n, None, None, None, None, None, note=f"only {n} items")
+    if n < MIN_ITEMS:
+        return Correlation(n, None, None, None, None, None, note=f"only {n} items (< {MIN_ITEMS})")
     if np.all(x == x[0]) or np.all(y == y[0]):
         return Correlation(n, None, None, None, None, None, note="one side is constant")
     with warnings.catch_warnings():

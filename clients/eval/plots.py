@@ -45,6 +45,8 @@ def plot_memorization(rows: list[list[Any]], header: list[str], path: Path) -> P
                 xs.append(i + (k - (len(series) - 1) / 2) * width)
                 ys.append(r["spearman_rho"])
                 sig.append(r["spearman_p"] is not None and r["spearman_p"] < 0.05)
+            if not xs:  # nothing to draw: no legend entry either
+                continue
             label = f"task-gram n={n}" if scorer == "taskgram" else f"∞-gram (Φ of n={n})"
             bars = ax.bar(xs, ys, width=width, label=label, color=f"C{k}")
             for b, s in zip(bars, sig, strict=True):
@@ -93,7 +95,7 @@ def plot_performance(rows: list[list[Any]], header: list[str], path: Path) -> Pa
     if keys:
         axes.flat[0].legend(fontsize=7)
     fig.suptitle("Performance vs. task-gram pair count (numbers: examples per bin)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the suptitle
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -35,7 +35,9 @@ def test_spearman_matches_rank_pearson_and_signs() -> None:
 
 def test_undefined_cases_are_none_with_a_reason_and_bad_input_raises() -> None:
     assert correlate([1.0, 2.0], [1.0, 2.0]).spearman_rho is None
-    c = correlate([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])
+    few = correlate([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0])  # scipy would say p = 0
+    assert few.spearman_rho is None and few.spearman_p is None and "only 4 items" in few.note
+    c = correlate([1.0] * 5, [1.0, 2.0, 3.0, 4.0, 5.0])
     assert c.spearman_rho is None and "constant" in c.note
     with pytest.raises(ValueError, match="finite"):
         correlate([1.0, -math.inf, 2.0], [1.0, 2.0, 3.0])
