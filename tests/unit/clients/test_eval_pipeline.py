@@ -224,3 +224,58 @@ def test_cli_against_a_real_index(tmp_path: Path, build_small_index) -> None:
             == client.cooccurrence([[phrase_variants(r["sx"]), phrase_variants(r["sy"])]], space="both")[0]
         )
         assert int(r["sx_count"]) == client.doc_freq([phrase_variants(r["sx"])], space="both")[0]
+
+
+def test_http_client_and_local_client_give_the_same_tables(tmp_path: Path, build_small_index) -> None:
+    """The same run over a real uvicorn server (Client) and in-process (LocalClient): identical tables."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from clients.client import Client, LocalClient
+    from service.app import create_app
+    from service.settings import Settings
+
+    index = build_small_index(DOCS, normalization="nfkc-lower")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        create_app(Settings(indexes={"small": index}, access_log=False)),
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        tables = {}
+        for name, backend in [("http", Client(url, index="small")), ("local", LocalClient(index))]:
+            cfg = _config(tmp_path / name, tasks=["gsm8k", "translation-es"], count_batch=5)
+            run = Run(
+                cfg,
+                backend,
+                index_identity={"index": "small"},
+                embedder_factory=HashEmbedder,
+                scorer_factory=lambda m: LengthScorer(),
+                progress=False,
+            )
+            report = run.run()
+            assert report["ok"], report["errors"]
+            tables[name] = {
+                p.name: p.read_text(encoding="utf-8") for p in (tmp_path / name / "tables").glob("*.csv")
+            }
+            backend.close()
+        assert tables["http"] == tables["local"]
+        assert any(len(t.splitlines()) > 1 for n, t in tables["http"].items() if n.startswith("taskgram-"))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
