@@ -12,6 +12,11 @@ is reproducible.
         --output /work/big-index --memory 8G
 
 The output is written with a streaming writer (one copy in memory at a time).
+
+Measured on the 2-core, 24 GiB build machine (quiet), 1,010,995,384 tokens / 661,330 documents (41 copies of
+the three corpora, 24.7 M tokens each): ``taskgram build ... --memory 8G`` took 170.5 s wall (suffix arrays
+139.8 s, write+hash 21.0 s), peak RSS 4.7 GiB, 2 shards, 5.7 GiB on disk (6.01 bytes/token);
+``taskgram verify`` full check 74.8 s (peak RSS 6.5 GiB, memory maps included), ``--sample 1000000`` 6.4 s.
 """
 
 from __future__ import annotations
