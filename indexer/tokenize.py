@@ -77,7 +77,7 @@ class TextTokenizer:
         """Store the tokenizer as ``tokenizer.json`` in ``index_dir``; return its sha256."""
         path = Path(index_dir) / TOKENIZER_FILE
         try:
-            self.hf.backend_tokenizer.save(str(path))
+            self.hf.backend_tokenizer.save(str(path), pretty=False)  # compact: 1.6 MB, not 3.6
         except Exception as err:  # the Rust backend raises a bare Exception for I/O errors (e.g. disk full)
             raise TokenizerError(f"{path}: cannot write the tokenizer: {err}") from err
         return sha256_file(path)
