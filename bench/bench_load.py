@@ -65,7 +65,7 @@ def phrase_pool(index: Path, rng: random.Random, n: int) -> list[str]:
     while len(pool) < n:
         doc = rng.randrange(shard.n_docs)
         start, end = int(arrays.doc_offsets[doc]), int(arrays.doc_offsets[doc + 1]) - 1
-        if end - start < 64:
+        if end - start <= 64:
             continue
         a = rng.randrange(start, end - 64)
         words = WORD.findall(tokenizer.decode(arrays.tokens[a : a + 64].tolist()))
