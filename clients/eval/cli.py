@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ def register(subparsers: Any) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--index", metavar="DIR", help="index directory, queried in-process (LocalClient)")
-    src.add_argument("--server", metavar="URL", help="taskgram service URL (Client)")
+    src.add_argument(
+        "--server", metavar="URL", help="taskgram service URL (Client; bearer key from $TASKGRAM_API_KEY)"
+    )
     p.add_argument("--index-name", help="index name on the server (default: the server's only index)")
     p.add_argument("--tasks-dir", required=True, help="folder with the task JSON Lines files")
     p.add_argument("--run-dir", required=True, help="output folder (stages, tables, figures, report.json)")
@@ -119,10 +122,16 @@ def _open_backend(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
             "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
         }
     else:
-        client = Client(args.server, index=args.index_name) if args.index_name else Client(args.server)
+        # A bearer key from the environment, never from the command line (visible in the process list).
+        api_key = os.environ.get("TASKGRAM_API_KEY") or None
+        client = Client(args.server, index=args.index_name, api_key=api_key)
         identity = {"server": args.server, "index": args.index_name}
     # the served index's identity (manifest hash) and summary, recorded with the results
-    identity["served"] = [i.model_dump() if hasattr(i, "model_dump") else i for i in client.indexes()]
+    try:
+        identity["served"] = [i.model_dump() if hasattr(i, "model_dump") else i for i in client.indexes()]
+    except BaseException:
+        client.close()  # e.g. a refused API key: no connection is left open
+        raise
     return client, identity
 
 

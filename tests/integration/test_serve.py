@@ -153,3 +153,24 @@ def test_api_keys_over_http(serve_in_thread: ServeInThread, sample_index: Path) 
             anonymous.count(["the"])
         with Client(url, index="sample", api_key=key) as client:
             assert client.count(["the"])[0] > 0
+
+
+def test_eval_backend_takes_the_api_key_from_the_environment(
+    serve_in_thread: ServeInThread, sample_index: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import argparse
+
+    from clients.eval.cli import _open_backend
+
+    key = "eval-key-0123456789abcdef"
+    settings = Settings(indexes={"sample": sample_index}, api_keys=[key], access_log=False, metrics=False)
+    with serve_in_thread(settings) as url:
+        args = argparse.Namespace(index=None, server=url, index_name="sample")
+        monkeypatch.delenv("TASKGRAM_API_KEY", raising=False)
+        with pytest.raises(AuthenticationError):
+            _open_backend(args)
+        monkeypatch.setenv("TASKGRAM_API_KEY", key)
+        client, identity = _open_backend(args)
+        with client:
+            assert client.count(["the"])[0] > 0
+        assert identity["served"]
