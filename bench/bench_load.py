@@ -83,16 +83,22 @@ def make_request(kind: str, index: str, pool: list[str], rng: random.Random, bat
     if kind == "count":
         return "/v1/count", {"index": index, "queries": [pick(pool) for _ in range(batch)]}
     if kind == "cooccurrence":
-        return "/v1/cooccurrence", {"index": index, "queries": [[pick(pool), pick(pool)] for _ in range(batch)]}
+        return "/v1/cooccurrence", {
+            "index": index,
+            "queries": [[pick(pool), pick(pool)] for _ in range(batch)],
+        }
     if kind == "windowed":
         return "/v1/cooccurrence/windowed", {
-            "index": index, "window": 100, "queries": [[pick(pool), pick(pool)] for _ in range(max(1, batch // 10))]
+            "index": index,
+            "window": 100,
+            "queries": [[pick(pool), pick(pool)] for _ in range(max(1, batch // 10))],
         }
     if kind == "ntd":
         return "/v1/ntd", {"index": index, "top_k": 10, "queries": [pick(pool) for _ in range(4)]}
     if kind == "infgram":
         return "/v1/infgram_prob", {
-            "index": index, "queries": [{"context": pick(pool), "continuation": pick(pool)} for _ in range(4)]
+            "index": index,
+            "queries": [{"context": pick(pool), "continuation": pick(pool)} for _ in range(4)],
         }
     if kind == "documents":
         return "/v1/documents", {"index": index, "limit": 3, "queries": [[pick(pool)]]}
@@ -100,8 +106,14 @@ def make_request(kind: str, index: str, pool: list[str], rng: random.Random, bat
 
 
 async def client_loop(
-    client: httpx.AsyncClient, args: argparse.Namespace, pool: list[str], seed: int, stop_at: float,
-    budget: list[int], samples: dict[str, list[float]], errors: dict[str, int],
+    client: httpx.AsyncClient,
+    args: argparse.Namespace,
+    pool: list[str],
+    seed: int,
+    stop_at: float,
+    budget: list[int],
+    samples: dict[str, list[float]],
+    errors: dict[str, int],
 ) -> None:
     rng = random.Random(seed)
     kinds = ["count", "count", "cooccurrence", "cooccurrence", "windowed", "ntd", "infgram", "documents"]
@@ -123,7 +135,9 @@ async def client_loop(
         samples.setdefault(kind, []).append(time.perf_counter() - t0)
 
 
-async def sample_rss(proc: psutil.Process, interval: float, stop_at: float, out: list[tuple[float, int]]) -> None:
+async def sample_rss(
+    proc: psutil.Process, interval: float, stop_at: float, out: list[tuple[float, int]]
+) -> None:
     t0 = time.monotonic()
     while time.monotonic() < stop_at:
         out.append((time.monotonic() - t0, proc.memory_info().rss))
@@ -141,8 +155,10 @@ async def drive(args: argparse.Namespace, base_url: str, pool: list[str], server
         stop_at = t0 + args.duration
         rss_task = asyncio.create_task(sample_rss(server, args.rss_interval, stop_at, rss))
         await asyncio.gather(
-            *(client_loop(client, args, pool, args.seed + i, stop_at, budget, samples, errors)
-              for i in range(args.clients))
+            *(
+                client_loop(client, args, pool, args.seed + i, stop_at, budget, samples, errors)
+                for i in range(args.clients)
+            )
         )
         wall = time.monotonic() - t0
         rss_task.cancel()
@@ -150,7 +166,9 @@ async def drive(args: argparse.Namespace, base_url: str, pool: list[str], server
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--index", type=Path, default=DEFAULT_INDEX)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds (upper bound)")
@@ -167,9 +185,21 @@ def main() -> int:
     port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     server = subprocess.Popen(
-        [sys.executable, "-m", "taskgram.cli", "serve", str(args.index), "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "WARNING"],
-        env=env, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "taskgram.cli",
+            "serve",
+            str(args.index),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "WARNING",
+        ],
+        env=env,
+        cwd=REPO,
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -191,14 +221,19 @@ def main() -> int:
     samples, errors, rss = result["samples"], result["errors"], result["rss"]
     n_requests = sum(len(v) for v in samples.values())
     n_errors = sum(errors.values())
-    print(f"\n{n_requests} requests from {args.clients} clients in {result['wall_s']:.1f} s "
-          f"= {n_requests / result['wall_s']:.0f} requests/s; errors: {n_errors}")
+    print(
+        f"\n{n_requests} requests from {args.clients} clients in {result['wall_s']:.1f} s "
+        f"= {n_requests / result['wall_s']:.0f} requests/s; errors: {n_errors}"
+    )
     print(f"{'query type':<14}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}")
     table = {}
     for kind, lat in sorted(samples.items()):
         arr = np.asarray(lat) * 1000
-        table[kind] = {"requests": len(arr), "p50_ms": float(np.percentile(arr, 50)),
-                       "p99_ms": float(np.percentile(arr, 99))}
+        table[kind] = {
+            "requests": len(arr),
+            "p50_ms": float(np.percentile(arr, 50)),
+            "p99_ms": float(np.percentile(arr, 99)),
+        }
         print(f"{kind:<14}{len(arr):>10}{table[kind]['p50_ms']:>10.2f}{table[kind]['p99_ms']:>10.2f}")
     for key, count in sorted(errors.items()):
         print(f"  error {key}: {count}")
@@ -206,14 +241,25 @@ def main() -> int:
     if mib:
         half = len(mib) // 2
         first, second = np.mean(mib[: max(half, 1)]), np.mean(mib[half:])
-        print(f"server RSS MiB: start {mib[0]:.0f}, max {max(mib):.0f}, end {mib[-1]:.0f}; "
-              f"mean of first half {first:.0f} vs second half {second:.0f} ({second - first:+.1f} MiB)")
+        print(
+            f"server RSS MiB: start {mib[0]:.0f}, max {max(mib):.0f}, end {mib[-1]:.0f}; "
+            f"mean of first half {first:.0f} vs second half {second:.0f} ({second - first:+.1f} MiB)"
+        )
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "load.json").write_text(json.dumps({
-        "args": {k: str(v) for k, v in vars(args).items()}, "requests": n_requests, "wall_s": result["wall_s"],
-        "errors": errors, "latency": table, "rss_bytes": rss,
-    }, indent=2))
+    (out_dir / "load.json").write_text(
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "requests": n_requests,
+                "wall_s": result["wall_s"],
+                "errors": errors,
+                "latency": table,
+                "rss_bytes": rss,
+            },
+            indent=2,
+        )
+    )
     return 1 if n_errors else 0
 
 

@@ -247,7 +247,9 @@ def open_shard(index_dir: str | os.PathLike[str], manifest: Manifest, shard: Sha
     }
     for name, want in expected.items():
         if sizes[name] != want:
-            raise IndexFormatError(f"{root / name}: the manifest says {sizes[name]} bytes, its counts imply {want}")
+            raise IndexFormatError(
+                f"{root / name}: the manifest says {sizes[name]} bytes, its counts imply {want}"
+            )
     tokens = _map(root / TOKENS_FILE, manifest.token_dtype, sizes[TOKENS_FILE])
     doc_offsets = _map(root / DOC_OFFSETS_FILE, "uint64", sizes[DOC_OFFSETS_FILE])
     suffix_array = _map(root / SUFFIX_ARRAY_FILE, shard.suffix_dtype, sizes[SUFFIX_ARRAY_FILE])
@@ -282,7 +284,9 @@ def verify_shard(index_dir: str | os.PathLike[str], shard: ShardInfo) -> list[st
 
 
 def write_metadata(
-    records: Iterable[dict[str, Any]], metadata_path: str | os.PathLike[str], offsets_path: str | os.PathLike[str]
+    records: Iterable[dict[str, Any]],
+    metadata_path: str | os.PathLike[str],
+    offsets_path: str | os.PathLike[str],
 ) -> int:
     """Write metadata records (one per document, in document order); return how many were written."""
     compressor = zstandard.ZstdCompressor(level=10)

@@ -111,7 +111,9 @@ def load_index_tokenizer(index_dir: str | os.PathLike[str], expected_sha256: str
     """Load the tokenizer stored in an index, checking it against the manifest's sha256."""
     path = Path(index_dir) / TOKENIZER_FILE
     if not path.is_file():
-        raise TokenizerError(f"{path}: missing; the index was built without a tokenizer (query with token ids)")
+        raise TokenizerError(
+            f"{path}: missing; the index was built without a tokenizer (query with token ids)"
+        )
     actual = sha256_file(path)
     if expected_sha256 is not None and actual != expected_sha256:
         raise TokenizerError(f"{path}: sha256 {actual} does not match the manifest's {expected_sha256}")

@@ -32,9 +32,23 @@ def _free_port() -> int:
 def server(sample_index: Path) -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "taskgram.cli", "serve", str(sample_index), "--name", f"sample={sample_index}",
-         "--port", str(port), "--time-budget", str(TIME_BUDGET_S), "--log-level", "WARNING"],
-        cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        [
+            sys.executable,
+            "-m",
+            "taskgram.cli",
+            "serve",
+            str(sample_index),
+            "--name",
+            f"sample={sample_index}",
+            "--port",
+            str(port),
+            "--time-budget",
+            str(TIME_BUDGET_S),
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=REPO,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180

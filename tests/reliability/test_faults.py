@@ -23,7 +23,17 @@ SAMPLE = REPO / "data" / "sample-en.jsonl.zst"
 
 
 def _build_cmd(output: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "taskgram.cli", "build", str(SAMPLE), "--output", str(output), "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "taskgram.cli",
+        "build",
+        str(SAMPLE),
+        "--output",
+        str(output),
+        "--quiet",
+        *extra,
+    ]
 
 
 def _checksums(index: Path) -> dict[str, str]:
@@ -106,7 +116,10 @@ def test_verify_detects_damaged_shard(sample_index: Path, tmp_path: Path, damage
     index = _damaged_copy(sample_index, tmp_path / "index", damage)
     proc = subprocess.run(
         [sys.executable, "-m", "taskgram.cli", "verify", str(index), "--quiet"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode != 0
     wanted = "sha256" if damage == "bitflip" else "bytes"
