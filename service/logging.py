@@ -26,9 +26,11 @@ import logging.config
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import IO, Any, Literal
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -43,11 +45,6 @@ __all__ = [
     "safe_settings",
 ]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LogFormat = Literal["json", "text"]
 REQUEST_ID_HEADER = "x-request-id"
