@@ -42,32 +42,53 @@ def _checksums(index: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def reference_build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
-    """A complete build of the sample corpus in several shards, and how long it took (kernels cached)."""
+def reference_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete build of the sample corpus in 8 shards (``--memory 2M``)."""
     out = tmp_path_factory.mktemp("ref") / "index"
-    subprocess.run(_build_cmd(out, "--memory", "2M"), check=True, cwd=REPO)  # warms the numba cache
-    shutil.rmtree(out)
-    t0 = time.monotonic()
     subprocess.run(_build_cmd(out, "--memory", "2M"), check=True, cwd=REPO)
-    return out, time.monotonic() - t0
+    return out
+
+
+def _run_until(cmd: list[str], marker: bytes, timeout: float = 300.0) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` and return as soon as ``marker`` appears on its stderr (its progress output)."""
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        assert chunk, f"the build ended before {marker!r}: {seen[-2000:]!r}"
+        assert time.monotonic() < deadline, f"no {marker!r} within {timeout} s"
+        seen += chunk
+    return proc
+
+
+# Progress markers of the builder's phases; shard 3 of 8 is mid-build, shard 7 the last before the manifest.
+PHASES = {
+    "reading and tokenizing": b"read+tokenize",
+    "sorting": b"sort shard 3",
+    "writing": b"write+hash shard 3",
+    "publishing": b"write+hash shard 7",
+}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fraction", [0.2, 0.5, 0.8])
-def test_kill9_during_build_leaves_no_complete_index_and_rerun_finishes(
-    reference_build: tuple[Path, float], tmp_path: Path, fraction: float
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_kill9_in_each_build_phase_leaves_no_complete_index_and_rerun_finishes(
+    reference_build: Path, tmp_path: Path, phase: str
 ) -> None:
-    reference, seconds = reference_build
     out = tmp_path / "index"
-    proc = subprocess.Popen(_build_cmd(out, "--memory", "2M"), cwd=REPO)
-    time.sleep(seconds * fraction)
+    cmd = [arg for arg in _build_cmd(out, "--memory", "2M") if arg != "--quiet"]  # progress bars on stderr
+    proc = _run_until(cmd, PHASES[phase])
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.stderr is not None
+    proc.stderr.close()
     if (out / MANIFEST_FILE).exists():
         # Killed after publishing (the manifest is written last): the index must be whole and correct.
-        assert _checksums(out) == _checksums(reference)
+        assert _checksums(out) == _checksums(reference_build)
     subprocess.run(_build_cmd(out, "--memory", "2M"), check=True, cwd=REPO)
-    assert _checksums(out) == _checksums(reference)
+    assert _checksums(out) == _checksums(reference_build)
     assert not list(out.glob("*.partial"))
 
 
