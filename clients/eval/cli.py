@@ -100,6 +100,12 @@ def register(subparsers: Any) -> None:
         help="MMLU performance: accuracy over the four options (4x the forward passes) or the gold "
         "answer's mean token log-probability",
     )
+    p.add_argument(
+        "--generate",
+        action="store_true",
+        help="also generate greedy outputs: novel pairs of translations, TriviaQA exact match",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens per greedy output (--generate)")
     p.add_argument("--bins", type=int, default=5, help="pair-count bins for performance (Fig. 3)")
     p.add_argument("--no-figures", action="store_true", help="tables and report only")
     p.add_argument("--no-progress", action="store_true")
@@ -170,6 +176,8 @@ def run_eval(args: argparse.Namespace) -> int:
         mmlu_accuracy=args.mmlu_metric == "accuracy",
         figures=not args.no_figures,
         infgram_context_chars=args.infgram_context_chars,
+        generate=args.generate,
+        max_new_tokens=args.max_new_tokens,
     )
     backend, identity = _open_backend(args)
     run = Run(cfg, backend, index_identity=identity, progress=not args.no_progress)

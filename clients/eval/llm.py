@@ -226,3 +226,71 @@ class CausalLMScorer:
             if progress is not None:
                 progress(len(batch))
         return results
+
+    # --------------------------------------------------------------------------------------------
+    # Greedy generation
+    # --------------------------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, progress: Any = None) -> list[str]:
+        """Greedy (arg-max) continuation of each prompt, decoded, up to its first line break.
+
+        Prompts are left-padded into batches of ``batch_size`` with position ids that skip the padding, so
+        a continuation does not depend on the batch it is in; each step runs the whole sequence (no
+        key/value cache: one code path for every transformers version). A row stops at the end-of-text
+        token, at the end of its first line, or after ``max_new_tokens`` tokens; a prompt longer than
+        ``max_length - max_new_tokens`` tokens keeps its last tokens. The first line of the continuation,
+        stripped, is the answer (the translation and TriviaQA prompts ask for one line)."""
+        import torch
+
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        keep = max(1, self.max_length - max_new_tokens)
+        enc = self.tokenizer(list(prompts), add_special_tokens=False)
+        all_ids = [list(ids)[-keep:] for ids in enc["input_ids"]]
+        eos = self.tokenizer.eos_token_id
+        out: list[str] = [""] * len(all_ids)
+        order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            width = max(len(all_ids[i]) for i in rows)
+            ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, i in enumerate(rows):
+                seq = all_ids[i]
+                if seq:
+                    ids[r, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+                    mask[r, width - len(seq) :] = 1
+            new: list[list[int]] = [[] for _ in rows]
+            done = [False] * len(rows)
+            try:
+                with torch.inference_mode():
+                    ids, mask = ids.to(self.device), mask.to(self.device)
+                    for _ in range(max_new_tokens):
+                        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+                        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+                        nxt = logits[:, -1].float().argmax(-1).tolist()
+                        for r, t in enumerate(nxt):
+                            if done[r]:
+                                continue
+                            if eos is not None and t == eos:
+                                done[r] = True
+                                continue
+                            new[r].append(int(t))
+                            if "\n" in self.tokenizer.decode(new[r], skip_special_tokens=True).lstrip():
+                                done[r] = True  # the first line is complete
+                        if all(done):
+                            break
+                        feed = torch.tensor(
+                            [[self.pad_id if done[r] else new[r][-1]] for r in range(len(rows))],
+                            dtype=torch.long,
+                            device=self.device,
+                        )
+                        ids = torch.cat([ids, feed], dim=1)
+                        mask = torch.cat([mask, torch.ones_like(feed)], dim=1)
+            except Exception as err:
+                raise ModelError(f"model {self.name!r}: generation failed: {err}") from err
+            for r, i in enumerate(rows):
+                text = self.tokenizer.decode(new[r], skip_special_tokens=True)
+                out[i] = text.lstrip().split("\n", 1)[0].strip()
+            if progress is not None:
+                progress(len(rows))
+        return out

@@ -9,7 +9,9 @@ same inputs skips it):
                  per index identity in ``RUN_DIR/counts-<index>.jsonl`` (append-only, resumable);
 4. ``llm-<model>``  log P_LLM of every s^y of the task-gram pairs (Eq. 2) and per-example performance;
 5. ``infgram``   log P_∞ of the same s^y (Eq. 5), when the backend has ``infgram_prob``;
-6. report: ``tables/*.csv``, ``report.json`` (config, index identity, models, stage statistics, errors,
+6. ``gen-<model>`` (``--generate`` only) greedy outputs of the translation and TriviaQA prompts, their
+   novel pairs and exact match (:mod:`clients.eval.generation`);
+7. report: ``tables/*.csv``, ``report.json`` (config, index identity, models, stage statistics, errors,
    timings) and ``figures/*.png``.
 
 A failed query or model call is recorded in ``report.json`` under ``errors`` and makes the run fail;
@@ -92,6 +94,8 @@ class EvalConfig:
     perf_bins: int = 5
     figures: bool = True
     mmlu_accuracy: bool = True  # score all four options (4x the MMLU forward passes)
+    generate: bool = False  # greedy outputs: novel pairs of translations, TriviaQA exact match
+    max_new_tokens: int = 64
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -418,6 +422,96 @@ class Run:
 
         return self._stage("infgram", key, compute)
 
+    # -- 6. generation (optional) --------------------------------------------------------------
+    def generation(self, examples: dict[str, list[Example]]) -> dict[str, Any]:
+        """Greedy outputs per model, novel pairs of translations (per task, n, model) and TriviaQA exact
+        match; per-example outputs in ``tables/generations-<model>.json``."""
+        from clients.eval.generation import generated_task, novel_pairs, triviaqa_accuracy, write_tables
+
+        chosen = {t: exs for t, exs in examples.items() if generated_task(t)}
+        result: dict[str, Any] = {
+            "max_new_tokens": self.cfg.max_new_tokens,
+            "models": {},
+            "novelty": [],
+            "accuracy": [],
+        }
+        if not chosen:
+            return result
+        tables = self.run_dir / "tables"
+        opts = CountOptions(
+            case_variants=self.cfg.case_variants, space=self.cfg.space, batch_size=self.cfg.count_batch
+        )
+        ident = _key({"index": self.index_identity, "case": opts.case_variants, "space": opts.space})[:16]
+        cache = CountCache(self.run_dir / f"counts-{ident}.jsonl")
+        for model in self.cfg.models:
+            key = {
+                "model": model,
+                "examples": {t: [e.id for e in exs] for t, exs in chosen.items()},
+                "max_new_tokens": self.cfg.max_new_tokens,
+                "dtype": self.cfg.dtype,
+                "max_length": self.cfg.max_length,
+            }
+
+            def compute(model: str = model) -> dict:
+                gen = self.scorer_factory(model) if self.scorer_factory else _default_scorer(model, self.cfg)
+                if not hasattr(gen, "generate"):
+                    raise ModelError(f"model {model!r}: no greedy generation")
+                prompts = [(t, ex) for t, exs in chosen.items() for ex in exs]
+                with self.progress.bar(len(prompts), f"generate {model}") as bar:
+                    texts = gen.generate(
+                        [ex.prompt for _, ex in prompts], self.cfg.max_new_tokens, progress=bar.update
+                    )
+                outputs: dict[str, dict[str, str]] = defaultdict(dict)
+                for (t, ex), text in zip(prompts, texts, strict=True):
+                    outputs[t][ex.id] = text
+                return {"name": getattr(gen, "name", model), "outputs": dict(outputs)}
+
+            try:
+                data = self._stage(f"gen-{slug(model)}", key, compute)
+            except ModelError as err:
+                self.errors.append({"stage": f"generate {model}", "error": str(err)})
+                continue
+            result["models"][model] = data["name"]
+            per_example: dict[str, Any] = {}
+            for task, exs in chosen.items():
+                outs = data["outputs"][task]
+                if task == "triviaqa":
+                    acc = triviaqa_accuracy(exs, outs)
+                    result["accuracy"].append(
+                        {"task": task, "model": model, **{k: v for k, v in acc.items() if k != "per_example"}}
+                    )
+                    per_example[task] = {
+                        i: {"output": outs[i], "exact_match": acc["per_example"][i]} for i in outs
+                    }
+                    continue
+                per_example[task] = {i: {"output": outs[i]} for i in outs}
+                for n in self.cfg.n_values:
+                    try:
+                        nov = novel_pairs(
+                            self.backend,  # type: ignore[arg-type]  # counts() has checked it
+                            exs,
+                            outs,
+                            task,
+                            n,
+                            cache,
+                            opts,
+                            stopwords=self.cfg.stopwords,
+                            lowercase=self.cfg.lowercase,
+                            max_pairs_per_example=self.cfg.max_pairs_per_example,
+                        )
+                    except CountingError as err:
+                        raise EvalError(f"generation counts of {task} n={n}: {err}") from err
+                    rows = nov.pop("rows")
+                    result["novelty"].append({"task": task, "n": n, "model": model, **nov})
+                    _write_csv_rows(
+                        tables / f"generation-pairs-{slug(model)}-{task}-n{n}.csv",
+                        ["example_id", "sx", "sy_generated", "pair_count"],
+                        rows,
+                    )
+            _write_json(tables / f"generations-{slug(model)}.json", per_example)
+        result["tables"] = write_tables(tables, result)
+        return result
+
     # -- driver --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -443,12 +537,25 @@ class Run:
                     inf = self.infgram(examples, targets)
                 except InfgramError as err:
                     self.errors.append({"stage": "infgram", "error": str(err)})
+        generation = self.generation(examples) if self.cfg.generate else None
         from clients.eval.report import write_report  # tables and figures
 
         report = write_report(self, examples, taskgram, llm_results, inf)
+        if generation is not None:
+            report["generation"] = generation
         report["timings"]["total"] = round(time.monotonic() - started, 3)
         _write_json(self.run_dir / "report.json", report)
         return report
+
+
+def _write_csv_rows(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
 
 
 def _passes(cosine: float | None, gamma: float | None) -> bool:
