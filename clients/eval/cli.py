@@ -151,6 +151,9 @@ def run_eval(args: argparse.Namespace) -> int:
         if not 1 <= n <= 10:
             print(f"taskgram eval: --n {n}: n-gram sizes must be between 1 and 10", file=sys.stderr)
             return 2
+    if args.max_new_tokens < 1:
+        print(f"taskgram eval: --max-new-tokens {args.max_new_tokens}: must be >= 1", file=sys.stderr)
+        return 2
     cfg = EvalConfig(
         tasks_dir=args.tasks_dir,
         run_dir=args.run_dir,

@@ -197,3 +197,14 @@ def test_greedy_generation_matches_oracle_and_batching(tiny: tuple) -> None:  # 
     assert s.generate(prompts, max_new_tokens=6) == s.generate(prompts, max_new_tokens=6)  # deterministic
     with pytest.raises(ValueError, match="max_new_tokens"):
         s.generate(prompts, max_new_tokens=0)
+
+
+def test_cli_refuses_zero_new_tokens(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from taskgram.cli import main
+
+    rc = main(
+        ["eval", "--index", str(tmp_path), "--tasks-dir", str(tmp_path), "--run-dir", str(tmp_path / "r")]
+        + ["--generate", "--max-new-tokens", "0"]
+    )
+    assert rc == 2 and "--max-new-tokens 0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
