@@ -103,9 +103,26 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--generate",
         action="store_true",
-        help="also generate greedy outputs: novel pairs of translations, TriviaQA exact match",
+        help="also generate greedy outputs: novel pairs and BLEU of translations, TriviaQA exact match, "
+        "GSM8K BERTScore precision and final-answer accuracy",
     )
-    p.add_argument("--max-new-tokens", type=int, default=64, help="tokens per greedy output (--generate)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=64, help="tokens per one-line greedy output (--generate)"
+    )
+    p.add_argument(
+        "--cot-max-new-tokens", type=int, default=256, help="tokens per GSM8K solution (--generate)"
+    )
+    p.add_argument(
+        "--bertscore-model",
+        help="BERTScore encoder for GSM8K: a model directory or hub name "
+        "(default: all-MiniLM-L6-v2, offline)",
+    )
+    p.add_argument(
+        "--bertscore-layers",
+        type=int,
+        default=None,
+        help="encoder layer used by BERTScore (with --bertscore-model)",
+    )
     p.add_argument("--bins", type=int, default=5, help="pair-count bins for performance (Fig. 3)")
     p.add_argument("--no-figures", action="store_true", help="tables and report only")
     p.add_argument("--no-progress", action="store_true")
@@ -151,8 +168,18 @@ def run_eval(args: argparse.Namespace) -> int:
         if not 1 <= n <= 10:
             print(f"taskgram eval: --n {n}: n-gram sizes must be between 1 and 10", file=sys.stderr)
             return 2
-    if args.max_new_tokens < 1:
-        print(f"taskgram eval: --max-new-tokens {args.max_new_tokens}: must be >= 1", file=sys.stderr)
+    for flag, value in (
+        ("--max-new-tokens", args.max_new_tokens),
+        ("--cot-max-new-tokens", args.cot_max_new_tokens),
+    ):
+        if value < 1:
+            print(f"taskgram eval: {flag} {value}: must be >= 1", file=sys.stderr)
+            return 2
+    if (args.bertscore_model is None) != (args.bertscore_layers is None):
+        print("taskgram eval: --bertscore-model and --bertscore-layers go together", file=sys.stderr)
+        return 2
+    if args.bertscore_layers is not None and args.bertscore_layers < 1:
+        print(f"taskgram eval: --bertscore-layers {args.bertscore_layers}: must be >= 1", file=sys.stderr)
         return 2
     cfg = EvalConfig(
         tasks_dir=args.tasks_dir,
@@ -181,6 +208,9 @@ def run_eval(args: argparse.Namespace) -> int:
         infgram_context_chars=args.infgram_context_chars,
         generate=args.generate,
         max_new_tokens=args.max_new_tokens,
+        cot_max_new_tokens=args.cot_max_new_tokens,
+        bertscore_model=args.bertscore_model,
+        bertscore_layers=args.bertscore_layers or 6,
     )
     backend, identity = _open_backend(args)
     run = Run(cfg, backend, index_identity=identity, progress=not args.no_progress)

@@ -1,4 +1,5 @@
-"""Generated outputs (``taskgram eval --generate``): novelty of translations and TriviaQA exact match.
+"""Generated outputs (``taskgram eval --generate``): novelty and BLEU of translations, TriviaQA exact
+match, GSM8K BERTScore precision and final-answer accuracy.
 
 For a translation task, the paper's generalization measure on WMT: the word n-gram pairs between the
 source sentence x and the model's greedy translation ŷ (the same extraction as the task-gram pairs,
@@ -8,8 +9,13 @@ model produced an (input, output) pairing the pretraining data never shows toget
 pair is exact for what it counts (see :mod:`clients.eval.pairs`), so "novel" means no document contains
 both phrases as token sequences; a failed query stops the stage, it is never a zero (never a novel pair).
 
-For TriviaQA, the greedy answer's exact match against the answer and its aliases after SQuAD-style
-normalization (lower case, punctuation and the articles a/an/the removed, whitespace collapsed).
+The paper's performance measures (its §4), per example so that they can be binned by pair count (Fig. 3):
+translation — BLEU of the greedy translation against the reference (sacreBLEU, sentence BLEU per example
+and corpus BLEU per task); TriviaQA — exact match against the answer and its aliases after SQuAD-style
+normalization (lower case, punctuation and the articles a/an/the removed, whitespace collapsed); GSM8K —
+BERTScore precision of the generated solution against the gold one (the paper names precision; its code
+used F1), with the final-answer accuracy (the number after ``####`` in the gold solution against the last
+number of the generated one) beside it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import csv
 import re
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,13 +42,30 @@ from clients.eval.tasks import Example
 class Generator(Protocol):
     """What the generation stage needs from a model (``CausalLMScorer`` has it)."""
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = ..., progress: Any = None) -> list[str]:
-        """One greedy continuation per prompt, in order."""
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int = ...,
+        progress: Any = None,
+        *,
+        stop: Sequence[str] = ...,
+    ) -> list[str]:
+        """One greedy continuation per prompt, in order, cut at the first stop string."""
         ...
 
 
 def generated_task(task: str) -> bool:
-    return task.startswith("translation-") or task == "triviaqa"
+    return task.startswith("translation-") or task in ("triviaqa", "gsm8k")
+
+
+def stop_strings(task: str) -> tuple[str, ...]:
+    """Where a greedy output ends: translations and TriviaQA answers are one line; a GSM8K solution runs
+    over several lines and ends at a blank line or where the model starts a new question."""
+    return ("\n\n", "\nQuestion:") if task == "gsm8k" else ("\n",)
+
+
+class MetricError(RuntimeError):
+    """A performance metric could not be computed (missing package, model that does not load)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -74,6 +97,125 @@ def triviaqa_accuracy(examples: Sequence[Example], outputs: dict[str, str]) -> d
         "exact_match": sum(hits),
         "accuracy": sum(hits) / len(hits) if hits else None,
         "per_example": {ex.id: h for ex, h in zip(examples, hits, strict=True)},
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# BLEU (translation)
+# ------------------------------------------------------------------------------------------------
+def translation_bleu(examples: Sequence[Example], outputs: dict[str, str]) -> dict[str, Any]:
+    """sacreBLEU with its defaults (13a tokenization, exponential smoothing for sentence BLEU): corpus BLEU
+    of the task and sentence BLEU per example, both on the 0-100 scale; the signature says how."""
+    try:
+        from sacrebleu.metrics import BLEU
+    except ImportError as err:
+        raise MetricError("BLEU needs sacrebleu: pip install 'taskgram[eval]'") from err
+    hyps = [outputs[ex.id] for ex in examples]
+    refs = [ex.y for ex in examples]
+    corpus = BLEU()
+    sentence = BLEU(effective_order=True)  # short sentences: no zero from a missing 4-gram order
+    return {
+        "examples": len(examples),
+        "bleu": corpus.corpus_score(hyps, [refs]).score if examples else None,
+        "signature": str(corpus.get_signature()),
+        "per_example": {
+            ex.id: sentence.sentence_score(h, [r]).score
+            for ex, h, r in zip(examples, hyps, refs, strict=True)
+        },
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# GSM8K: BERTScore precision and final answers
+# ------------------------------------------------------------------------------------------------
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def final_answer(text: str) -> str | None:
+    """The number after ``####`` when present (GSM8K's gold format), else the last number in the text;
+    thousands separators and a trailing ``.0`` removed. None when the text has no number."""
+    tail = text.rsplit("####", 1)[1] if "####" in text else text
+    found = _NUMBER.findall(tail)
+    if not found:
+        return None
+    value = found[0] if "####" in text else found[-1]
+    value = value.replace(",", "")
+    if "." in value:
+        value = value.rstrip("0").rstrip(".")
+    return value
+
+
+@dataclass(frozen=True)
+class BertScoreModel:
+    """The encoder of BERTScore: a transformers model (directory or hub name) and the layer used."""
+
+    model: str
+    num_layers: int
+
+
+def default_bertscore_model() -> BertScoreModel:
+    """all-MiniLM-L6-v2 (the offline semantic-filter model), its last (6th) layer. The paper used
+    BERTScore's English default, roberta-large layer 17, which needs a hub: give it with
+    ``--bertscore-model roberta-large --bertscore-layers 17`` where one is reachable."""
+    from clients.eval.embed import EmbeddingError, default_model_dir
+
+    try:
+        return BertScoreModel(str(default_model_dir()), 6)
+    except EmbeddingError as err:
+        raise MetricError(f"BERTScore: {err}") from err
+
+
+def gsm8k_scores(
+    examples: Sequence[Example],
+    outputs: dict[str, str],
+    model: BertScoreModel,
+    *,
+    device: str | None = None,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """BERTScore precision (no idf, no baseline rescaling) of each generated solution against the gold
+    one, and final-answer accuracy. An empty output has precision 0 (it has no token to match)."""
+    try:
+        import bert_score
+    except ImportError as err:
+        raise MetricError("BERTScore needs bert-score: pip install 'taskgram[eval]'") from err
+    where = Path(model.model).expanduser()
+    if (where.is_absolute() or model.model.startswith(".")) and not where.is_dir():
+        raise MetricError(f"BERTScore: {where}: no such model directory")
+    scored = [ex for ex in examples if outputs[ex.id].strip()]
+    precision = {ex.id: 0.0 for ex in examples}
+    if scored:
+        try:
+            p, _, _ = bert_score.score(
+                [outputs[ex.id] for ex in scored],
+                [ex.y for ex in scored],
+                model_type=model.model,
+                num_layers=model.num_layers,
+                batch_size=batch_size,
+                device=device,
+                idf=False,
+                rescale_with_baseline=False,
+            )
+        except Exception as err:  # model loading (OSError, ValueError, ...) or a failed forward pass
+            raise MetricError(f"BERTScore with {model.model!r}: {err}") from err
+        for ex, value in zip(scored, p.tolist(), strict=True):
+            precision[ex.id] = float(value)
+    gold = {ex.id: final_answer(ex.y) for ex in examples}
+    correct = {
+        ex.id: gold[ex.id] is not None and final_answer(outputs[ex.id]) == gold[ex.id] for ex in examples
+    }
+    n = len(examples)
+    return {
+        "examples": n,
+        "empty_outputs": n - len(scored),
+        "bertscore_precision": sum(precision.values()) / n if n else None,
+        "bertscore_model": model.model,
+        "bertscore_layers": model.num_layers,
+        "answer_accuracy": sum(correct.values()) / n if n else None,
+        "per_example": {
+            ex.id: {"bertscore_precision": precision[ex.id], "answer_correct": correct[ex.id]}
+            for ex in examples
+        },
     }
 
 
@@ -122,12 +264,12 @@ def novel_pairs(
 # Tables
 # ------------------------------------------------------------------------------------------------
 NOVELTY_HEADER = ["task", "n", "model", "examples", "pairs", "novel", "novel_fraction"]
-ACCURACY_HEADER = ["task", "model", "examples", "exact_match", "accuracy"]
+PERFORMANCE_HEADER = ["task", "model", "metric", "examples", "value"]
 
 
 def write_tables(tables: Path, result: dict[str, Any]) -> list[str]:
-    """``generation-novelty.csv``, ``generation-accuracy.csv`` and per model/task/n pair tables; the
-    paths written. ``result`` is the ``generation`` entry of report.json."""
+    """``generation-novelty.csv`` and ``generation-performance.csv``; the paths written. ``result`` is the
+    ``generation`` entry of report.json."""
     tables.mkdir(parents=True, exist_ok=True)
     written = []
 
@@ -145,8 +287,8 @@ def write_tables(tables: Path, result: dict[str, Any]) -> list[str]:
         [[r[h] for h in NOVELTY_HEADER] for r in result["novelty"]],
     )
     _csv(
-        "generation-accuracy.csv",
-        ACCURACY_HEADER,
-        [[r[h] for h in ACCURACY_HEADER] for r in result["accuracy"]],
+        "generation-performance.csv",
+        PERFORMANCE_HEADER,
+        [[r[h] for h in PERFORMANCE_HEADER] for r in result["performance"]],
     )
     return written

@@ -230,23 +230,64 @@ class CausalLMScorer:
     # --------------------------------------------------------------------------------------------
     # Greedy generation
     # --------------------------------------------------------------------------------------------
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, progress: Any = None) -> list[str]:
-        """Greedy (arg-max) continuation of each prompt, decoded, up to its first line break.
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int = 64,
+        progress: Any = None,
+        *,
+        stop: Sequence[str] = ("\n",),
+    ) -> list[str]:
+        """Greedy (arg-max) continuation of each prompt, decoded and cut at the first stop string.
 
-        Prompts are left-padded into batches of ``batch_size`` with position ids that skip the padding, so
-        a continuation does not depend on the batch it is in; each step runs the whole sequence (no
-        key/value cache: one code path for every transformers version). A row stops at the end-of-text
-        token, at the end of its first line, or after ``max_new_tokens`` tokens; a prompt longer than
-        ``max_length - max_new_tokens`` tokens keeps its last tokens. The first line of the continuation,
-        stripped, is the answer (the translation and TriviaQA prompts ask for one line)."""
+        transformers' ``generate`` with its key/value cache runs the decoding; prompts are left-padded
+        into batches of ``batch_size`` (the position ids skip the padding, so a continuation does not
+        depend on its batch). A row stops at the end-of-text token, once its continuation (leading
+        whitespace stripped) contains a stop string, or after ``max_new_tokens`` tokens; a prompt longer
+        than ``max_length - max_new_tokens`` tokens keeps its last tokens. The answer is the continuation
+        up to its first stop string, stripped: the first line for the one-line translation and TriviaQA
+        prompts (``stop=("\\n",)``), the worked solution for GSM8K (a blank line or a new question)."""
         import torch
+        from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not stop or any(not s for s in stop):
+            raise ValueError(f"stop strings must be non-empty, got {list(stop)!r}")
         keep = max(1, self.max_length - max_new_tokens)
         enc = self.tokenizer(list(prompts), add_special_tokens=False)
         all_ids = [list(ids)[-keep:] for ids in enc["input_ids"]]
         eos = self.tokenizer.eos_token_id
+        tokenizer, stops = self.tokenizer, tuple(stop)
+
+        def cut(new_ids: Sequence[int]) -> str:
+            """The decoded continuation up to the end-of-text token and the first stop string."""
+            if eos is not None and eos in new_ids:
+                new_ids = new_ids[: list(new_ids).index(eos)]
+            text = tokenizer.decode(list(new_ids), skip_special_tokens=True).lstrip()
+            ends = [i for i in (text.find(s) for s in stops) if i >= 0]
+            return text[: min(ends)] if ends else text
+
+        class _StopStrings(StoppingCriteria):
+            """Per row: done once the continuation contains a stop string (decoding is per new token)."""
+
+            def __init__(self, width: int) -> None:
+                self.width = width
+
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                rows = input_ids[:, self.width :].tolist()
+                done = [
+                    len(cut(r)) < len(tokenizer.decode(r, skip_special_tokens=True).lstrip()) for r in rows
+                ]
+                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.pad_id,
+            eos_token_id=eos,
+        )
         out: list[str] = [""] * len(all_ids)
         order = sorted(range(len(all_ids)), key=lambda i: len(all_ids[i]))
         for start in range(0, len(order), self.batch_size):
@@ -259,38 +300,18 @@ class CausalLMScorer:
                 if seq:
                     ids[r, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
                     mask[r, width - len(seq) :] = 1
-            new: list[list[int]] = [[] for _ in rows]
-            done = [False] * len(rows)
             try:
                 with torch.inference_mode():
-                    ids, mask = ids.to(self.device), mask.to(self.device)
-                    for _ in range(max_new_tokens):
-                        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-                        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-                        nxt = logits[:, -1].float().argmax(-1).tolist()
-                        for r, t in enumerate(nxt):
-                            if done[r]:
-                                continue
-                            if eos is not None and t == eos:
-                                done[r] = True
-                                continue
-                            new[r].append(int(t))
-                            if "\n" in self.tokenizer.decode(new[r], skip_special_tokens=True).lstrip():
-                                done[r] = True  # the first line is complete
-                        if all(done):
-                            break
-                        feed = torch.tensor(
-                            [[self.pad_id if done[r] else new[r][-1]] for r in range(len(rows))],
-                            dtype=torch.long,
-                            device=self.device,
-                        )
-                        ids = torch.cat([ids, feed], dim=1)
-                        mask = torch.cat([mask, torch.ones_like(feed)], dim=1)
+                    generated = self.model.generate(
+                        input_ids=ids.to(self.device),
+                        attention_mask=mask.to(self.device),
+                        generation_config=config,
+                        stopping_criteria=StoppingCriteriaList([_StopStrings(width)]),
+                    )
             except Exception as err:
                 raise ModelError(f"model {self.name!r}: generation failed: {err}") from err
             for r, i in enumerate(rows):
-                text = self.tokenizer.decode(new[r], skip_special_tokens=True)
-                out[i] = text.lstrip().split("\n", 1)[0].strip()
+                out[i] = cut(generated[r, width:].tolist()).strip()
             if progress is not None:
                 progress(len(rows))
         return out

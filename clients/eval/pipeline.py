@@ -9,8 +9,8 @@ same inputs skips it):
                  per index identity in ``RUN_DIR/counts-<index>.jsonl`` (append-only, resumable);
 4. ``llm-<model>``  log P_LLM of every s^y of the task-gram pairs (Eq. 2) and per-example performance;
 5. ``infgram``   log P_∞ of the same s^y (Eq. 5), when the backend has ``infgram_prob``;
-6. ``gen-<model>`` (``--generate`` only) greedy outputs of the translation and TriviaQA prompts, their
-   novel pairs and exact match (:mod:`clients.eval.generation`);
+6. ``gen-<model>`` (``--generate`` only) greedy outputs of the translation, TriviaQA and GSM8K prompts:
+   novel pairs and BLEU of translations, exact match, BERTScore precision (:mod:`clients.eval.generation`);
 7. report: ``tables/*.csv``, ``report.json`` (config, index identity, models, stage statistics, errors,
    timings) and ``figures/*.png``.
 
@@ -95,7 +95,10 @@ class EvalConfig:
     figures: bool = True
     mmlu_accuracy: bool = True  # score all four options (4x the MMLU forward passes)
     generate: bool = False  # greedy outputs: novel pairs of translations, TriviaQA exact match
-    max_new_tokens: int = 64
+    max_new_tokens: int = 64  # one-line outputs (translation, TriviaQA)
+    cot_max_new_tokens: int = 256  # GSM8K worked solutions
+    bertscore_model: str | None = None  # None: all-MiniLM-L6-v2 (offline), its 6 layers
+    bertscore_layers: int = 6
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -424,16 +427,29 @@ class Run:
 
     # -- 6. generation (optional) --------------------------------------------------------------
     def generation(self, examples: dict[str, list[Example]]) -> dict[str, Any]:
-        """Greedy outputs per model, novel pairs of translations (per task, n, model) and TriviaQA exact
-        match; per-example outputs in ``tables/generations-<model>.json``."""
-        from clients.eval.generation import generated_task, novel_pairs, triviaqa_accuracy, write_tables
+        """Greedy outputs per model; novel pairs of translations (per task, n, model) and the paper's
+        performance measures: BLEU (translation), exact match (TriviaQA), BERTScore precision and final
+        answers (GSM8K). Per-example outputs and metrics in ``tables/generations-<model>.json``;
+        ``per_example`` (model -> task -> example id -> (metric, value)) feeds the performance bins."""
+        from clients.eval.generation import (
+            MetricError,
+            generated_task,
+            gsm8k_scores,
+            novel_pairs,
+            stop_strings,
+            translation_bleu,
+            triviaqa_accuracy,
+            write_tables,
+        )
 
         chosen = {t: exs for t, exs in examples.items() if generated_task(t)}
         result: dict[str, Any] = {
             "max_new_tokens": self.cfg.max_new_tokens,
+            "cot_max_new_tokens": self.cfg.cot_max_new_tokens,
             "models": {},
             "novelty": [],
-            "accuracy": [],
+            "performance": [],
+            "per_example": {},
         }
         if not chosen:
             return result
@@ -448,6 +464,8 @@ class Run:
                 "model": model,
                 "examples": {t: [e.id for e in exs] for t, exs in chosen.items()},
                 "max_new_tokens": self.cfg.max_new_tokens,
+                "cot_max_new_tokens": self.cfg.cot_max_new_tokens,
+                "stop": {t: stop_strings(t) for t in chosen},
                 "dtype": self.cfg.dtype,
                 "max_length": self.cfg.max_length,
             }
@@ -456,15 +474,15 @@ class Run:
                 gen = self.scorer_factory(model) if self.scorer_factory else _default_scorer(model, self.cfg)
                 if not hasattr(gen, "generate"):
                     raise ModelError(f"model {model!r}: no greedy generation")
-                prompts = [(t, ex) for t, exs in chosen.items() for ex in exs]
-                with self.progress.bar(len(prompts), f"generate {model}") as bar:
-                    texts = gen.generate(
-                        [ex.prompt for _, ex in prompts], self.cfg.max_new_tokens, progress=bar.update
-                    )
-                outputs: dict[str, dict[str, str]] = defaultdict(dict)
-                for (t, ex), text in zip(prompts, texts, strict=True):
-                    outputs[t][ex.id] = text
-                return {"name": getattr(gen, "name", model), "outputs": dict(outputs)}
+                outputs: dict[str, dict[str, str]] = {}
+                for t, exs in chosen.items():
+                    budget = self.cfg.cot_max_new_tokens if t == "gsm8k" else self.cfg.max_new_tokens
+                    with self.progress.bar(len(exs), f"generate {model} {t}") as bar:
+                        texts = gen.generate(
+                            [ex.prompt for ex in exs], budget, progress=bar.update, stop=stop_strings(t)
+                        )
+                    outputs[t] = {ex.id: text for ex, text in zip(exs, texts, strict=True)}
+                return {"name": getattr(gen, "name", model), "outputs": outputs}
 
             try:
                 data = self._stage(f"gen-{slug(model)}", key, compute)
@@ -473,18 +491,55 @@ class Run:
                 continue
             result["models"][model] = data["name"]
             per_example: dict[str, Any] = {}
+            metric_of: dict[str, dict[str, tuple[str, float]]] = {}
             for task, exs in chosen.items():
                 outs = data["outputs"][task]
-                if task == "triviaqa":
-                    acc = triviaqa_accuracy(exs, outs)
-                    result["accuracy"].append(
-                        {"task": task, "model": model, **{k: v for k, v in acc.items() if k != "per_example"}}
-                    )
-                    per_example[task] = {
-                        i: {"output": outs[i], "exact_match": acc["per_example"][i]} for i in outs
-                    }
-                    continue
                 per_example[task] = {i: {"output": outs[i]} for i in outs}
+
+                def perf(
+                    metric: str,
+                    value: float | None,
+                    task: str = task,
+                    n_ex: int = len(exs),
+                    model: str = model,
+                ) -> None:
+                    result["performance"].append(
+                        {"task": task, "model": model, "metric": metric, "examples": n_ex, "value": value}
+                    )
+
+                try:
+                    if task == "triviaqa":
+                        acc = triviaqa_accuracy(exs, outs)
+                        perf("exact_match", acc["accuracy"])
+                        for i, hit in acc["per_example"].items():
+                            per_example[task][i]["exact_match"] = hit
+                        metric_of[task] = {
+                            i: ("exact_match", float(h)) for i, h in acc["per_example"].items()
+                        }
+                    elif task == "gsm8k":
+                        g = gsm8k_scores(exs, outs, self._bertscore_model(), device=self.cfg.device)
+                        perf("bertscore_precision", g["bertscore_precision"])
+                        perf("answer_accuracy", g["answer_accuracy"])
+                        result.setdefault(
+                            "bertscore", {"model": g["bertscore_model"], "layers": g["bertscore_layers"]}
+                        )
+                        for i, rec in g["per_example"].items():
+                            per_example[task][i].update(rec)
+                        metric_of[task] = {
+                            i: ("bertscore_precision", r["bertscore_precision"])
+                            for i, r in g["per_example"].items()
+                        }
+                    else:
+                        b = translation_bleu(exs, outs)
+                        perf("bleu", b["bleu"])
+                        result.setdefault("bleu_signature", b["signature"])
+                        for i, v in b["per_example"].items():
+                            per_example[task][i]["sentence_bleu"] = v
+                        metric_of[task] = {i: ("sentence_bleu", v) for i, v in b["per_example"].items()}
+                except MetricError as err:
+                    self.errors.append({"stage": f"generation metrics {model} {task}", "error": str(err)})
+                if not task.startswith("translation-"):
+                    continue
                 for n in self.cfg.n_values:
                     try:
                         nov = novel_pairs(
@@ -508,9 +563,17 @@ class Run:
                         ["example_id", "sx", "sy_generated", "pair_count"],
                         rows,
                     )
+            result["per_example"][model] = metric_of
             _write_json(tables / f"generations-{slug(model)}.json", per_example)
         result["tables"] = write_tables(tables, result)
         return result
+
+    def _bertscore_model(self) -> Any:
+        from clients.eval.generation import BertScoreModel, default_bertscore_model
+
+        if self.cfg.bertscore_model is None:
+            return default_bertscore_model()
+        return BertScoreModel(self.cfg.bertscore_model, self.cfg.bertscore_layers)
 
     # -- driver --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -540,9 +603,11 @@ class Run:
         generation = self.generation(examples) if self.cfg.generate else None
         from clients.eval.report import write_report  # tables and figures
 
-        report = write_report(self, examples, taskgram, llm_results, inf)
+        report = write_report(
+            self, examples, taskgram, llm_results, inf, generation["per_example"] if generation else None
+        )
         if generation is not None:
-            report["generation"] = generation
+            report["generation"] = {k: v for k, v in generation.items() if k != "per_example"}
         report["timings"]["total"] = round(time.monotonic() - started, 3)
         _write_json(self.run_dir / "report.json", report)
         return report

@@ -4,9 +4,11 @@ Memorization (Definition 3) is computed over Φ = the task-gram pairs (nonzero c
 examples, one item per pair, as the paper defines it: ρ between log P_taskgram(s^y|s^x) and
 log P_LLM(s^y | u ⊕ x ⊕ y[:m]). It is reported twice: over H_n(T) (``pairs_filter = gamma``: cosine > γ,
 the paper's table) and over all pairs (``none``). Items whose s^y could not be located in y (LLM) or whose
-∞-gram probability is 0 are left out and counted in ``dropped``. Per-example performance (Fig. 3): MMLU
-accuracy (the gold option has the highest summed log-probability of the four) when the options were
-scored, otherwise the mean log-probability per token of the reference output y under the model.
+∞-gram probability is 0 are left out and counted in ``dropped``. Per-example performance (Fig. 3): the
+paper's measure of a generated output when ``--generate`` produced one (sentence BLEU for translation,
+exact match for TriviaQA, BERTScore precision for GSM8K); MMLU accuracy (the gold option has the highest
+summed log-probability of the four) when the options were scored; otherwise the mean log-probability per
+token of the reference output y under the model.
 """
 
 from __future__ import annotations
@@ -102,7 +104,9 @@ def write_report(
     taskgram: dict[tuple[str, int], list[TaskgramPair]],
     llm_results: dict[str, dict],
     inf: dict | None,
+    generated: dict[str, dict[str, dict[str, tuple[str, float]]]] | None = None,
 ) -> dict[str, Any]:
+    """``generated``: model -> task -> example id -> (metric, value) of the generated outputs."""
     from clients.eval.plots import plot_memorization, plot_performance, plot_scatter
 
     cfg = run.cfg
@@ -172,7 +176,14 @@ def write_report(
                 sums[r[0]] += r[4]
             for m in models:
                 scores = llm_results[m]["scores"].get(task, {})
-                vals = [(sums[e.id], example_metric(task, scores.get(e.id))) for e in examples[task]]
+                from_generation = (generated or {}).get(m, {}).get(task)
+                vals = [
+                    (
+                        sums[e.id],
+                        from_generation[e.id] if from_generation else example_metric(task, scores.get(e.id)),
+                    )
+                    for e in examples[task]
+                ]
                 metric_name = vals[0][1][0] if vals else ""
                 ok = [(c, v[1]) for c, v in vals if v[1] is not None and math.isfinite(v[1])]
                 for b in performance_bins([c for c, _ in ok], [v for _, v in ok], n_bins=cfg.perf_bins):

@@ -1,6 +1,7 @@
 """Generated outputs: novel pairs of a translation counted exactly (brute-force backend, a fake generator),
-failed queries are errors, SQuAD exact match on tricky answers, the ``--generate`` stage end to end, and
-greedy generation of a tiny randomly initialised model against a one-row no-cache oracle."""
+failed queries are errors, SQuAD exact match on tricky answers, BLEU, GSM8K final answers and BERTScore,
+the ``--generate`` stage end to end (performance bins from generated outputs), and greedy generation of a
+tiny randomly initialised model against a one-row no-cache oracle, stop strings included."""
 
 from __future__ import annotations
 
@@ -12,7 +13,18 @@ from typing import Any
 
 import pytest
 
-from clients.eval.generation import exact_match, normalize_answer, novel_pairs, triviaqa_accuracy
+from clients.eval.generation import (
+    BertScoreModel,
+    MetricError,
+    exact_match,
+    final_answer,
+    gsm8k_scores,
+    normalize_answer,
+    novel_pairs,
+    stop_strings,
+    translation_bleu,
+    triviaqa_accuracy,
+)
 from clients.eval.pairs import CountCache, CountingError, CountOptions, extract_pairs
 from clients.eval.pipeline import EvalError
 from clients.eval.tasks import Example
@@ -36,9 +48,18 @@ class FakeGenerator(LengthScorer):
         super().__init__()
         self.answers = answers
         self.prompts: list[str] = []
+        self.calls: list[tuple[int, tuple[str, ...]]] = []
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int = 64, progress: Any = None) -> list[str]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int = 64,
+        progress: Any = None,
+        *,
+        stop: Sequence[str] = ("\n",),
+    ) -> list[str]:
         self.prompts.extend(prompts)
+        self.calls.append((max_new_tokens, tuple(stop)))
         out = [next((a for k, a in self.answers.items() if k in p), "") for p in prompts]
         if progress is not None:
             progress(len(prompts))
@@ -123,27 +144,56 @@ def test_triviaqa_accuracy_uses_aliases() -> None:
 
 
 def test_generate_stage_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("sacrebleu", reason="BLEU needs sacrebleu (pip install 'taskgram[eval]')")
     gen = FakeGenerator({"Paris": "x", "capital city of France": "Paris.", "Opens": "Abre un archivo local"})
-    cfg = _config(tmp_path / "run", generate=True, max_new_tokens=8)
+    cfg = _config(tmp_path / "run", generate=True, max_new_tokens=8, tasks=["translation-es", "triviaqa"])
     run, report, _, _ = _run(cfg, BruteForceBackend(DOCS), scorer=gen)
     assert report["ok"], report["errors"]
+    assert gen.calls == [(8, ("\n",)), (8, ("\n",))]  # one call per task, one-line outputs
     g = report["generation"]
     assert g["models"] == {"length": "fake-generator"}
     nov = {(r["task"], r["n"]): r for r in g["novelty"]}
     assert set(nov) == {("translation-es", 2), ("translation-es", 3)}
     for r in nov.values():
         assert r["novel"] <= r["pairs"]
-    (acc,) = g["accuracy"]
-    assert acc["task"] == "triviaqa" and acc["exact_match"] >= 1 and 0 < acc["accuracy"] <= 1
+    perf = {(r["task"], r["metric"]): r for r in g["performance"]}
+    assert set(perf) == {("triviaqa", "exact_match"), ("translation-es", "bleu")}
+    assert perf[("triviaqa", "exact_match")]["examples"] >= 1
+    assert 0 < perf[("triviaqa", "exact_match")]["value"] <= 1
+    assert 0 <= perf[("translation-es", "bleu")]["value"] <= 100 and "nrefs:1" in g["bleu_signature"]
     with (tmp_path / "run" / "tables" / "generation-novelty.csv").open(encoding="utf-8") as f:
         assert len(list(csv.DictReader(f))) == 2
+    with (tmp_path / "run" / "tables" / "generation-performance.csv").open(encoding="utf-8") as f:
+        assert {(r["task"], r["metric"]) for r in csv.DictReader(f)} == set(perf)
     per = json.loads((tmp_path / "run" / "tables" / "generations-length.json").read_text(encoding="utf-8"))
     assert set(per) == {"translation-es", "triviaqa"}
+    assert all("sentence_bleu" in r for r in per["translation-es"].values())
+    assert all(isinstance(r["exact_match"], bool) for r in per["triviaqa"].values())
     assert json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))["generation"] == g
+    # the performance bins (Fig. 3) use the generated outputs' measures
+    with (tmp_path / "run" / "tables" / "performance.csv").open(encoding="utf-8") as f:
+        metrics = {(r["task"], r["metric"]) for r in csv.DictReader(f)}
+    assert ("translation-es", "sentence_bleu") in metrics and ("triviaqa", "exact_match") in metrics
     # a rerun reuses the stage: no new prompts
     asked = len(gen.prompts)
     _run(cfg, BruteForceBackend(DOCS), scorer=gen)
     assert len(gen.prompts) == asked
+
+
+def test_gsm8k_generation_stops_at_blank_line_and_failed_bertscore_is_an_error(tmp_path: Path) -> None:
+    gen = FakeGenerator({"Question": "It is 2+2=4\n#### 4"})
+    cfg = _config(
+        tmp_path / "run",
+        generate=True,
+        tasks=["gsm8k"],
+        cot_max_new_tokens=32,
+        bertscore_model=str(tmp_path / "no-such-model"),
+    )
+    _, report, _, _ = _run(cfg, BruteForceBackend(DOCS), scorer=gen)
+    assert gen.calls == [(32, stop_strings("gsm8k"))] and "\n\n" in stop_strings("gsm8k")
+    assert not report["ok"]
+    assert [e["stage"] for e in report["errors"]] == ["generation metrics length gsm8k"]
+    assert report["generation"]["performance"] == []
 
 
 def test_generate_off_by_default_and_failures(tmp_path: Path) -> None:
@@ -166,8 +216,73 @@ def test_generate_off_by_default_and_failures(tmp_path: Path) -> None:
         _run(_config(tmp_path / "fail", generate=True), Failing(backend.docs), scorer=gen)
 
 
-def _oracle_greedy(tiny: tuple, prompt: str, max_new: int) -> str:  # noqa: F811
-    """One row, no padding, no cache: the full sequence through the model at every step."""
+def test_translation_bleu_matches_sacrebleu() -> None:
+    sacrebleu = pytest.importorskip("sacrebleu", reason="BLEU needs sacrebleu (pip install 'taskgram[eval]')")
+    exs = [
+        _ex("a", "x", "Abre un archivo local."),
+        _ex("b", "x", "El archivo remoto se abre."),
+        _ex("c", "x", "Nada."),
+    ]
+    outs = {"a": "Abre un archivo local.", "b": "El archivo se abre.", "c": ""}
+    b = translation_bleu(exs, outs)
+    assert b["per_example"]["a"] == pytest.approx(100.0)
+    assert b["per_example"]["c"] == 0.0
+    assert 0 < b["per_example"]["b"] < 100
+    assert b["per_example"]["b"] == pytest.approx(
+        sacrebleu.sentence_bleu("El archivo se abre.", ["El archivo remoto se abre."]).score
+    )
+    hyps, refs = [outs[e.id] for e in exs], [e.y for e in exs]
+    assert b["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+    assert b["signature"].startswith("nrefs:1|") and "tok:13a" in b["signature"]
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("She makes 9 * 2 = $18 every day.\n#### 18", "18"),
+        ("#### 1,234", "1234"),
+        ("So the total is 3.50 dollars.", "3.5"),
+        ("It costs 18.0", "18"),
+        ("The answer is -5.", "-5"),
+        ("First 12, then 7, so 19 apples", "19"),  # the last number of a generated solution
+        ("#### 42 and then 7", "42"),  # after ####, the first number
+        ("no number here", None),
+        ("", None),
+    ],
+)
+def test_final_answer(text: str, answer: str | None) -> None:
+    assert final_answer(text) == answer
+
+
+def test_gsm8k_bertscore_precision_and_answers() -> None:
+    pytest.importorskip("bert_score", reason="BERTScore needs bert-score (pip install 'taskgram[eval]')")
+    from clients.eval.generation import default_bertscore_model
+
+    try:
+        model = default_bertscore_model()
+    except MetricError as err:
+        pytest.skip(f"no offline BERTScore model: {err}")
+    gold = "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\nShe makes 9 * 2 = $18 every day.\n#### 18"
+    exs = [Example("gsm8k", str(i), "q", gold, "Question: q\nAnswer: ") for i in range(3)]
+    outs = {"0": gold, "1": "The weather is nice and 7 birds sing.", "2": "  "}
+    g = gsm8k_scores(exs, outs, model, device="cpu")
+    per = g["per_example"]
+    assert per["0"]["bertscore_precision"] == pytest.approx(1.0, abs=1e-4)  # identical text
+    assert 0 < per["1"]["bertscore_precision"] < per["0"]["bertscore_precision"]
+    assert per["2"]["bertscore_precision"] == 0.0 and g["empty_outputs"] == 1
+    assert [per[i]["answer_correct"] for i in "012"] == [True, False, False]
+    assert g["answer_accuracy"] == pytest.approx(1 / 3)
+    assert g["bertscore_layers"] == 6 and g["bertscore_model"] == model.model
+
+
+def test_bertscore_model_that_is_missing_is_a_metric_error(tmp_path: Path) -> None:
+    exs = [Example("gsm8k", "0", "q", "#### 1", "Q")]
+    with pytest.raises(MetricError):
+        gsm8k_scores(exs, {"0": "1"}, BertScoreModel(str(tmp_path / "missing"), 6))
+
+
+def _oracle_greedy(tiny: tuple, prompt: str, max_new: int, stop: Sequence[str] = ("\n",)) -> str:  # noqa: F811
+    """One row, no padding, no cache: the full sequence through the model at every step; cut afterwards."""
     torch, tok, model = tiny
     ids = tok(prompt, add_special_tokens=False)["input_ids"]
     new: list[int] = []
@@ -177,7 +292,9 @@ def _oracle_greedy(tiny: tuple, prompt: str, max_new: int) -> str:  # noqa: F811
         if t == tok.eos_token_id:
             break
         new.append(t)
-    return tok.decode(new, skip_special_tokens=True).lstrip().split("\n", 1)[0].strip()
+    text = tok.decode(new, skip_special_tokens=True).lstrip()
+    ends = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return (text[: min(ends)] if ends else text).strip()
 
 
 def test_greedy_generation_matches_oracle_and_batching(tiny: tuple) -> None:  # noqa: F811
@@ -195,6 +312,14 @@ def test_greedy_generation_matches_oracle_and_batching(tiny: tuple) -> None:  # 
         assert s.generate(prompts, max_new_tokens=6) == expected
     s = CausalLMScorer("tiny", model=model, tokenizer=tok, device="cpu")
     assert s.generate(prompts, max_new_tokens=6) == s.generate(prompts, max_new_tokens=6)  # deterministic
+    # other stop strings (GSM8K's), and a stop string the random model is sure to produce: "e"
+    for stop in (stop_strings("gsm8k"), ("e",)):
+        expected = [_oracle_greedy(tiny, p, 24, stop) for p in prompts]
+        for bs in (1, 3):
+            s = CausalLMScorer("tiny", model=model, tokenizer=tok, device="cpu", batch_size=bs)
+            assert s.generate(prompts, max_new_tokens=24, stop=stop) == expected
+    with pytest.raises(ValueError, match="stop strings"):
+        s.generate(prompts, stop=("",))
     with pytest.raises(ValueError, match="max_new_tokens"):
         s.generate(prompts, max_new_tokens=0)
 
