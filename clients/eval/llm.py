@@ -215,7 +215,8 @@ class CausalLMScorer:
                             rows = torch.log_softmax(
                                 logits[r, p - 1].float(), dim=-1
                             )  # only needed positions
-                            value = float(rows.gather(1, ids[r, p].to(logits.device).unsqueeze(1)).sum())
+                            target = ids[r, pos].to(logits.device)  # ids stay on the CPU
+                            value = float(rows.gather(1, target.unsqueeze(1)).sum())
                             if not math.isfinite(value):
                                 raise ModelError(f"model {self.name!r}: non-finite log-probability")
                             results[w.job][g] = GroupScore(value, len(pos))
