@@ -254,6 +254,15 @@ def _merged_ranges(lo, hi, v0, v1):
 
 
 @njit(cache=True, nogil=True)
+def _tally_ranges(sa, doc_offsets, table, shift, r0, r1, tally):
+    """tally[d] += 1 for the document d of every SA rank in the ranges r0[i]:r1[i] (a small kernel of its
+    own: compiled inside :func:`_doc_counts` this loop ran at half the speed)."""
+    for i in range(r0.shape[0]):
+        for r in range(r0[i], r1[i]):
+            tally[_doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))] += 1
+
+
+@njit(cache=True, nogil=True)
 def _doc_counts(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
     """Like :func:`_doc_sets`, with the number of occurrences of the spec in each of its documents: the
     distinct start positions of its variants (an OR is a union of positions, see :func:`_merged_ranges`).
@@ -279,22 +288,25 @@ def _doc_counts(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
         for i in range(r0.shape[0]):
             occ += r1[i] - r0[i]
         dense = occ * 8 > n_docs
-        for i in range(r0.shape[0]):
-            for r in range(r0[i], r1[i]):
-                d = _doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))
-                if not dense and stamp[d] != tag:
-                    stamp[d] = tag
-                    if used == cap:
-                        cap *= 2
-                        grown = np.empty(cap, dtype=np.int64)
-                        grown[:used] = out[:used]
-                        out = grown
-                        grown = np.empty(cap, dtype=np.int64)
-                        grown[:used] = cnt[:used]
-                        cnt = grown
-                    out[used] = d
-                    used += 1
-                tally[d] += 1
+        if dense:
+            _tally_ranges(sa, doc_offsets, table, shift, r0, r1, tally)
+        else:
+            for i in range(r0.shape[0]):
+                for r in range(r0[i], r1[i]):
+                    d = _doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))
+                    if stamp[d] != tag:
+                        stamp[d] = tag
+                        if used == cap:
+                            cap *= 2
+                            grown = np.empty(cap, dtype=np.int64)
+                            grown[:used] = out[:used]
+                            out = grown
+                            grown = np.empty(cap, dtype=np.int64)
+                            grown[:used] = cnt[:used]
+                            cnt = grown
+                        out[used] = d
+                        used += 1
+                    tally[d] += 1
         if dense:
             for d in range(n_docs):
                 if tally[d] != 0:
@@ -461,8 +473,9 @@ def _anchored_sums(flat, weights, set_off, q_flat, q_off, bits, rows_of):
     (``q_flat[q_off[q]]``) that are in every other set of the query; ``weights`` is aligned with ``flat``.
 
     As :func:`_intersect_counts`, the smallest set drives (the first set on ties) and each element is
-    tested in the others by a bit test or galloping search; the first set is always searched by galloping
-    when it does not drive, since the position found gives the weight."""
+    tested in the other sets by a bit test or galloping search. When the first set does not drive, an
+    element found in all the others is then looked up in it (a bit test first when it has a row, then
+    galloping search with a forward-only cursor), since the position found gives the weight."""
     nq = q_off.shape[0] - 1
     out = np.zeros(nq, dtype=np.int64)
     max_k = 0
@@ -485,18 +498,20 @@ def _anchored_sums(flat, weights, set_off, q_flat, q_off, bits, rows_of):
         for t in range(a, b):
             cursor[t - a] = set_off[q_flat[t]]
         s_best = q_flat[best]
+        first = q_flat[a]
+        first_row = rows_of[first]
+        first_end = set_off[first + 1]
         total = 0
-        exhausted = False
         for k in range(set_off[s_best], set_off[s_best + 1]):
             x = flat[k]
-            w = weights[k]
             ok = True
-            for t in range(a, b):
+            exhausted = False
+            for t in range(a + 1, b):
                 if t == best:
                     continue
                 s = q_flat[t]
                 r = rows_of[s]
-                if t != a and r >= 0:
+                if r >= 0:
                     if (bits[r, x >> 6] >> np.uint64(x & 63)) & np.uint64(1) == 0:
                         ok = False
                         break
@@ -511,12 +526,21 @@ def _anchored_sums(flat, weights, set_off, q_flat, q_off, bits, rows_of):
                     if flat[c] != x:
                         ok = False
                         break
-                    if t == a:
-                        w = weights[c]
-            if ok:
-                total += w
             if exhausted:
                 break
+            if not ok:
+                continue
+            if best == a:
+                total += weights[k]
+                continue
+            if first_row >= 0 and (bits[first_row, x >> 6] >> np.uint64(x & 63)) & np.uint64(1) == 0:
+                continue
+            c = _gallop(flat, cursor[0], first_end, x)
+            cursor[0] = c
+            if c == first_end:
+                break
+            if flat[c] == x:
+                total += weights[c]
         out[q] = total
     return out
 
