@@ -254,15 +254,6 @@ def _merged_ranges(lo, hi, v0, v1):
 
 
 @njit(cache=True, nogil=True)
-def _tally_ranges(sa, doc_offsets, table, shift, r0, r1, tally):
-    """tally[d] += 1 for the document d of every SA rank in the ranges r0[i]:r1[i] (a small kernel of its
-    own: compiled inside :func:`_doc_counts` this loop ran at half the speed)."""
-    for i in range(r0.shape[0]):
-        for r in range(r0[i], r1[i]):
-            tally[_doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))] += 1
-
-
-@njit(cache=True, nogil=True)
 def _doc_counts(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
     """Like :func:`_doc_sets`, with the number of occurrences of the spec in each of its documents: the
     distinct start positions of its variants (an OR is a union of positions, see :func:`_merged_ranges`).
@@ -289,7 +280,21 @@ def _doc_counts(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
             occ += r1[i] - r0[i]
         dense = occ * 8 > n_docs
         if dense:
-            _tally_ranges(sa, doc_offsets, table, shift, r0, r1, tally)
+            for i in range(r0.shape[0]):
+                for r in range(r0[i], r1[i]):
+                    tally[_doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))] += 1
+            for d in range(n_docs):
+                if tally[d] != 0:
+                    if used == cap:
+                        cap *= 2
+                        grown = np.empty(cap, dtype=np.int64)
+                        grown[:used] = out[:used]
+                        out = grown
+                        grown = np.empty(cap, dtype=np.int64)
+                        grown[:used] = cnt[:used]
+                        cnt = grown
+                    out[used] = d
+                    used += 1
         else:
             for i in range(r0.shape[0]):
                 for r in range(r0[i], r1[i]):
@@ -307,21 +312,8 @@ def _doc_counts(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
                         out[used] = d
                         used += 1
                     tally[d] += 1
-        if dense:
-            for d in range(n_docs):
-                if tally[d] != 0:
-                    if used == cap:
-                        cap *= 2
-                        grown = np.empty(cap, dtype=np.int64)
-                        grown[:used] = out[:used]
-                        out = grown
-                        grown = np.empty(cap, dtype=np.int64)
-                        grown[:used] = cnt[:used]
-                        cnt = grown
-                    out[used] = d
-                    used += 1
-        elif used - start > 1:
-            out[start:used].sort()
+            if used - start > 1:
+                out[start:used].sort()
         for k in range(start, used):
             cnt[k] = tally[out[k]]
             tally[out[k]] = 0
