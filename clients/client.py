@@ -366,10 +366,13 @@ class _Core:
         return out
 
     def _g_cooccurrence(
-        self, queries: Sequence[Sequence[PhraseSpec]], index: str | None, space: str | None
+        self, queries: Sequence[Sequence[PhraseSpec]], index: str | None, space: str | None, unit: str
     ) -> _Gen[list[int]]:
         items = self._conjunctions(queries)
-        return (yield from self._g_batched("/v1/cooccurrence", index, items, self._space(space)))
+        options = self._space(space)
+        if unit != "documents":  # the server's default; omitted so that cached document counts stay valid
+            options["unit"] = unit
+        return (yield from self._g_batched("/v1/cooccurrence", index, items, options))
 
     def _g_windowed(
         self, queries: Sequence[Sequence[PhraseSpec]], window: int, index: str | None, space: str | None
@@ -654,10 +657,17 @@ class Client(_HttpBase):
         return self._run(self._g_doc_freq(phrases, index, space))
 
     def cooccurrence(
-        self, queries: Sequence[Sequence[PhraseSpec]], *, index: str | None = None, space: str | None = None
+        self,
+        queries: Sequence[Sequence[PhraseSpec]],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        unit: str = "documents",
     ) -> list[int]:
-        """Number of documents containing all phrase specs of each query (2 or more)."""
-        return self._run(self._g_cooccurrence(queries, index, space))
+        """Co-occurrence of all phrase specs of each query (2 or more): with ``unit="documents"`` the
+        number of documents containing them all; with ``unit="occurrences"`` the number of occurrences of
+        the first phrase spec in documents containing all the others."""
+        return self._run(self._g_cooccurrence(queries, index, space, unit))
 
     def windowed_cooccurrence(
         self,
@@ -811,10 +821,17 @@ class AsyncClient(_HttpBase):
         return await self._run(self._g_doc_freq(phrases, index, space))
 
     async def cooccurrence(
-        self, queries: Sequence[Sequence[PhraseSpec]], *, index: str | None = None, space: str | None = None
+        self,
+        queries: Sequence[Sequence[PhraseSpec]],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        unit: str = "documents",
     ) -> list[int]:
-        """Number of documents containing all phrase specs of each query (2 or more)."""
-        return await self._run(self._g_cooccurrence(queries, index, space))
+        """Co-occurrence of all phrase specs of each query (2 or more): with ``unit="documents"`` the
+        number of documents containing them all; with ``unit="occurrences"`` the number of occurrences of
+        the first phrase spec in documents containing all the others."""
+        return await self._run(self._g_cooccurrence(queries, index, space, unit))
 
     async def windowed_cooccurrence(
         self,
@@ -958,7 +975,8 @@ class LocalClient(Client):
         elif path == "/v1/doc_freq":
             results = engine.doc_freq([_decode_phrase(q) for q in queries], **kw)
         elif path == "/v1/cooccurrence":
-            results = engine.cooccurrence([[_decode_phrase(p) for p in q] for q in queries], **kw)
+            decoded = [[_decode_phrase(p) for p in q] for q in queries]
+            results = engine.cooccurrence(decoded, unit=body.get("unit", "documents"), **kw)
         elif path == "/v1/cooccurrence/windowed":
             decoded = [[_decode_phrase(p) for p in q] for q in queries]
             results = engine.windowed_cooccurrence(decoded, body["window"], **kw)

@@ -103,10 +103,22 @@ class DocFreqRequest(_Batch):
     queries: RawSpecs
 
 
+CountUnit = Literal["documents", "occurrences"]
+
+
 class CooccurrenceRequest(_Batch):
-    """Number of documents containing all phrases of each query (2 or more phrase specs)."""
+    """Co-occurrence of all phrases of each query (2 or more phrase specs), in documents (default) or in
+    occurrences of the first phrase."""
 
     queries: RawConjunctions
+    unit: CountUnit = Field(
+        default="documents",
+        description="'documents': the number of documents containing every phrase of the query. "
+        "'occurrences': the number of occurrences of the FIRST phrase (distinct start positions of its "
+        "variants) that lie in a document containing all the other phrases; divided by the first "
+        "phrase's occurrence count it is the fraction of its occurrences whose document holds the others "
+        "(<= 1), and it is 0 exactly when the document count is 0. [s, s] gives the occurrences of s.",
+    )
 
 
 class WindowedCooccurrenceRequest(_Batch):

@@ -97,3 +97,30 @@ def suffix_array_errors(tokens: np.ndarray, separator: int, sa: np.ndarray, limi
             if len(problems) >= limit:
                 break
     return problems
+
+
+def naive_positions(docs: Sequence[Sequence[int]], variants: Sequence[Sequence[int]]) -> set[tuple[int, int]]:
+    """(document, start) of every occurrence of any of ``variants`` in ``docs`` (a list of documents of
+    token ids): an OR of variants is the union of their start positions."""
+    found = set()
+    for d, doc in enumerate(docs):
+        values = [int(v) for v in doc]
+        for v in variants:
+            q = [int(t) for t in v]
+            found.update((d, i) for i in range(len(values) - len(q) + 1) if values[i : i + len(q)] == q)
+    return found
+
+
+def naive_cooccurrence(
+    docs: Sequence[Sequence[int]], clauses: Sequence[Sequence[Sequence[int]]], unit: str = "documents"
+) -> int:
+    """Co-occurrence of ``clauses`` (each a list of variants) by brute force: ``"documents"`` = documents
+    containing every clause; ``"occurrences"`` = occurrences of the first clause (distinct start
+    positions of its variants) in documents containing every other clause."""
+    doc_sets = [{d for d, _ in naive_positions(docs, c)} for c in clauses]
+    both = set.intersection(*doc_sets)
+    if unit == "documents":
+        return len(both)
+    if unit != "occurrences":
+        raise ValueError(f"unknown unit {unit!r}")
+    return sum(1 for d, _ in naive_positions(docs, clauses[0]) if d in both)

@@ -76,6 +76,13 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--count-batch", type=int, default=20_000, help="queries per backend call")
     p.add_argument(
+        "--count-unit",
+        choices=["documents", "occurrences"],
+        default="documents",
+        help="unit of C(s^x) and C((s^x, s^y)) in the task-gram LM: documents containing s^x / both, or "
+        "occurrences of s^x / those of them in documents that also contain s^y",
+    )
+    p.add_argument(
         "--models",
         nargs="+",
         default=["smollm2"],
@@ -196,6 +203,7 @@ def run_eval(args: argparse.Namespace) -> int:
         thresholds=thresholds,
         case_variants=not args.no_case_variants,
         count_batch=args.count_batch,
+        count_unit=args.count_unit,
         models=args.models,
         device=args.device,
         dtype=args.dtype,

@@ -28,6 +28,8 @@ from clients.eval.tasks import Example
 
 PhraseVariants = list[str]  # an OR of surface forms of one phrase
 StopwordPolicy = Literal["auto", "always", "never"]
+CountUnit = Literal["documents", "occurrences"]
+COUNT_UNITS: tuple[str, ...] = ("documents", "occurrences")
 
 
 @runtime_checkable
@@ -42,8 +44,12 @@ class CountBackend(Protocol):
         """Number of distinct documents containing each phrase."""
         ...
 
-    def cooccurrence(self, queries: Sequence[Sequence[Any]], *, space: str = ...) -> list[int]:
-        """Number of documents containing all phrases of each query."""
+    def cooccurrence(
+        self, queries: Sequence[Sequence[Any]], *, space: str = ..., unit: str = ...
+    ) -> list[int]:
+        """Number of documents containing all phrases of each query (``unit="documents"``, the default),
+        or the number of occurrences of the first phrase in documents containing all the others
+        (``unit="occurrences"``). Only the occurrence unit is ever passed explicitly."""
         ...
 
 
@@ -174,12 +180,33 @@ def _check_counts(result: Any, expected: int, what: str) -> list[int]:
 
 @dataclass(frozen=True)
 class CountOptions:
-    """How phrases are sent: surface variants and batch size. Both C(s^x) and C((s^x, s^y)) count
-    documents (Eq. 1 in one unit, with one normalization), so P(s^y|s^x) is a proper ratio <= 1."""
+    """How phrases are sent (surface variants, batch size) and the unit of C(s^x) and C((s^x, s^y)) —
+    always the same unit and normalization for both (Eq. 1), so P(s^y|s^x) is a proper ratio <= 1:
+
+    * ``documents``: C(s^x) = documents containing s^x, C(pair) = documents containing both;
+    * ``occurrences``: C(s^x) = occurrences of s^x (distinct start positions of its variants),
+      C(pair) = occurrences of s^x in documents that also contain s^y. P is then the fraction of the
+      occurrences of s^x whose document contains s^y, and C(pair) = 0 exactly when no document holds both.
+    """
 
     case_variants: bool = True
     space: str = "both"  # the engine's leading-space policy: "both" = with and without a leading space
     batch_size: int = 20_000
+    unit: CountUnit = "documents"
+
+    def __post_init__(self) -> None:
+        if self.unit not in COUNT_UNITS:
+            raise ValueError(f"count unit must be one of {', '.join(COUNT_UNITS)}, not {self.unit!r}")
+
+
+def phrase_key(phrase: str, unit: str = "documents") -> str:
+    """Count-cache key of C(s^x) in ``unit`` (document and occurrence counts never share a key)."""
+    return f"{'df' if unit == 'documents' else 'occ'}\t{phrase}"
+
+
+def pair_key(sx: str, sy: str, unit: str = "documents") -> str:
+    """Count-cache key of C((s^x, s^y)) in ``unit``."""
+    return f"{'co' if unit == 'documents' else 'occ-co'}\t{sx}\t{sy}"
 
 
 def _run_batches(
@@ -215,21 +242,30 @@ def count_phrases(
     opts: CountOptions,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, int]:
-    """C(s) for each distinct phrase: the number of documents containing it (any variant)."""
-    kind = "df"
+    """C(s) for each distinct phrase, in ``opts.unit``: the number of documents containing it (any
+    variant), or the number of its occurrences. An occurrence count is asked as the co-occurrence of the
+    phrase with itself in the occurrence unit (its occurrences in documents containing it: all of them),
+    because the engine's plain ``count`` takes one token sequence, not an OR of variants; this also
+    makes C(s^x) count exactly what C((s^x, s^y)) counts, with the same union of variants."""
     wanted = list(dict.fromkeys(phrases))
-    missing = [p for p in wanted if cache.get(f"{kind}\t{p}") is None]
+    missing = [p for p in wanted if cache.get(phrase_key(p, opts.unit)) is None]
     queries = [phrase_variants(p, case_variants=opts.case_variants) for p in missing]
+
+    def call(batch: list[Any]) -> list[int]:
+        if opts.unit == "documents":
+            return backend.doc_freq(batch, space=opts.space)
+        return backend.cooccurrence([[spec, spec] for spec in batch], space=opts.space, unit="occurrences")
+
     _run_batches(
-        [f"{kind}\t{p}" for p in missing],
+        [phrase_key(p, opts.unit) for p in missing],
         queries,
-        lambda q: backend.doc_freq(q, space=opts.space),
+        call,
         cache,
-        f"{kind} of phrases",
+        f"{'documents' if opts.unit == 'documents' else 'occurrences'} of phrases",
         opts.batch_size,
         progress,
     )
-    return {p: cache.values[f"{kind}\t{p}"] for p in wanted}
+    return {p: cache.values[phrase_key(p, opts.unit)] for p in wanted}
 
 
 def count_pairs(
@@ -239,9 +275,10 @@ def count_pairs(
     opts: CountOptions,
     progress: Callable[[int], None] | None = None,
 ) -> dict[tuple[str, str], int]:
-    """C((s^x, s^y)): documents containing both phrases (each an OR of its variants)."""
+    """C((s^x, s^y)) in ``opts.unit``: documents containing both phrases (each an OR of its variants),
+    or occurrences of s^x in documents that contain s^y."""
     wanted = list(dict.fromkeys(pairs))
-    missing = [p for p in wanted if cache.get(f"co\t{p[0]}\t{p[1]}") is None]
+    missing = [p for p in wanted if cache.get(pair_key(p[0], p[1], opts.unit)) is None]
     queries = [
         [
             phrase_variants(a, case_variants=opts.case_variants),
@@ -249,13 +286,19 @@ def count_pairs(
         ]
         for a, b in missing
     ]
+
+    def call(batch: list[Any]) -> list[int]:
+        if opts.unit == "documents":  # the unit is not passed: any document-count backend will do
+            return backend.cooccurrence(batch, space=opts.space)
+        return backend.cooccurrence(batch, space=opts.space, unit="occurrences")
+
     _run_batches(
-        [f"co\t{a}\t{b}" for a, b in missing],
+        [pair_key(a, b, opts.unit) for a, b in missing],
         queries,
-        lambda q: backend.cooccurrence(q, space=opts.space),
+        call,
         cache,
-        "co-occurrence of pairs",
+        "co-occurrence of pairs" if opts.unit == "documents" else "co-occurrence of pairs in occurrences",
         opts.batch_size,
         progress,
     )
-    return {p: cache.values[f"co\t{p[0]}\t{p[1]}"] for p in wanted}
+    return {p: cache.values[pair_key(p[0], p[1], opts.unit)] for p in wanted}

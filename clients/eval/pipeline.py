@@ -5,8 +5,9 @@ same inputs skips it):
 
 1. ``examples``  seeded random subset of each task file;
 2. ``pairs``     word n-gram pairs per task and n, cosine-filtered (H_n(T) candidates);
-3. ``counts``    document counts C(s^x) and C((s^x, s^y)) through the backend, in big batches, cached
-                 per index identity in ``RUN_DIR/counts-<index>.jsonl`` (append-only, resumable);
+3. ``counts``    C(s^x) and C((s^x, s^y)) through the backend, both in ``count_unit`` (documents, or
+                 occurrences of s^x), in big batches, cached per index identity in
+                 ``RUN_DIR/counts-<index>.jsonl`` (append-only, resumable; the unit is in every key);
 4. ``llm-<model>``  log P_LLM of every s^y of the task-gram pairs (Eq. 2) and per-example performance;
 5. ``infgram``   log P_∞ of the same s^y (Eq. 5), when the backend has ``infgram_prob``;
 6. ``gen-<model>`` (``--generate`` only) greedy outputs of the translation, TriviaQA and GSM8K prompts:
@@ -40,10 +41,12 @@ from clients.eval.pairs import (
     CountCache,
     CountingError,
     CountOptions,
+    CountUnit,
     StopwordPolicy,
     count_pairs,
     count_phrases,
     extract_pairs,
+    pair_key,
     side_options,
 )
 from clients.eval.taskgram_lm import TaskgramPair, build_taskgram
@@ -81,6 +84,7 @@ class EvalConfig:
     case_variants: bool = True
     space: str = "both"
     count_batch: int = 20_000
+    count_unit: CountUnit = "documents"  # unit of C(s^x) and C((s^x, s^y)): documents or occurrences
     models: list[str] = field(default_factory=lambda: ["smollm2"])
     device: str | None = None
     dtype: str = "auto"
@@ -268,26 +272,35 @@ class Run:
     def counts(self, pairs: dict[tuple[str, int], list[list]]) -> dict[tuple[str, int], list[TaskgramPair]]:
         if self.backend is None:
             raise EvalError("counts: no counting backend (give --index DIR or --server URL)")
-        opts = CountOptions(
-            case_variants=self.cfg.case_variants, space=self.cfg.space, batch_size=self.cfg.count_batch
-        )
+        unit = self.cfg.count_unit
+        try:
+            opts = CountOptions(
+                case_variants=self.cfg.case_variants,
+                space=self.cfg.space,
+                batch_size=self.cfg.count_batch,
+                unit=unit,
+            )
+        except ValueError as err:
+            raise EvalError(f"counts: {err}") from err
+        # one cache file per index and phrase variants; the unit is part of every key in it
         ident = _key({"index": self.index_identity, "case": opts.case_variants, "space": opts.space})[:16]
         cache = CountCache(self.run_dir / f"counts-{ident}.jsonl")
         all_pairs = list(dict.fromkeys((sx, sy) for rows in pairs.values() for _, sx, sy, _ in rows))
         all_x = list(dict.fromkeys(sx for sx, _ in all_pairs))
         started = time.monotonic()
         try:
-            with self.progress.bar(len(all_x), "C(s^x) documents") as bar:
+            with self.progress.bar(len(all_x), f"C(s^x) {unit}") as bar:
                 x_counts = count_phrases(self.backend, all_x, cache, opts, progress=bar.update)
             pair_started = time.monotonic()
-            missing_pairs = sum(1 for a, b in all_pairs if cache.get(f"co\t{a}\t{b}") is None)
-            with self.progress.bar(len(all_pairs), "C(pair) documents") as bar:
+            missing_pairs = sum(1 for a, b in all_pairs if cache.get(pair_key(a, b, unit)) is None)
+            with self.progress.bar(len(all_pairs), f"C(pair) {unit}") as bar:
                 pair_counts = count_pairs(self.backend, all_pairs, cache, opts, progress=bar.update)
         except CountingError as err:
             raise EvalError(f"counts: {err}") from err
         done = time.monotonic()
         self.timings["counts"] = round(done - started, 3)
         self.stats["counts"] = {
+            "unit": unit,
             "distinct_pairs": len(all_pairs),
             "distinct_sx": len(all_x),
             "pairs_queried_this_run": missing_pairs,

@@ -1,8 +1,10 @@
 """The task-gram language model (Definition 2, Eq. 1): P(s^y | s^x) = C((s^x, s^y)) / C(s^x).
 
-Both counts are document counts over the same index with the same phrase variants, so the ratio is a
-conditional probability (<= 1). As in the paper, pairs with a zero co-occurrence count are not part of
-the model; they are counted and reported, not silently lost.
+Both counts are in the same unit over the same index with the same phrase variants, so the ratio is a
+conditional probability (<= 1): documents (C(s^x) = documents containing s^x, C(pair) = documents
+containing both) or occurrences (C(s^x) = occurrences of s^x, C(pair) = those of its occurrences whose
+document contains s^y); see ``clients.eval.pairs.CountOptions``. As in the paper, pairs with a zero
+co-occurrence count are not part of the model; they are counted and reported, not silently lost.
 """
 
 from __future__ import annotations

@@ -11,7 +11,12 @@ Design (why this is exact and fast):
 * A batch is deduplicated first: each distinct spec's set is computed once, however many queries use it
   (pair workloads repeat their phrases heavily).
 * Sets of frequent specs (≥ ``min_occurrences`` occurrences) are kept in an LRU cache bounded in bytes, so
-  the expensive ones are computed once per process, not once per batch.
+  the expensive ones are computed once per process, not once per batch. The same cache holds, under
+  their own keys, the sets with per-document occurrence counts that the occurrence unit of co-occurrence
+  uses for its first phrase.
+* The occurrence unit (``cooccurrence(unit="occurrences")``): the first phrase's set carries the number of
+  its occurrences in each document (distinct start positions, an OR as a union of positions), and the
+  intersection sums those counts instead of counting members; same drivers, same costs.
 * A query intersects 2+ sets: the smallest drives and every element is tested in the others, by galloping
   search (O(small · log(large/small))) or, for sets with more than n_docs/64 members, by a bit test in a
   dense bitset; when all sets are dense and large, bitset rows are ANDed and popcounted (O(n_docs/64)).
@@ -26,25 +31,25 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 
 import numpy as np
 
-from service.engine.query import SpecKey
-
 
 class DocSetCache:
-    """Thread-safe LRU of spec -> sorted int64 global doc ids, bounded by ``max_bytes``."""
+    """Thread-safe LRU of spec -> sorted int64 global doc ids (or any array keyed by another hashable,
+    such as the (2, n) ids + occurrence counts of a spec), bounded by ``max_bytes``."""
 
     def __init__(self, max_bytes: int = 256 << 20, min_occurrences: int = 20_000) -> None:
         self.max_bytes = max_bytes
         self.min_occurrences = min_occurrences
-        self._data: OrderedDict[SpecKey, np.ndarray] = OrderedDict()
+        self._data: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: SpecKey) -> np.ndarray | None:
+    def get(self, key: Hashable) -> np.ndarray | None:
         with self._lock:
             arr = self._data.get(key)
             if arr is None:
@@ -54,7 +59,7 @@ class DocSetCache:
             self.hits += 1
             return arr
 
-    def put(self, key: SpecKey, docs: np.ndarray, occurrences: int) -> None:
+    def put(self, key: Hashable, docs: np.ndarray, occurrences: int) -> None:
         if occurrences < self.min_occurrences or docs.nbytes > self.max_bytes:
             return
         docs = docs.copy()

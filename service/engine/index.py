@@ -55,6 +55,8 @@ from service.engine.results import (
 )
 
 CHUNK = 16_384  # batch items per kernel call; the deadline is checked between chunks
+COUNT_UNITS: tuple[str, ...] = ("documents", "occurrences")  # units of Index.cooccurrence
+_COUNTS_KEY = "occurrences per document"  # tags the cached sets that carry occurrence counts
 MAX_BITSET_BYTES = 256 << 20
 
 
@@ -352,19 +354,35 @@ class Index:
         self, keys: Sequence[SpecKey], deadline: float | None, max_occurrences: int | None, what: str
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sorted global doc-id set of every spec key: (flat int64, offsets int64), aligned with keys."""
+        flat, off, _ = self._doc_collect(keys, deadline, max_occurrences, what, with_counts=False)
+        return flat, off
+
+    def _doc_collect(
+        self,
+        keys: Sequence[SpecKey],
+        deadline: float | None,
+        max_occurrences: int | None,
+        what: str,
+        *,
+        with_counts: bool,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The doc-id sets of :meth:`_doc_sets` and, ``with_counts``, the number of occurrences (distinct
+        start positions of the spec's variants) in each of those documents, aligned with the flat ids.
+        Sets with counts are cached under their own keys (a (2, n) array: ids, counts)."""
         n = len(keys)
         cached: dict[int, np.ndarray] = {}
         todo: list[int] = []
         for i, key in enumerate(keys):
-            hit = self._cache.get(key)
+            hit = self._cache.get((_COUNTS_KEY, key) if with_counts else key)
             if hit is None:
                 todo.append(i)
             else:
                 cached[i] = hit
         sizes = np.zeros(n, dtype=np.int64)
         for i, arr in cached.items():
-            sizes[i] = arr.shape[0]
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (spec indices, flat, offsets)
+            sizes[i] = arr.shape[-1]
+        # (spec indices, flat, counts or None, offsets)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]] = []
         for a, b in _chunks(len(todo), 4096):
             _check_deadline(deadline, what)
             idx = np.asarray(todo[a:b], dtype=np.int64)
@@ -382,38 +400,56 @@ class Index:
                     f"{what}: a phrase has {int(occ[worst])} occurrences, over the work budget of {budget}",
                     kind="work",
                 )
-            per_shard = []
+            per_shard: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
             for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
-                flat, off = K._doc_sets(
-                    shard.sa, shard.doc_offsets, shard.bucket_table, shard.bucket_shift, lo, hi, spec_off
-                )
+                args = (shard.sa, shard.doc_offsets, shard.bucket_table, shard.bucket_shift, lo, hi, spec_off)
+                counts: np.ndarray | None = None
+                if with_counts:
+                    flat, counts, off = K._doc_counts(*args)
+                else:
+                    flat, off = K._doc_sets(*args)
                 if shard.doc_base:
                     flat += shard.doc_base
-                per_shard.append((flat, off))
+                per_shard.append((flat, counts, off))
             if len(per_shard) == 1:
-                flat, off = per_shard[0]
+                flat, counts, off = per_shard[0]
             else:
-                lengths = sum(np.diff(o) for _, o in per_shard)
+                lengths = sum(np.diff(o) for _, _, o in per_shard)
                 off = np.zeros(len(idx) + 1, dtype=np.int64)
                 np.cumsum(lengths, out=off[1:])
                 flat = np.empty(int(off[-1]), dtype=np.int64)
+                counts = np.empty(int(off[-1]), dtype=np.int64) if with_counts else None
                 before = off[:-1].copy()
-                for f, o in per_shard:
+                for f, c, o in per_shard:
                     K._scatter_segments(f, o, before, flat)
+                    if counts is not None:
+                        K._scatter_segments(c, o, before, counts)
                     before += np.diff(o)
             for j in np.flatnonzero(occ >= self._cache.min_occurrences):
-                self._cache.put(keys[idx[j]], flat[off[j] : off[j + 1]], int(occ[j]))
+                docs = flat[off[j] : off[j + 1]]
+                if counts is None:
+                    self._cache.put(keys[idx[j]], docs, int(occ[j]))
+                else:
+                    entry = np.stack((docs, counts[off[j] : off[j + 1]]))
+                    self._cache.put((_COUNTS_KEY, keys[idx[j]]), entry, int(occ[j]))
             sizes[idx] = np.diff(off)
-            parts.append((idx, flat, off))
+            parts.append((idx, flat, counts, off))
         out_off = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(sizes, out=out_off[1:])
         out = np.empty(int(out_off[-1]), dtype=np.int64)
-        for idx, flat, off in parts:
+        out_counts = np.empty(int(out_off[-1]), dtype=np.int64) if with_counts else None
+        for idx, flat, counts, off in parts:
             K._scatter_segments(flat, off, out_off[idx], out)
+            if out_counts is not None and counts is not None:
+                K._scatter_segments(counts, off, out_off[idx], out_counts)
         for i, arr in cached.items():
-            out[out_off[i] : out_off[i + 1]] = arr
+            if out_counts is None:
+                out[out_off[i] : out_off[i + 1]] = arr
+            else:
+                out[out_off[i] : out_off[i + 1]] = arr[0]
+                out_counts[out_off[i] : out_off[i + 1]] = arr[1]
         _check_deadline(deadline, what)
-        return out, out_off
+        return out, out_off, out_counts
 
     def doc_freq(
         self,
@@ -462,23 +498,66 @@ class Index:
         deadline: float | None = None,
         space: str | None = None,
         max_occurrences: int | None = None,
+        unit: str = "documents",
     ) -> list[int]:
-        """Exact number of documents that contain ALL phrases of each query (2 or more phrase specs; an OR
-        spec counts a document once however many variants it contains). See :mod:`service.engine.docsets`."""
+        """Exact co-occurrence count of each query (2 or more phrase specs), in one of two units:
+
+        * ``"documents"``: the number of documents that contain ALL phrases of the query (an OR spec counts
+          a document once however many variants it contains). See :mod:`service.engine.docsets`.
+        * ``"occurrences"``: the number of occurrences of the FIRST phrase (distinct start positions of
+          its variants) that lie in a document containing all the other phrases. With the first phrase's
+          occurrence count as denominator, the ratio is the fraction of its occurrences whose document
+          also holds the others (<= 1); it is 0 exactly when the document count is 0. ``[s, s]`` counts
+          the occurrences of ``s`` (an OR spec as a union of positions)."""
+        if unit not in COUNT_UNITS:
+            raise QueryError(f"unit must be one of {', '.join(COUNT_UNITS)}, not {unit!r}", field="unit")
         resolver = self._resolver(space)
         parsed = self._query_keys(resolver, queries, 2)
         resolver.finish()
         key = resolver.key
         query_keys = [[key(p) for p in q] for q in parsed]
         unique, inverse = _dedupe([k for q in query_keys for k in q])
-        flat, off = self._doc_sets(unique, deadline, max_occurrences, "cooccurrence")
         q_off = np.zeros(len(query_keys) + 1, dtype=np.int64)
         np.cumsum([len(q) for q in query_keys], out=q_off[1:])
-        return self._intersect(flat, off, inverse.astype(np.int64), q_off, deadline).tolist()
+        q_flat = inverse.astype(np.int64)
+        if unit == "documents":
+            flat, off = self._doc_sets(unique, deadline, max_occurrences, "cooccurrence")
+            return self._intersect(flat, off, q_flat, q_off, deadline).tolist()
+        # first phrases: document sets with occurrence counts; the others: plain document sets. A spec
+        # used in both roles is computed once, with counts.
+        is_first = np.zeros(len(unique), dtype=bool)
+        is_first[q_flat[q_off[:-1]]] = True
+        first = np.flatnonzero(is_first)
+        other = np.flatnonzero(~is_first)
+        f_flat, f_off, f_counts = self._doc_collect(
+            [unique[i] for i in first], deadline, max_occurrences, "cooccurrence", with_counts=True
+        )
+        o_flat, o_off = self._doc_sets([unique[i] for i in other], deadline, max_occurrences, "cooccurrence")
+        if f_counts is None:  # pragma: no cover - with_counts=True always gives counts
+            raise EngineError("cooccurrence: the occurrence counts of the first phrases are missing")
+        sizes = np.zeros(len(unique), dtype=np.int64)
+        sizes[first] = np.diff(f_off)
+        sizes[other] = np.diff(o_off)
+        off = np.zeros(len(unique) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=off[1:])
+        flat = np.empty(int(off[-1]), dtype=np.int64)
+        weights = np.zeros(int(off[-1]), dtype=np.int64)
+        K._scatter_segments(f_flat, f_off, off[first], flat)
+        K._scatter_segments(f_counts, f_off, off[first], weights)
+        K._scatter_segments(o_flat, o_off, off[other], flat)
+        return self._intersect(flat, off, q_flat, q_off, deadline, weights=weights).tolist()
 
     def _intersect(
-        self, flat: np.ndarray, off: np.ndarray, q_flat: np.ndarray, q_off: np.ndarray, deadline: float | None
+        self,
+        flat: np.ndarray,
+        off: np.ndarray,
+        q_flat: np.ndarray,
+        q_off: np.ndarray,
+        deadline: float | None,
+        weights: np.ndarray | None = None,
     ) -> np.ndarray:
+        """Size of each query's intersection; with ``weights`` (aligned with ``flat``), the sum of the
+        first set's weights over the intersection instead."""
         sizes = np.diff(off)
         n_words = max(1, (self.n_docs + 63) // 64)
         dense = np.flatnonzero((sizes * 64 > self.n_docs) & (sizes >= 64))
@@ -492,7 +571,11 @@ class Index:
         for a, b in _chunks(len(q_off) - 1, 65_536):
             _check_deadline(deadline, "cooccurrence")
             sub_off = q_off[a : b + 1] - q_off[a]
-            out[a:b] = K._intersect_counts(flat, off, q_flat[q_off[a] : q_off[b]], sub_off, bits, rows_of)
+            sub_flat = q_flat[q_off[a] : q_off[b]]
+            if weights is None:
+                out[a:b] = K._intersect_counts(flat, off, sub_flat, sub_off, bits, rows_of)
+            else:
+                out[a:b] = K._anchored_sums(flat, weights, off, sub_flat, sub_off, bits, rows_of)
         _check_deadline(deadline, "cooccurrence")
         return out
 
@@ -875,6 +958,7 @@ class Index:
         self.count([probe])
         self.doc_freq([probe])
         self.cooccurrence([[probe, probe]])
+        self.cooccurrence([[probe, probe]], unit="occurrences")
         self.windowed_cooccurrence([[probe, probe]], 1)
         self.next_token_distribution([probe], top_k=1)
         self.infgram_prob([(probe, probe)])

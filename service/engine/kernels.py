@@ -223,6 +223,105 @@ def _doc_sets(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
 
 
 @njit(cache=True, nogil=True)
+def _merged_ranges(lo, hi, v0, v1):
+    """The union of the SA ranges lo[v]:hi[v], v in [v0, v1), as sorted disjoint (starts, ends).
+
+    Two patterns' ranges are nested (one pattern is a prefix of the other) or disjoint, so a rank in the
+    union is one distinct start position of the OR: merging the ranges deduplicates positions exactly."""
+    k = v1 - v0
+    starts = np.empty(k, dtype=np.int64)
+    ends = np.empty(k, dtype=np.int64)
+    for i in range(k):
+        starts[i] = lo[v0 + i]
+        ends[i] = hi[v0 + i]
+    order = np.argsort(starts, kind="mergesort")
+    out_s = np.empty(k, dtype=np.int64)
+    out_e = np.empty(k, dtype=np.int64)
+    n = 0
+    for i in range(k):
+        a = starts[order[i]]
+        b = ends[order[i]]
+        if b <= a:
+            continue
+        if n > 0 and a <= out_e[n - 1]:
+            if b > out_e[n - 1]:
+                out_e[n - 1] = b
+        else:
+            out_s[n] = a
+            out_e[n] = b
+            n += 1
+    return out_s[:n], out_e[:n]
+
+
+@njit(cache=True, nogil=True)
+def _doc_counts(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
+    """Like :func:`_doc_sets`, with the number of occurrences of the spec in each of its documents: the
+    distinct start positions of its variants (an OR is a union of positions, see :func:`_merged_ranges`).
+
+    Each spec tallies its occurrences per document in an array of n_docs entries (cleared again by what
+    it touched). A spec with many occurrences (more than n_docs / 8) reads its documents back by scanning
+    the tallies in order; a smaller one stamps its documents as it meets them and sorts them.
+    Returns (docs, counts, offsets): docs sorted per spec, counts aligned with docs."""
+    n_docs = doc_offsets.shape[0] - 1
+    n_specs = spec_offsets.shape[0] - 1
+    stamp = np.zeros(max(n_docs, 1), dtype=np.int64)
+    tally = np.zeros(max(n_docs, 1), dtype=np.int64)
+    out_off = np.zeros(n_specs + 1, dtype=np.int64)
+    cap = 1024
+    out = np.empty(cap, dtype=np.int64)
+    cnt = np.empty(cap, dtype=np.int64)
+    used = 0
+    for j in range(n_specs):
+        tag = j + 1
+        start = used
+        r0, r1 = _merged_ranges(lo, hi, spec_offsets[j], spec_offsets[j + 1])
+        occ = 0
+        for i in range(r0.shape[0]):
+            occ += r1[i] - r0[i]
+        dense = occ * 8 > n_docs
+        if dense:
+            for i in range(r0.shape[0]):
+                for r in range(r0[i], r1[i]):
+                    tally[_doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))] += 1
+            for d in range(n_docs):
+                if tally[d] != 0:
+                    if used == cap:
+                        cap *= 2
+                        grown = np.empty(cap, dtype=np.int64)
+                        grown[:used] = out[:used]
+                        out = grown
+                        grown = np.empty(cap, dtype=np.int64)
+                        grown[:used] = cnt[:used]
+                        cnt = grown
+                    out[used] = d
+                    used += 1
+        else:
+            for i in range(r0.shape[0]):
+                for r in range(r0[i], r1[i]):
+                    d = _doc_of_bucketed(doc_offsets, table, shift, np.int64(sa[r]))
+                    if stamp[d] != tag:
+                        stamp[d] = tag
+                        if used == cap:
+                            cap *= 2
+                            grown = np.empty(cap, dtype=np.int64)
+                            grown[:used] = out[:used]
+                            out = grown
+                            grown = np.empty(cap, dtype=np.int64)
+                            grown[:used] = cnt[:used]
+                            cnt = grown
+                        out[used] = d
+                        used += 1
+                    tally[d] += 1
+            if used - start > 1:
+                out[start:used].sort()
+        for k in range(start, used):
+            cnt[k] = tally[out[k]]
+            tally[out[k]] = 0
+        out_off[j + 1] = used
+    return out[:used].copy(), cnt[:used].copy(), out_off
+
+
+@njit(cache=True, nogil=True)
 def _scatter_segments(src, src_off, dest_start, out):
     """Copy segment i of ``src`` to ``out[dest_start[i]:]`` (pure apart from filling ``out``)."""
     for i in range(src_off.shape[0] - 1):
@@ -357,6 +456,84 @@ def _intersect_counts(flat, set_off, q_flat, q_off, bits, rows_of):
             if exhausted:
                 break
         out[q] = count
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _anchored_sums(flat, weights, set_off, q_flat, q_off, bits, rows_of):
+    """For every query q: the sum of ``weights`` over the elements of its first set
+    (``q_flat[q_off[q]]``) that are in every other set of the query; ``weights`` is aligned with ``flat``.
+
+    As :func:`_intersect_counts`, the smallest set drives (the first set on ties) and each element is
+    tested in the other sets by a bit test or galloping search. When the first set does not drive, an
+    element found in all the others is then looked up in it (a bit test first when it has a row, then
+    galloping search with a forward-only cursor), since the position found gives the weight."""
+    nq = q_off.shape[0] - 1
+    out = np.zeros(nq, dtype=np.int64)
+    max_k = 0
+    for q in range(nq):
+        max_k = max(max_k, q_off[q + 1] - q_off[q])
+    cursor = np.zeros(max(max_k, 1), dtype=np.int64)
+    for q in range(nq):
+        a = q_off[q]
+        b = q_off[q + 1]
+        best = a
+        best_size = set_off[q_flat[a] + 1] - set_off[q_flat[a]]
+        for t in range(a + 1, b):
+            s = q_flat[t]
+            size = set_off[s + 1] - set_off[s]
+            if size < best_size:
+                best = t
+                best_size = size
+        if best_size == 0:
+            continue
+        for t in range(a, b):
+            cursor[t - a] = set_off[q_flat[t]]
+        s_best = q_flat[best]
+        first = q_flat[a]
+        first_row = rows_of[first]
+        first_end = set_off[first + 1]
+        total = 0
+        for k in range(set_off[s_best], set_off[s_best + 1]):
+            x = flat[k]
+            ok = True
+            exhausted = False
+            for t in range(a + 1, b):
+                if t == best:
+                    continue
+                s = q_flat[t]
+                r = rows_of[s]
+                if r >= 0:
+                    if (bits[r, x >> 6] >> np.uint64(x & 63)) & np.uint64(1) == 0:
+                        ok = False
+                        break
+                else:
+                    end = set_off[s + 1]
+                    c = _gallop(flat, cursor[t - a], end, x)
+                    cursor[t - a] = c
+                    if c == end:
+                        ok = False
+                        exhausted = True
+                        break
+                    if flat[c] != x:
+                        ok = False
+                        break
+            if exhausted:
+                break
+            if not ok:
+                continue
+            if best == a:
+                total += weights[k]
+                continue
+            if first_row >= 0 and (bits[first_row, x >> 6] >> np.uint64(x & 63)) & np.uint64(1) == 0:
+                continue
+            c = _gallop(flat, cursor[0], first_end, x)
+            cursor[0] = c
+            if c == first_end:
+                break
+            if flat[c] == x:
+                total += weights[c]
+        out[q] = total
     return out
 
 

@@ -1,4 +1,5 @@
-"""Exact counts: n-gram occurrences, document frequency, document co-occurrence, windowed co-occurrence."""
+"""Exact counts: n-gram occurrences, document frequency, co-occurrence (in documents or in occurrences of the
+first phrase), windowed co-occurrence."""
 
 from __future__ import annotations
 
@@ -48,12 +49,14 @@ def doc_freq(request: DocFreqRequest, state: StateDep) -> Response:
 
 
 @router.post(
-    "/cooccurrence", response_model=IntResults, summary="Documents containing all phrases of each query"
+    "/cooccurrence",
+    response_model=IntResults,
+    summary="Documents containing all phrases of each query (or occurrences of its first phrase in them)",
 )
 def cooccurrence(request: CooccurrenceRequest, state: StateDep) -> Response:
     index = state.index(request.index)
     queries = conjunctions(state.settings, request.queries)
-    results = index.cooccurrence(queries, deadline=state.deadline(), space=request.space)
+    results = index.cooccurrence(queries, deadline=state.deadline(), space=request.space, unit=request.unit)
     return json_response({"index": request.index, "results": results})
 
 

@@ -76,6 +76,8 @@ def _every_query(client: Any) -> list[Any]:
         client.count(["the", [273, 253], "zebra quantum", "return value"]),
         client.doc_freq(["the", ["Python", " python"]]),
         client.cooccurrence(queries),
+        client.cooccurrence(queries, unit="occurrences"),
+        client.cooccurrence([["the", "the"], [{"any": ["value", "values"]}, "of"]], unit="occurrences"),
         client.windowed_cooccurrence(queries, 20),
         client.ntd(["of the", ""], top_k=5),
         client.prob([("of", 253), ("zebra", 253)]),
@@ -97,14 +99,17 @@ def test_http_client_equals_local_client(server_url: str, local: LocalClient) ->
 def test_async_client_equals_local_client(server_url: str, local: LocalClient) -> None:
     async def run() -> list[Any]:
         async with AsyncClient(server_url, index="sample") as client:
-            counts, pairs = await asyncio.gather(
-                client.count(["the", "of the"]), client.cooccurrence([["the", "of"], ["a", "function"]])
+            counts, pairs, occurrences = await asyncio.gather(
+                client.count(["the", "of the"]),
+                client.cooccurrence([["the", "of"], ["a", "function"]]),
+                client.cooccurrence([["the", "of"], ["a", "function"]], unit="occurrences"),
             )
-            return [counts, pairs, await client.infgram_prob([("one of the", " best")])]
+            return [counts, pairs, occurrences, await client.infgram_prob([("one of the", " best")])]
 
     want = [
         local.count(["the", "of the"]),
         local.cooccurrence([["the", "of"], ["a", "function"]]),
+        local.cooccurrence([["the", "of"], ["a", "function"]], unit="occurrences"),
         local.infgram_prob([("one of the", " best")]),
     ]
     assert asyncio.run(run()) == want
@@ -128,6 +133,8 @@ def test_errors_over_http(server_url: str) -> None:
             client.count(["the"], index="missing")
         with pytest.raises(InvalidQueryError):
             client.cooccurrence([["only one"]])
+        with pytest.raises(InvalidQueryError, match="unit"):
+            client.cooccurrence([["the", "of"]], unit="tokens")
 
 
 def test_cache_over_http(server_url: str, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.engine import Index
+from tests.naive import naive_cooccurrence, naive_positions
 
 
 def _load_writer():
@@ -113,6 +114,39 @@ def test_cooccurrence_with_or_variants(docs, cut, dtype, queries) -> None:
     assert ix.cooccurrence([[list(map(list, variants(s))) for s in q] for q in queries]) == expected
     first = queries[0][0]
     assert ix.doc_freq([list(map(list, variants(first)))]) == [len(spec_docs(docs, first))]
+
+
+# a first clause whose variants overlap: a phrase OR its own prefix (nested SA ranges, shared starts)
+first_st = st.one_of(spec_st, phrase_st.map(lambda p: [p, p[:1]]), phrase_st.map(lambda p: [p + p, p]))
+occ_query_st = st.tuples(first_st, st.lists(spec_st, min_size=1, max_size=3)).map(lambda t: [t[0], *t[1]])
+
+
+@common
+@given(
+    docs=st.lists(st.lists(st.integers(0, VOCAB - 1), max_size=25), min_size=1, max_size=8).map(
+        lambda ds: ds + [ds[0] * 2]  # a repeated document: repeats and overlapping occurrences
+    ),
+    cut=split_st,
+    dtype=dtype_st,
+    queries=st.lists(occ_query_st, min_size=1, max_size=8),
+    cached=st.booleans(),
+)
+def test_cooccurrence_in_occurrences(docs, cut, dtype, queries, cached) -> None:
+    ix = open_index(docs, cut, dtype)
+    if cached:  # every set goes through the cache: the second call answers from it
+        ix._cache.min_occurrences = 0
+    engine_queries = [[list(map(list, variants(s))) for s in q] for q in queries]
+    clauses = [[variants(s) for s in q] for q in queries]
+    expected = [naive_cooccurrence(docs, c, "occurrences") for c in clauses]
+    for _ in range(2 if cached else 1):
+        assert ix.cooccurrence(engine_queries, unit="occurrences") == expected
+    by_docs = ix.cooccurrence(engine_queries)
+    assert by_docs == [naive_cooccurrence(docs, c) for c in clauses]
+    # zero exactly when no document holds them all; never more than the first clause's occurrences
+    assert [e == 0 for e in expected] == [d == 0 for d in by_docs]
+    selves = ix.cooccurrence([[q[0], q[0]] for q in engine_queries], unit="occurrences")
+    assert selves == [len(naive_positions(docs, c[0])) for c in clauses]
+    assert all(e <= s for e, s in zip(expected, selves, strict=True))
 
 
 @common

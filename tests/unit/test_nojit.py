@@ -282,6 +282,19 @@ def check_engine_doc_sets() -> None:
         for j, spec in enumerate(specs):
             want = sorted({d for v in spec for d in naive_documents_containing(values, SEP16, v)})
             assert docs[docs_off[j] : docs_off[j + 1]].tolist() == want, (n_docs, spec)
+        c_docs, c_counts, c_off = K._doc_counts(sa, off, table, shift, lo, hi, spec_off)
+        assert c_docs.tolist() == docs.tolist() and c_off.tolist() == docs_off.tolist()
+        for j, spec in enumerate(specs):  # occurrences per document: distinct start positions of the OR
+            starts = {p for v in spec for p in _occurrences(values, v)}
+            per_doc = Counter(int(np.searchsorted(off, p, side="right")) - 1 for p in starts)
+            got = dict(
+                zip(
+                    c_docs[c_off[j] : c_off[j + 1]].tolist(),
+                    c_counts[c_off[j] : c_off[j + 1]].tolist(),
+                    strict=True,
+                )
+            )
+            assert got == dict(per_doc), (n_docs, spec)
         for pos in range(len(values)):
             want_doc = int(np.searchsorted(off, pos, side="right")) - 1
             assert K._doc_of(off, np.int64(pos)) == want_doc
@@ -302,6 +315,11 @@ def check_engine_intersections() -> None:
     q_flat = _ro([s for q in queries for s in q], np.int64)
     q_off = _ro(np.concatenate([[0], np.cumsum([len(q) for q in queries])]), np.int64)
     want = [set.intersection(*[set(sets[s].tolist()) for s in q]) for q in queries]
+    weights = _ro(rng.integers(1, 9, size=len(flat)), np.int64)
+    weight_of = [
+        dict(zip(sets[s].tolist(), weights[set_off[s] : set_off[s + 1]].tolist(), strict=True))
+        for s in range(len(sets))
+    ]
     n_words = (n_docs + 63) // 64
     for dense in ([], [5, 6], list(range(len(sets)))):
         rows_of = np.full(len(sets), -1, dtype=np.int64)
@@ -311,6 +329,10 @@ def check_engine_intersections() -> None:
         bits.setflags(write=False)
         got = K._intersect_counts(flat, set_off, q_flat, q_off, bits, rows_of)
         assert got.tolist() == [len(w) for w in want], dense
+        sums = K._anchored_sums(flat, weights, set_off, q_flat, q_off, bits, rows_of)
+        assert sums.tolist() == [
+            sum(weight_of[q[0]][x] for x in w) for q, w in zip(queries, want, strict=True)
+        ]
     for q, w in zip(queries, want, strict=True):
         assert K._intersect_members(flat, set_off, _ro(q, np.int64)).tolist() == sorted(w), q
     arr = sets[4].astype(np.int64)

@@ -221,6 +221,26 @@ def test_cache_makes_reruns_free(tmp_path: Path) -> None:
         assert len(other.posts()) == 1  # a different index identity never sees the cached results
 
 
+def test_cooccurrence_unit_is_sent_and_cached_apart(tmp_path: Path) -> None:
+    class UnitServer(FakeServer):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path != "/v1/cooccurrence":
+                return super().__call__(request)
+            self.requests.append(request)
+            body = json.loads(request.content)
+            value = 7 if body.get("unit") == "occurrences" else 3
+            return httpx.Response(200, json={"index": "x", "results": [value] * len(body["queries"])})
+
+    server = UnitServer()
+    with make(server, cache_dir=tmp_path) as client:
+        assert client.cooccurrence([["a", "b"]]) == [3]
+        assert client.cooccurrence([["a", "b"]], unit="occurrences") == [7]
+        assert client.cooccurrence([["a", "b"]], unit="documents") == [3]  # from the cache
+        assert client.cooccurrence([["a", "b"]], unit="occurrences") == [7]  # from the cache
+    bodies = server.posts()
+    assert ["unit" in b for b in bodies] == [False, True] and bodies[1]["unit"] == "occurrences"
+
+
 def test_default_index_from_a_single_index_server() -> None:
     server = FakeServer()
     with Client("http://test", transport=httpx.MockTransport(server), backoff=0) as client:
@@ -301,6 +321,9 @@ def test_local_client_equals_the_engine(local: LocalClient) -> None:
     assert local.doc_freq(["the", ["Python", " python"]]) == engine.doc_freq(["the", ["Python", " python"]])
     queries = [["the", "function"], ["of", {"any": ["value", "values"]}]]
     assert local.cooccurrence(queries) == engine.cooccurrence(queries)
+    occurrences = local.cooccurrence(queries, unit="occurrences")
+    assert occurrences == engine.cooccurrence(queries, unit="occurrences")
+    assert all(o >= d for o, d in zip(occurrences, local.cooccurrence(queries), strict=True))
     assert local.windowed_cooccurrence(queries, 10) == engine.windowed_cooccurrence(queries, 10)
     ntd = local.ntd(["of the"], top_k=3)[0]
     want = engine.next_token_distribution(["of the"], top_k=3)[0]
@@ -324,6 +347,8 @@ def test_local_client_errors(local: LocalClient) -> None:
         local.count(["the"], index="other")
     with pytest.raises(InvalidQueryError):
         local.document(10**9)
+    with pytest.raises(InvalidQueryError, match="unit"):
+        local.cooccurrence([["the", "of"]], unit="tokens")
 
 
 def test_local_client_cache(sample_index: Path, tmp_path: Path) -> None:

@@ -28,6 +28,14 @@ class BruteForceBackend:
     def _has(self, doc: str, spec: Any) -> bool:
         return any(re.search(r"(?<!\w)" + re.escape(v.strip()) + r"(?!\w)", doc) for v in _variants(spec))
 
+    def _starts(self, doc: str, spec: Any) -> set[int]:
+        """Distinct start offsets of the spec's variants in ``doc`` (overlapping matches included)."""
+        return {
+            m.start()
+            for v in _variants(spec)
+            for m in re.finditer(r"(?=(?<!\w)" + re.escape(v.strip()) + r"(?!\w))", doc)
+        }
+
     def _call(self, kind: str, n: int, space: str) -> None:
         self.calls.append((kind, n))
         if space not in ("auto", "exact", "both"):
@@ -41,10 +49,19 @@ class BruteForceBackend:
             return self.answer
         return [sum(self._has(d, p) for d in self.docs) for p in phrases]
 
-    def cooccurrence(self, queries: Sequence[Sequence[Any]], *, space: str = "auto") -> list[int]:
-        self._call("cooccurrence", len(queries), space)
+    def cooccurrence(
+        self, queries: Sequence[Sequence[Any]], *, space: str = "auto", unit: str = "documents"
+    ) -> list[int]:
+        self._call("cooccurrence" if unit == "documents" else "cooccurrence-occurrences", len(queries), space)
         if self.answer is not None:
             return self.answer
+        if unit == "occurrences":  # occurrences of the first phrase in documents holding all the others
+            return [
+                sum(len(self._starts(d, q[0])) for d in self.docs if all(self._has(d, p) for p in q[1:]))
+                for q in queries
+            ]
+        if unit != "documents":
+            raise ValueError(f"bad unit {unit!r}")
         return [sum(all(self._has(d, p) for p in q) for d in self.docs) for q in queries]
 
     def infgram_prob(self, items: Sequence[tuple[str, str]], *, space: str = "auto") -> list[dict]:

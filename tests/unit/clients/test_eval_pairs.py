@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from clients.eval.pairs import (
     CountOptions,
     count_pairs,
     count_phrases,
+    pair_key,
+    phrase_key,
     phrase_variants,
 )
 from clients.eval.taskgram_lm import InconsistentCounts, build_taskgram
@@ -95,6 +98,61 @@ def test_failures_and_malformed_answers_are_errors_not_zeros(tmp_path: Path) -> 
         backend.answer = bad
         with pytest.raises(CountingError, match=msg):
             count_phrases(backend, ["python", "file"], CountCache(tmp_path / "d.jsonl"), CountOptions())
+
+
+UNIT_DOCS = ["the cat sat with the cat", "Cat and dog", "a dog and a cat and a cat", "dog dog"]
+
+
+def _unit_counts(backend, cache: CountCache, unit: str) -> tuple[dict, dict]:
+    opts = CountOptions(unit=unit)  # type: ignore[arg-type]
+    x = count_phrases(backend, ["cat", "dog", "bird"], cache, opts)
+    pairs = count_pairs(
+        backend, [("cat", "dog"), ("dog", "cat"), ("cat", "bird"), ("bird", "cat")], cache, opts
+    )
+    return x, pairs
+
+
+def _check_unit_counts(backend, cache: CountCache) -> None:
+    # documents: cat in docs 0, 1 ("Cat" is a variant), 2; dog in docs 1, 2, 3
+    x, pairs = _unit_counts(backend, cache, "documents")
+    assert x == {"cat": 3, "dog": 3, "bird": 0}
+    assert pairs == {("cat", "dog"): 2, ("dog", "cat"): 2, ("cat", "bird"): 0, ("bird", "cat"): 0}
+    # occurrences: cat 2 + 1 + 2 = 5, of which 1 + 2 lie in documents with a dog: P(dog | cat) = 3/5;
+    # dog 1 + 1 + 2 = 4, of which 1 + 1 lie in documents with a cat: P(cat | dog) = 2/4
+    x, pairs = _unit_counts(backend, cache, "occurrences")
+    assert x == {"cat": 5, "dog": 4, "bird": 0}
+    assert pairs == {("cat", "dog"): 3, ("dog", "cat"): 2, ("cat", "bird"): 0, ("bird", "cat"): 0}
+    rows = [("t", 1, "e", sx, sy, None) for sx, sy in pairs]
+    kept, stats = build_taskgram(rows, pairs, x)
+    assert (stats.zero_count, stats.kept) == (2, 2)
+    assert [round(math.exp(p.log_prob), 9) for p in kept] == [0.6, 0.5]
+    # the document counts are still there, under their own keys: the units never mix in one cache
+    x, pairs = _unit_counts(backend, cache, "documents")
+    assert x["cat"] == 3 and pairs[("cat", "dog")] == 2
+    reread = CountCache(cache.path)
+    assert (
+        reread.get(phrase_key("cat", "documents")) == 3 and reread.get(phrase_key("cat", "occurrences")) == 5
+    )
+    assert reread.get(pair_key("cat", "dog", "documents")) == 2
+    assert reread.get(pair_key("cat", "dog", "occurrences")) == 3
+
+
+def test_occurrence_unit_by_hand_and_cached_apart_from_documents(tmp_path: Path) -> None:
+    backend = BruteForceBackend(UNIT_DOCS)
+    _check_unit_counts(backend, CountCache(tmp_path / "c.jsonl"))
+    assert ("cooccurrence-occurrences", 3) in backend.calls  # C(s^x) as the phrase with itself
+    calls = len(backend.calls)
+    _check_unit_counts(backend, CountCache(tmp_path / "c.jsonl"))
+    assert len(backend.calls) == calls  # a rerun is answered from the cache, in both units
+    with pytest.raises(ValueError, match="count unit"):
+        CountOptions(unit="tokens")  # type: ignore[arg-type]
+
+
+def test_occurrence_unit_by_hand_on_a_real_index(tmp_path: Path, build_small_index) -> None:
+    from clients.client import LocalClient
+
+    with LocalClient(build_small_index(UNIT_DOCS)) as client:
+        _check_unit_counts(client, CountCache(tmp_path / "c.jsonl"))
 
 
 def test_taskgram_probabilities_and_dropped_zero_pairs() -> None:

@@ -107,6 +107,37 @@ def test_end_to_end_tables_figures_and_exact_counts(tmp_path: Path) -> None:
     assert report["performance"]["length"]["mmlu-knowledge"]["metric"] == "accuracy"
 
 
+def test_occurrence_unit_run_counts_apart_from_documents(tmp_path: Path) -> None:
+    from clients.eval.pairs import phrase_variants
+
+    _, docs_report, _, _ = _run(_config(tmp_path / "run", tasks=["gsm8k"]), BruteForceBackend(DOCS))
+    backend = BruteForceBackend(DOCS)
+    cfg = _config(tmp_path / "run", tasks=["gsm8k"], count_unit="occurrences")
+    _, report, _, _ = _run(cfg, backend)
+    assert report["ok"] and report["stats"]["counts"]["unit"] == "occurrences"
+    assert docs_report["stats"]["counts"]["unit"] == "documents"
+    saved = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert saved["config"]["count_unit"] == "occurrences"
+    config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert config["count_unit"] == "occurrences"
+    # the same run directory and count cache: occurrence counts were asked, never read from the
+    # document counts (and C(s^x) is not a document frequency); the kept pairs are the same in both
+    # units (zero in one exactly when zero in the other), so the LLM and ∞-gram stages are reused
+    assert {k for k, _ in backend.calls} == {"cooccurrence-occurrences"}
+    rows = [r for n in (2, 3) for r in _csv(tmp_path / "run" / "tables" / f"taskgram-gsm8k-n{n}.csv")]
+    assert rows
+    oracle = BruteForceBackend(DOCS)
+    differs = False
+    for r in rows:
+        sx, sy = phrase_variants(r["sx"]), phrase_variants(r["sy"])
+        want_pair = oracle.cooccurrence([[sx, sy]], unit="occurrences")[0]
+        want_x = oracle.cooccurrence([[sx, sx]], unit="occurrences")[0]
+        assert (int(r["pair_count"]), int(r["sx_count"])) == (want_pair, want_x)
+        assert 0 < want_pair <= want_x
+        differs |= want_x != oracle.doc_freq([sx])[0]
+    assert differs, "the fixture corpus repeats some s^x within a document"
+
+
 def test_rerun_resumes_from_cached_stages(tmp_path: Path) -> None:
     cfg = _config(tmp_path / "run")
     _run(cfg, BruteForceBackend(DOCS))
@@ -224,6 +255,34 @@ def test_cli_against_a_real_index(tmp_path: Path, build_small_index) -> None:
             == client.cooccurrence([[phrase_variants(r["sx"]), phrase_variants(r["sy"])]], space="both")[0]
         )
         assert int(r["sx_count"]) == client.doc_freq([phrase_variants(r["sx"])], space="both")[0]
+
+
+def test_cli_count_unit(tmp_path: Path, build_small_index, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--count-unit occurrences` reaches the counts stage and the report (the model is missing on
+    purpose: the run fails after the counts, which are still written)."""
+    from clients.client import LocalClient
+    from clients.eval.pairs import phrase_variants
+    from taskgram.cli import main
+
+    index = build_small_index(DOCS, normalization="nfkc-lower")
+    args = ["eval", "--index", str(index), "--tasks-dir", str(FIXTURES), "--run-dir", str(tmp_path / "run")]
+    args += ["--tasks", "gsm8k", "--n", "2", "--no-semantic-filter", "--no-progress", "--no-figures"]
+    args += ["--no-infgram", "--sample", "0", "--models", str(tmp_path / "no-such-model")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--count-unit", "tokens"])
+    assert exit_info.value.code == 2 and "--count-unit" in capsys.readouterr().err
+    assert main([*args, "--count-unit", "occurrences"]) == 1
+    report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
+    assert (
+        report["config"]["count_unit"] == "occurrences" and report["stats"]["counts"]["unit"] == "occurrences"
+    )
+    rows = _csv(tmp_path / "run" / "tables" / "taskgram-gsm8k-n2.csv")
+    assert rows
+    with LocalClient(index) as client:
+        for r in rows[:10]:
+            sx, sy = phrase_variants(r["sx"]), phrase_variants(r["sy"])
+            got = client.cooccurrence([[sx, sy], [sx, sx]], space="both", unit="occurrences")
+            assert [int(r["pair_count"]), int(r["sx_count"])] == got
 
 
 def test_http_client_and_local_client_give_the_same_tables(tmp_path: Path, build_small_index) -> None:

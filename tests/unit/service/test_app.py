@@ -180,6 +180,42 @@ def test_doc_freq_and_cooccurrence_match_brute_force(api: TestClient, tiny_docs:
     assert r.json()["results"] == [len(want)]
 
 
+def test_cooccurrence_in_occurrences_matches_brute_force(api: TestClient, tiny_docs: list[list[int]]) -> None:
+    def ids(text: str) -> list[int]:
+        return api.post("/v1/tokenize", json={"index": "tiny", "queries": [text]}).json()["results"][0][
+            "token_ids"
+        ]
+
+    words = ["the", "cat", "sat", "mat", "dog", "zebra"]
+    wid = {w: ids(w) for w in words}
+
+    def docs_with(pattern: list[int]) -> set[int]:
+        return {i for i, d in enumerate(tiny_docs) if _occurrences(d, pattern)}
+
+    def occurrences_in(pattern: list[int], docs: set[int]) -> int:
+        return sum(len(_occurrences(tiny_docs[i], pattern)) for i in docs)
+
+    pairs = [[a, b] for a in words for b in words]  # "cat" x "cat": all 5 of its occurrences
+    r = api.post("/v1/cooccurrence", json={"index": "tiny", "queries": pairs, "unit": "occurrences"})
+    assert r.status_code == 200, r.text
+    want = [occurrences_in(wid[a], docs_with(wid[b])) for a, b in pairs]
+    assert r.json() == {"index": "tiny", "results": want}
+    # " the" in documents with " cat": 1 + 2 + 1 (a "the" that opens a document has no leading space)
+    assert want[pairs.index(["cat", "cat"])] == 5 and want[pairs.index(["the", "cat"])] == 4
+    documents = api.post("/v1/cooccurrence", json={"index": "tiny", "queries": pairs, "unit": "documents"})
+    default = api.post("/v1/cooccurrence", json={"index": "tiny", "queries": pairs})
+    assert documents.json() == default.json()
+    assert [d == 0 for d in documents.json()["results"]] == [w == 0 for w in want]
+    body = _problem(
+        api.post("/v1/cooccurrence", json={"index": "tiny", "queries": pairs, "unit": "tokens"}), 422
+    )
+    assert "unit" in body["detail"]
+    assert body["errors"][0]["loc"] == ["body", "unit"]
+    schema = api.get("/openapi.json").json()["components"]["schemas"]["CooccurrenceRequest"]
+    assert schema["properties"]["unit"]["default"] == "documents"
+    assert schema["properties"]["unit"]["enum"] == ["documents", "occurrences"]
+
+
 def test_windowed_cooccurrence_matches_brute_force(api: TestClient, tiny_docs: list[list[int]]) -> None:
     def tok(text: str) -> list[int]:
         return api.post("/v1/tokenize", json={"index": "tiny", "queries": [text]}).json()["results"][0][

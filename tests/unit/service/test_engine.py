@@ -69,6 +69,41 @@ def test_cooccurrence_by_hand(index: Index) -> None:
     assert index.cooccurrence([[[9], [1]]]) == [0]
 
 
+def test_cooccurrence_in_occurrences_by_hand(index: Index) -> None:
+    # DOCS = [[1, 2, 3, 1, 2], [3, 3, 1, 2], [2, 1], [], [1, 2, 3]]
+    queries = [
+        [[1, 2], [3]],  # "1 2": twice in doc 0, once in docs 1 and 4; all hold 3
+        [[3], [1, 2]],  # 3: once in doc 0, twice in doc 1, once in doc 4
+        [[2], [1], [3]],  # 2 in documents holding 1 and 3: 2 + 1 + 1 (doc 2 has no 3)
+        [[1], [3, 3]],
+        [[3, 3], [3]],
+        [[9], [1]],  # first phrase absent
+        [[1], [9]],  # other phrase absent
+        [[1, 2], [1, 2]],  # a phrase with itself: all its occurrences
+        [[[1, 2], [1, 2, 3]], [3]],  # an OR of a phrase and its extension: distinct starts, 4 not 6
+        [{"any": [[3, 3], [3]]}, [2, 1]],
+    ]
+    assert index.cooccurrence(queries, unit="occurrences") == [4, 4, 4, 1, 1, 0, 0, 4, 4, 0]
+    assert index.cooccurrence(queries, unit="documents") == [3, 3, 3, 1, 1, 0, 0, 3, 3, 0]
+    assert index.cooccurrence(queries) == index.cooccurrence(queries, unit="documents")
+
+
+def test_cooccurrence_in_occurrences_multi_shard_u32_and_cached(index_writer) -> None:
+    one = Index.open(index_writer(DOCS, vocab_size=10))
+    many = Index.open(index_writer(DOCS, vocab_size=10, shard_docs=[2, 0, 1, 2], token_dtype="uint32"))
+    cached = Index.open(index_writer(DOCS, vocab_size=10), cache_min_occurrences=0)
+    pats = [[1, 2], [3], [3, 3], [2, 3, 1], [1], [2, 1], [[1], [1, 2]]]
+    qs = [[a, b] for a in pats for b in pats] + [[a, b, c] for a in pats[:3] for b in pats for c in pats[4:]]
+    want = one.cooccurrence(qs, unit="occurrences")
+    assert many.cooccurrence(qs, unit="occurrences") == want
+    assert cached.cooccurrence(qs, unit="occurrences") == want
+    hits = cached.cache_info()["hits"]
+    assert cached.cooccurrence(qs, unit="occurrences") == want and cached.cache_info()["hits"] > hits
+    # the cached sets with counts and the plain document sets do not mix
+    assert cached.cooccurrence(qs) == one.cooccurrence(qs)
+    assert cached.cooccurrence(qs, unit="occurrences") == want
+
+
 def test_windowed_cooccurrence_at_document_boundaries(index_writer) -> None:
     # the infini-gram 2.6.0 case: anchor B at the end of doc 0 has its same-document partner A on the
     # left and another A on the right, across the separator, in doc 1; the anchor must be kept.
@@ -193,6 +228,11 @@ def test_input_validation(index: Index) -> None:
         index.cooccurrence([[[1]]])
     with pytest.raises(QueryError):
         index.cooccurrence([[[1], {"or": [[1]]}]])
+    with pytest.raises(QueryError, match="unit") as err:
+        index.cooccurrence([[[1], [2]]], unit="tokens")
+    assert err.value.field == "unit"
+    with pytest.raises(QueryError, match="at least 2"):
+        index.cooccurrence([[[1]]], unit="occurrences")
     with pytest.raises(QueryError):
         index.doc_freq([[[1], [[2]]]])  # nested variants
     with pytest.raises(QueryError):
@@ -214,6 +254,7 @@ def test_budgets(index: Index) -> None:
         lambda: index.count([[1]], deadline=past),
         lambda: index.doc_freq([[1]], deadline=past),
         lambda: index.cooccurrence([[[1], [2]]], deadline=past),
+        lambda: index.cooccurrence([[[1], [2]]], deadline=past, unit="occurrences"),
         lambda: index.windowed_cooccurrence([[[1], [2]]], 3, deadline=past),
         lambda: index.next_token_distribution([[1]], deadline=past),
         lambda: index.prob([([1], 2)], deadline=past),
@@ -227,6 +268,11 @@ def test_budgets(index: Index) -> None:
         index.cooccurrence([[[1], [2]]], max_occurrences=4)
     assert err.value.kind == "work"
     assert index.cooccurrence([[[1], [2]]], max_occurrences=5) == [4]
+    for query in ([[1], [2]], [[2], [1]]):  # the budget binds the first phrase and the others alike
+        with pytest.raises(BudgetExceeded) as err:
+            index.cooccurrence([query], max_occurrences=4, unit="occurrences")
+        assert err.value.kind == "work"
+    assert index.cooccurrence([[[2], [1]]], max_occurrences=5, unit="occurrences") == [5]
     with pytest.raises(BudgetExceeded):
         index.windowed_cooccurrence([[[1], [2]]], 2, max_occurrences=3)
 
@@ -336,3 +382,6 @@ def test_empty_index_and_empty_documents(index_writer) -> None:
     blank = Index.open(index_writer([[], [], []], vocab_size=10, shard_docs=[1, 2]))
     assert blank.n_docs == 3 and blank.n_tokens == 0 and blank.count([[1], [2, 3]]) == [0, 0]
     assert blank.document(2).token_ids == [] and blank.cooccurrence([[[1], [1]]]) == [0]
+    for ix in (empty, blank):
+        assert ix.cooccurrence([[[1], [1]], [[1], [2]]], unit="occurrences") == [0, 0]
+        assert ix.cooccurrence([], unit="occurrences") == []

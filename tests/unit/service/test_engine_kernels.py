@@ -136,3 +136,77 @@ def test_doc_sets_union_and_order(n_empty) -> None:
             {doc(int(sa[r])) for v in range(spec_off[j], spec_off[j + 1]) for r in range(lo[v], hi[v])}
         )
         assert flat[out_off[j] : out_off[j + 1]].tolist() == want
+
+
+@pytest.mark.parametrize("n_empty", [100, 5000])  # few docs: dense tally path; many docs: stamp + sort path
+def test_doc_counts_are_distinct_positions_per_document(n_empty) -> None:
+    off = doc_offsets_of([3000] + [0] * n_empty + [2] * 40 + [5])
+    shift, table = _bucket_table(off)
+    rng = np.random.default_rng(6)
+    n_pos = int(off[-1])
+    seps = set((off[1:] - 1).tolist())
+    positions = [p for p in range(n_pos) if p not in seps]
+    sa = ro(rng.permutation(positions).astype(np.uint32))
+    # spec 0: nested ranges (a pattern and its extension); spec 1: overlapping and empty ranges;
+    # spec 2: the whole array (dense) followed by spec 3, which shares its documents; spec 4: empty
+    lo = ro(np.array([0, 5, 10, 3, 50, 0, 2000, 7], dtype=np.int64))
+    hi = ro(np.array([400, 30, 60, 3, 500, len(sa), len(sa) - 2, 7], dtype=np.int64))
+    spec_off = ro(np.array([0, 2, 5, 6, 7, 8], dtype=np.int64))
+    flat, counts, out_off = K._doc_counts(sa, off, table, shift, lo, hi, spec_off)
+    sets, sets_off = K._doc_sets(sa, off, table, shift, lo, hi, spec_off)
+    assert np.array_equal(flat, sets) and np.array_equal(out_off, sets_off)
+    doc = lambda p: int(np.searchsorted(off, p, side="right")) - 1  # noqa: E731
+    for j in range(len(spec_off) - 1):
+        ranks = {r for v in range(spec_off[j], spec_off[j + 1]) for r in range(lo[v], hi[v])}
+        want = Counter(doc(int(sa[r])) for r in ranks)
+        got = dict(
+            zip(
+                flat[out_off[j] : out_off[j + 1]].tolist(),
+                counts[out_off[j] : out_off[j + 1]].tolist(),
+                strict=True,
+            )
+        )
+        assert got == dict(want), j
+
+
+def test_merged_ranges() -> None:
+    lo = ro(np.array([5, 0, 7, 20, 9, 30], dtype=np.int64))
+    hi = ro(np.array([10, 3, 8, 25, 12, 30], dtype=np.int64))
+    starts, ends = K._merged_ranges(lo, hi, 0, 6)
+    assert list(zip(starts.tolist(), ends.tolist(), strict=True)) == [(0, 3), (5, 12), (20, 25)]
+    starts, ends = K._merged_ranges(lo, hi, 5, 6)  # an empty range only
+    assert starts.tolist() == [] and ends.tolist() == []
+
+
+@pytest.mark.parametrize("n_docs", [70, 1000])
+def test_anchored_sums_weight_the_first_set(n_docs) -> None:
+    rng = np.random.default_rng(n_docs + 1)
+    sets = [
+        np.unique(rng.integers(0, n_docs, size=int(s)))
+        for s in (0, 1, 3, 40, n_docs // 2, n_docs, n_docs * 2)
+    ]
+    flat = ro(np.concatenate(sets).astype(np.int64))
+    weights = ro(rng.integers(1, 9, size=len(flat)).astype(np.int64))
+    set_off = ro(np.concatenate([[0], np.cumsum([len(s) for s in sets])]).astype(np.int64))
+    queries = [list(q) for q in rng.integers(0, len(sets), size=(300, 2))]
+    queries += [list(q) for q in rng.integers(0, len(sets), size=(100, 3))]
+    queries += [[4, 5, 6, 6], [6, 5], [6, 6], [0, 6], [6, 0], [1, 1, 1]]
+    q_flat = ro(np.array([s for q in queries for s in q], dtype=np.int64))
+    q_off = ro(np.concatenate([[0], np.cumsum([len(q) for q in queries])]).astype(np.int64))
+    weight_of = [
+        dict(zip(sets[s].tolist(), weights[set_off[s] : set_off[s + 1]].tolist(), strict=True))
+        for s in range(len(sets))
+    ]
+    expected = [
+        sum(weight_of[q[0]][x] for x in set.intersection(*[set(sets[s].tolist()) for s in q]))
+        for q in queries
+    ]
+    n_words = (n_docs + 63) // 64
+    for dense_sets in ([], [4, 5, 6], [3, 4, 5, 6], list(range(len(sets)))):
+        rows_of = np.full(len(sets), -1, dtype=np.int64)
+        rows_of[dense_sets] = np.arange(len(dense_sets))
+        rows_of.setflags(write=False)
+        bits = K._build_bitsets(flat, set_off, rows_of, len(dense_sets), n_words)
+        bits.setflags(write=False)
+        got = K._anchored_sums(flat, weights, set_off, q_flat, q_off, bits, rows_of)
+        assert got.tolist() == expected, dense_sets
