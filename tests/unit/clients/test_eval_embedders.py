@@ -190,3 +190,63 @@ def test_transformers_embedder_equals_sentence_transformers(tmp_path: Path, mode
     reference = SentenceTransformer(str(d), device="cpu").encode(texts, normalize_embeddings=True)
     assert ours.shape == (4, 32)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_pairs_stage_uses_and_records_the_embedder_of_each_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Translation pairs are filtered with ``multilingual`` and TriviaQA pairs with ``minilm`` by default;
+    the stage key holds the embedder, so choosing another one recomputes the cosines instead of reusing
+    cached ones. Embedders are stand-ins here (no model needed), one instance per name."""
+    from clients.eval.pipeline import EvalConfig, Run
+    from tests.unit.clients.test_eval_fakes import HashEmbedder
+
+    loaded: list[str] = []
+    instances: dict[str, HashEmbedder] = {}
+
+    def fake_load(spec: str, **_: object) -> HashEmbedder:
+        loaded.append(spec)
+        instances[spec] = HashEmbedder()
+        return instances[spec]
+
+    monkeypatch.setattr(embed, "load_embedder", fake_load)
+    fixtures = Path(__file__).resolve().parents[2] / "data" / "tasks"
+
+    def pairs_of(embedder: str | None) -> Run:
+        cfg = EvalConfig(
+            tasks_dir=str(fixtures),
+            run_dir=str(tmp_path / "run"),
+            tasks=["translation-es", "triviaqa"],
+            n_values=[2, 3],
+            sample=None,
+            embedder=embedder,
+            figures=False,
+        )
+        run = Run(cfg, None, index_identity={"test": 1}, progress=False)
+        run.pairs(run.examples())
+        return run
+
+    run = pairs_of(None)
+    assert sorted(loaded) == ["minilm", "multilingual"]  # each loaded once for both n
+    assert {k: v["embedder"] for k, v in run.stats["pairs"].items()} == {
+        "translation-es/n2": "multilingual",
+        "translation-es/n3": "multilingual",
+        "triviaqa/n2": "minilm",
+        "triviaqa/n3": "minilm",
+    }
+    assert instances["multilingual"].seen and instances["minilm"].seen
+
+    loaded.clear()
+    pairs_of(None)  # same embedders: every pairs stage comes from the cache
+    assert loaded == []
+
+    run = pairs_of("minilm")  # translation now with minilm: recomputed; triviaqa's stage is reused
+    assert loaded == ["minilm"]
+    assert run.stats["pairs"]["translation-es/n2"]["embedder"] == "minilm"
+    translation = {
+        phrase
+        for n in (2, 3)
+        for _, sx, sy, _ in run.pairs(run.examples())[("translation-es", n)]
+        for phrase in (sx, sy)
+    }
+    assert set(instances["minilm"].seen) == translation
