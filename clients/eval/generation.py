@@ -235,10 +235,14 @@ def novel_pairs(
     lowercase: bool = True,
     max_pairs_per_example: int | None = None,
     progress: Callable[[int], None] | None = None,
+    cosines: Callable[[list[tuple[str, str]]], Sequence[float]] | None = None,
+    gamma: float | None = None,
 ) -> dict[str, Any]:
     """Pairs between each source x and its generated translation, their co-occurrence counts and the
     number and fraction of novel pairs (count 0). A pair occurring in several examples counts once per
-    example. Raises :class:`clients.eval.pairs.CountingError` when a query fails."""
+    example. With ``cosines`` (the semantic filter's embedder) and ``gamma``, the same numbers over the
+    pairs with cosine > γ (the generated counterpart of H_n(T)) as ``filtered_*``. Raises
+    :class:`clients.eval.pairs.CountingError` when a query fails."""
     generated = [replace(ex, y=outputs[ex.id]) for ex in examples]
     pairs = extract_pairs(
         generated,
@@ -248,22 +252,44 @@ def novel_pairs(
         lowercase=lowercase,
         max_pairs_per_example=max_pairs_per_example,
     )
-    counts = count_pairs(backend, [(p.sx, p.sy) for p in pairs], cache, opts, progress=progress)
-    novel = sum(1 for p in pairs if counts[(p.sx, p.sy)] == 0)
+    keys = [(p.sx, p.sy) for p in pairs]
+    counts = count_pairs(backend, keys, cache, opts, progress=progress)
+    novel = sum(1 for k in keys if counts[k] == 0)
+    cos: list[float | None] = [None] * len(keys)
+    if cosines is not None and gamma is not None and keys:
+        cos = [float(c) for c in cosines(keys)]
+    passed = [k for k, c in zip(keys, cos, strict=True) if c is not None and gamma is not None and c > gamma]
+    filtered_novel = sum(1 for k in passed if counts[k] == 0)
     return {
         "examples": len(examples),
         "empty_outputs": sum(1 for ex in examples if not outputs[ex.id].strip()),
         "pairs": len(pairs),
         "novel": novel,
         "novel_fraction": novel / len(pairs) if pairs else None,
-        "rows": [[p.example_id, p.sx, p.sy, counts[(p.sx, p.sy)]] for p in pairs],
+        "gamma": gamma if cosines is not None else None,
+        "filtered_pairs": len(passed) if cosines is not None else None,
+        "filtered_novel": filtered_novel if cosines is not None else None,
+        "filtered_novel_fraction": filtered_novel / len(passed) if cosines is not None and passed else None,
+        "rows": [[p.example_id, p.sx, p.sy, c, counts[k]] for p, k, c in zip(pairs, keys, cos, strict=True)],
     }
 
 
 # ------------------------------------------------------------------------------------------------
 # Tables
 # ------------------------------------------------------------------------------------------------
-NOVELTY_HEADER = ["task", "n", "model", "examples", "pairs", "novel", "novel_fraction"]
+NOVELTY_HEADER = [
+    "task",
+    "n",
+    "model",
+    "examples",
+    "pairs",
+    "novel",
+    "novel_fraction",
+    "gamma",
+    "filtered_pairs",
+    "filtered_novel",
+    "filtered_novel_fraction",
+]
 PERFORMANCE_HEADER = ["task", "model", "metric", "examples", "value"]
 
 

@@ -30,6 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -560,6 +561,8 @@ class Run:
                     self.errors.append({"stage": f"generation metrics {model} {task}", "error": str(err)})
                 if not task.startswith("translation-"):
                     continue
+                spec = resolve_embedder(self.cfg.embedder, task) if self.cfg.semantic_filter else None
+                cosines = partial(self._cosines, spec) if spec is not None else None
                 for n in self.cfg.n_values:
                     try:
                         nov = novel_pairs(
@@ -573,20 +576,28 @@ class Run:
                             stopwords=self.cfg.stopwords,
                             lowercase=self.cfg.lowercase,
                             max_pairs_per_example=self.cfg.max_pairs_per_example,
+                            cosines=cosines,
+                            gamma=threshold_for(task, n, self.cfg.thresholds) if cosines else None,
                         )
                     except CountingError as err:
                         raise EvalError(f"generation counts of {task} n={n}: {err}") from err
+                    except EmbeddingError as err:
+                        raise EvalError(f"semantic filter of generated {task} n={n}: {err}") from err
                     rows = nov.pop("rows")
                     result["novelty"].append({"task": task, "n": n, "model": model, **nov})
                     _write_csv_rows(
                         tables / f"generation-pairs-{slug(model)}-{task}-n{n}.csv",
-                        ["example_id", "sx", "sy_generated", "pair_count"],
+                        ["example_id", "sx", "sy_generated", "cosine", "pair_count"],
                         rows,
                     )
             result["per_example"][model] = metric_of
             _write_json(tables / f"generations-{slug(model)}.json", per_example)
         result["tables"] = write_tables(tables, result)
         return result
+
+    def _cosines(self, spec: str, pairs: list[tuple[str, str]]) -> Any:
+        """Cosines of pairs with the embedder named ``spec`` (the semantic filter's)."""
+        return pair_cosines(pairs, self._get_embedder(spec))
 
     def _bertscore_model(self) -> Any:
         from clients.eval.generation import BertScoreModel, default_bertscore_model

@@ -88,11 +88,42 @@ def test_novel_pairs_match_brute_force(tmp_path: Path) -> None:
         for p in pairs
     ]
     assert res["pairs"] == len(pairs) > 0
-    assert [r[3] for r in res["rows"]] == oracle
+    assert [r[4] for r in res["rows"]] == oracle
     assert res["novel"] == oracle.count(0)
+    assert res["filtered_pairs"] is None and res["gamma"] is None  # no filter asked
     assert 0 < res["novel"] < res["pairs"]  # the fixture has both kinds
     assert res["novel_fraction"] == pytest.approx(oracle.count(0) / len(oracle))
     assert all(n <= 3 for kind, n in backend.calls)  # batched
+
+
+def test_novel_pairs_filtered_by_cosine(tmp_path: Path) -> None:
+    exs = [_ex("a", "Opens a local file", "ref"), _ex("b", "The remote file", "ref")]
+    outs = {"a": "Abre un archivo local", "b": "Archivo zzz remoto"}
+    backend = BruteForceBackend(DOCS_ES)
+    cos = {}
+
+    def cosines(keys: list[tuple[str, str]]) -> list[float]:
+        out = [0.9 if "archivo" in sy else 0.1 for _, sy in keys]  # a made-up filter: keeps "archivo" pairs
+        cos.update(zip(keys, out, strict=True))
+        return out
+
+    opts = CountOptions(batch_size=3)
+    res = novel_pairs(
+        backend,
+        exs,
+        outs,
+        "translation-es",
+        2,
+        CountCache(tmp_path / "c.jsonl"),
+        opts,
+        cosines=cosines,
+        gamma=0.5,
+    )
+    kept = [r for r in res["rows"] if r[3] > 0.5]
+    assert [r[3] for r in res["rows"]] == [cos[(r[1], r[2])] for r in res["rows"]]
+    assert 0 < res["filtered_pairs"] == len(kept) < res["pairs"] and res["gamma"] == 0.5
+    assert res["filtered_novel"] == sum(1 for r in kept if r[4] == 0)
+    assert res["filtered_novel_fraction"] == pytest.approx(res["filtered_novel"] / len(kept))
 
 
 def test_failed_or_malformed_query_is_an_error_not_a_novel_pair(tmp_path: Path) -> None:
@@ -154,8 +185,13 @@ def test_generate_stage_end_to_end(tmp_path: Path) -> None:
     assert g["models"] == {"length": "fake-generator"}
     nov = {(r["task"], r["n"]): r for r in g["novelty"]}
     assert set(nov) == {("translation-es", 2), ("translation-es", 3)}
-    for r in nov.values():
-        assert r["novel"] <= r["pairs"]
+    for (task, n), r in nov.items():
+        assert r["novel"] <= r["pairs"] and r["gamma"] == 0.0  # the config's thresholds
+        with (tmp_path / "run" / "tables" / f"generation-pairs-length-{task}-n{n}.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        kept = [x for x in rows if float(x["cosine"]) > 0.0]
+        assert r["filtered_pairs"] == len(kept) and r["pairs"] == len(rows)
+        assert r["filtered_novel"] == sum(1 for x in kept if x["pair_count"] == "0")
     perf = {(r["task"], r["metric"]): r for r in g["performance"]}
     assert set(perf) == {("triviaqa", "exact_match"), ("translation-es", "bleu")}
     assert perf[("triviaqa", "exact_match")]["examples"] >= 1
