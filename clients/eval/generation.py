@@ -220,6 +220,54 @@ def gsm8k_scores(
 
 
 # ------------------------------------------------------------------------------------------------
+# One task's measures
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskMeasures:
+    """The paper's performance measures of one task's generated outputs."""
+
+    summary: dict[str, float | None]  # measure over the task -> value
+    per_example: dict[str, dict[str, Any]]  # example id -> its measures
+    binned: str  # the per-example measure of the performance bins (Fig. 3)
+    extra: dict[str, Any]  # how the measures were computed (BLEU signature, BERTScore encoder)
+
+
+def task_measures(
+    task: str,
+    examples: Sequence[Example],
+    outputs: dict[str, str],
+    *,
+    bertscore_model: Callable[[], BertScoreModel],
+    device: str | None = None,
+) -> TaskMeasures:
+    """BLEU for translation, exact match for TriviaQA, BERTScore precision and final answers for GSM8K.
+    Raises :class:`MetricError` when a measure cannot be computed."""
+    if task == "triviaqa":
+        acc = triviaqa_accuracy(examples, outputs)
+        return TaskMeasures(
+            {"exact_match": acc["accuracy"]},
+            {i: {"exact_match": hit} for i, hit in acc["per_example"].items()},
+            "exact_match",
+            {},
+        )
+    if task == "gsm8k":
+        g = gsm8k_scores(examples, outputs, bertscore_model(), device=device)
+        return TaskMeasures(
+            {"bertscore_precision": g["bertscore_precision"], "answer_accuracy": g["answer_accuracy"]},
+            g["per_example"],
+            "bertscore_precision",
+            {"bertscore": {"model": g["bertscore_model"], "layers": g["bertscore_layers"]}},
+        )
+    b = translation_bleu(examples, outputs)
+    return TaskMeasures(
+        {"bleu": b["bleu"]},
+        {i: {"sentence_bleu": v} for i, v in b["per_example"].items()},
+        "sentence_bleu",
+        {"bleu_signature": b["signature"]},
+    )
+
+
+# ------------------------------------------------------------------------------------------------
 # Novel pairs (translation)
 # ------------------------------------------------------------------------------------------------
 def novel_pairs(

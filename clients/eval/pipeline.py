@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clients.eval.embed import Embedder, EmbeddingError, pair_cosines, resolve_embedder, threshold_for
 from clients.eval.infgram import InfgramError, infgram_scores, split_for_infgram
@@ -52,6 +52,9 @@ from clients.eval.pairs import (
 )
 from clients.eval.taskgram_lm import TaskgramPair, build_taskgram
 from clients.eval.tasks import Example, load_task, sample_examples
+
+if TYPE_CHECKING:
+    from clients.eval.generation import BertScoreModel
 
 DEFAULT_TASKS = (
     "translation-es",
@@ -99,7 +102,7 @@ class EvalConfig:
     perf_bins: int = 5
     figures: bool = True
     mmlu_accuracy: bool = True  # score all four options (4x the MMLU forward passes)
-    generate: bool = False  # greedy outputs: novel pairs of translations, TriviaQA exact match
+    generate: bool = False  # greedy outputs: novelty and BLEU, exact match, BERTScore (generation.py)
     max_new_tokens: int = 64  # one-line outputs (translation, TriviaQA)
     cot_max_new_tokens: int = 256  # GSM8K worked solutions
     bertscore_model: str | None = None  # None: all-MiniLM-L6-v2 (offline), its 6 layers
@@ -455,11 +458,9 @@ class Run:
         from clients.eval.generation import (
             MetricError,
             generated_task,
-            gsm8k_scores,
             novel_pairs,
             stop_strings,
-            translation_bleu,
-            triviaqa_accuracy,
+            task_measures,
             write_tables,
         )
 
@@ -517,48 +518,31 @@ class Run:
                 outs = data["outputs"][task]
                 per_example[task] = {i: {"output": outs[i]} for i in outs}
 
-                def perf(
-                    metric: str,
-                    value: float | None,
-                    task: str = task,
-                    n_ex: int = len(exs),
-                    model: str = model,
-                ) -> None:
-                    result["performance"].append(
-                        {"task": task, "model": model, "metric": metric, "examples": n_ex, "value": value}
-                    )
-
                 try:
-                    if task == "triviaqa":
-                        acc = triviaqa_accuracy(exs, outs)
-                        perf("exact_match", acc["accuracy"])
-                        for i, hit in acc["per_example"].items():
-                            per_example[task][i]["exact_match"] = hit
-                        metric_of[task] = {
-                            i: ("exact_match", float(h)) for i, h in acc["per_example"].items()
-                        }
-                    elif task == "gsm8k":
-                        g = gsm8k_scores(exs, outs, self._bertscore_model(), device=self.cfg.device)
-                        perf("bertscore_precision", g["bertscore_precision"])
-                        perf("answer_accuracy", g["answer_accuracy"])
-                        result.setdefault(
-                            "bertscore", {"model": g["bertscore_model"], "layers": g["bertscore_layers"]}
-                        )
-                        for i, rec in g["per_example"].items():
-                            per_example[task][i].update(rec)
-                        metric_of[task] = {
-                            i: ("bertscore_precision", r["bertscore_precision"])
-                            for i, r in g["per_example"].items()
-                        }
-                    else:
-                        b = translation_bleu(exs, outs)
-                        perf("bleu", b["bleu"])
-                        result.setdefault("bleu_signature", b["signature"])
-                        for i, v in b["per_example"].items():
-                            per_example[task][i]["sentence_bleu"] = v
-                        metric_of[task] = {i: ("sentence_bleu", v) for i, v in b["per_example"].items()}
+                    measures = task_measures(
+                        task, exs, outs, bertscore_model=self._bertscore_model, device=self.cfg.device
+                    )
                 except MetricError as err:
                     self.errors.append({"stage": f"generation metrics {model} {task}", "error": str(err)})
+                else:
+                    for metric, value in measures.summary.items():
+                        result["performance"].append(
+                            {
+                                "task": task,
+                                "model": model,
+                                "metric": metric,
+                                "examples": len(exs),
+                                "value": value,
+                            }
+                        )
+                    for name, how in measures.extra.items():
+                        result.setdefault(name, how)
+                    for i, rec in measures.per_example.items():
+                        per_example[task][i].update(rec)
+                    metric_of[task] = {
+                        i: (measures.binned, float(rec[measures.binned]))
+                        for i, rec in measures.per_example.items()
+                    }
                 if not task.startswith("translation-"):
                     continue
                 spec = resolve_embedder(self.cfg.embedder, task) if self.cfg.semantic_filter else None
@@ -599,7 +583,7 @@ class Run:
         """Cosines of pairs with the embedder named ``spec`` (the semantic filter's)."""
         return pair_cosines(pairs, self._get_embedder(spec))
 
-    def _bertscore_model(self) -> Any:
+    def _bertscore_model(self) -> BertScoreModel:
         from clients.eval.generation import BertScoreModel, default_bertscore_model
 
         if self.cfg.bertscore_model is None:
