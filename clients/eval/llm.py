@@ -301,6 +301,11 @@ class CausalLMScorer:
                 if seq:
                     ids[r, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
                     mask[r, width - len(seq) :] = 1
+            # transformers fills every field the given config leaves unset from the model's own
+            # generation config (sampling, repetition penalties, suppressed or forced tokens): for the
+            # call, the model's config is the plain arg-max one, so the decoding is greedy for every model
+            own = self.model.generation_config
+            self.model.generation_config = config
             try:
                 with torch.inference_mode():
                     generated = self.model.generate(
@@ -311,6 +316,8 @@ class CausalLMScorer:
                     )
             except Exception as err:
                 raise ModelError(f"model {self.name!r}: generation failed: {err}") from err
+            finally:
+                self.model.generation_config = own
             for r, i in enumerate(rows):
                 out[i] = cut(generated[r, width:].tolist()).strip()
             if progress is not None:

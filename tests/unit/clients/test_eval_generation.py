@@ -356,6 +356,37 @@ def test_greedy_generation_matches_oracle_and_batching(tiny: tuple) -> None:  # 
             assert s.generate(prompts, max_new_tokens=24, stop=stop) == expected
     with pytest.raises(ValueError, match="stop strings"):
         s.generate(prompts, stop=("",))
+
+
+def test_greedy_generation_ignores_the_models_generation_defaults(tiny: tuple) -> None:  # noqa: F811
+    """A model whose generation config samples, penalises repeats and suppresses the greedy first token
+    still decodes by plain arg-max, and its config is left as it was."""
+    from transformers import GenerationConfig
+
+    from clients.eval.llm import CausalLMScorer
+
+    torch, tok, model = tiny
+    prompts = ["Question: What is the capital city of France?\nAnswer: ", "Q: x\nA: "]
+    expected = [_oracle_greedy(tiny, p, 8) for p in prompts]
+    with torch.no_grad():  # the arg-max first token of each prompt, which the config below suppresses
+        first = [
+            int(
+                model(input_ids=torch.tensor([tok(p, add_special_tokens=False)["input_ids"]]))
+                .logits[0, -1]
+                .argmax()
+            )
+            for p in prompts
+        ]
+    own = model.generation_config
+    model.generation_config = GenerationConfig(
+        do_sample=True, temperature=5.0, repetition_penalty=3.0, suppress_tokens=first, no_repeat_ngram_size=1
+    )
+    try:
+        s = CausalLMScorer("tiny", model=model, tokenizer=tok, device="cpu", batch_size=2)
+        assert s.generate(prompts, max_new_tokens=8) == expected
+        assert model.generation_config.suppress_tokens == first  # restored
+    finally:
+        model.generation_config = own
     with pytest.raises(ValueError, match="max_new_tokens"):
         s.generate(prompts, max_new_tokens=0)
 
