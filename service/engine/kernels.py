@@ -156,6 +156,14 @@ def _doc_of_bucketed(doc_offsets, table, shift, pos):
 
 
 @njit(cache=True, nogil=True)
+def _grown(arr, used, cap):
+    """A new array of ``cap`` entries holding the first ``used`` entries of ``arr``."""
+    out = np.empty(cap, dtype=arr.dtype)
+    out[:used] = arr[:used]
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _doc_sets(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
     """Sorted distinct local doc ids of every spec; spec j is the union of the SA ranges
     ``lo[v]:hi[v]`` for v in ``spec_offsets[j]:spec_offsets[j + 1]`` (OR of variants, no double count).
@@ -189,9 +197,7 @@ def _doc_sets(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
                 size += _popcount64(bits[w])
             if used + size > cap:
                 cap = max(cap * 2, used + size)
-                grown = np.empty(cap, dtype=np.int64)
-                grown[:used] = out[:used]
-                out = grown
+                out = _grown(out, used, cap)
             for w in range(n_words):
                 word = bits[w]
                 if word == 0:
@@ -211,9 +217,7 @@ def _doc_sets(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
                         stamp[d] = tag
                         if used == cap:
                             cap *= 2
-                            grown = np.empty(cap, dtype=np.int64)
-                            grown[:used] = out[:used]
-                            out = grown
+                            out = _grown(out, used, cap)
                         out[used] = d
                         used += 1
             if used - start > 1:
@@ -287,12 +291,8 @@ def _doc_counts(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
                 if tally[d] != 0:
                     if used == cap:
                         cap *= 2
-                        grown = np.empty(cap, dtype=np.int64)
-                        grown[:used] = out[:used]
-                        out = grown
-                        grown = np.empty(cap, dtype=np.int64)
-                        grown[:used] = cnt[:used]
-                        cnt = grown
+                        out = _grown(out, used, cap)
+                        cnt = _grown(cnt, used, cap)
                     out[used] = d
                     used += 1
         else:
@@ -303,12 +303,8 @@ def _doc_counts(sa, doc_offsets, table, shift, lo, hi, spec_offsets):
                         stamp[d] = tag
                         if used == cap:
                             cap *= 2
-                            grown = np.empty(cap, dtype=np.int64)
-                            grown[:used] = out[:used]
-                            out = grown
-                            grown = np.empty(cap, dtype=np.int64)
-                            grown[:used] = cnt[:used]
-                            cnt = grown
+                            out = _grown(out, used, cap)
+                            cnt = _grown(cnt, used, cap)
                         out[used] = d
                         used += 1
                     tally[d] += 1
