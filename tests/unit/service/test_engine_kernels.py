@@ -117,15 +117,20 @@ def test_popcount() -> None:
         assert K._popcount64(np.uint64(x)) == bin(x).count("1")
 
 
-@pytest.mark.parametrize("n_empty", [100, 5000])  # few docs: bitset path; many docs: stamp + sort path
-def test_doc_sets_union_and_order(n_empty) -> None:
+def _shuffled_corpus(n_empty: int, seed: int) -> tuple:
+    """Documents of 3000, 0 (n_empty of them), 2 (40) and 5 tokens, and a random permutation of their
+    non-separator positions as the suffix array: (doc offsets, bucket shift, bucket table, sa)."""
     off = doc_offsets_of([3000] + [0] * n_empty + [2] * 40 + [5])
     shift, table = _bucket_table(off)
-    rng = np.random.default_rng(5)
-    n_pos = int(off[-1])
+    rng = np.random.default_rng(seed)
     seps = set((off[1:] - 1).tolist())
-    positions = [p for p in range(n_pos) if p not in seps]
-    sa = ro(rng.permutation(positions).astype(np.uint32))
+    positions = [p for p in range(int(off[-1])) if p not in seps]
+    return off, shift, table, ro(rng.permutation(positions).astype(np.uint32))
+
+
+@pytest.mark.parametrize("n_empty", [100, 5000])  # few docs: bitset path; many docs: stamp + sort path
+def test_doc_sets_union_and_order(n_empty) -> None:
+    off, shift, table, sa = _shuffled_corpus(n_empty, seed=5)
     lo = ro(np.array([0, 10, 5, 0, 100], dtype=np.int64))
     hi = ro(np.array([20, 400, 30, len(sa), 100], dtype=np.int64))
     spec_off = ro(np.array([0, 2, 3, 4, 5], dtype=np.int64))  # spec 0 = ranges 0 and 1 (overlapping)
@@ -140,13 +145,7 @@ def test_doc_sets_union_and_order(n_empty) -> None:
 
 @pytest.mark.parametrize("n_empty", [100, 5000])  # few docs: dense tally path; many docs: stamp + sort path
 def test_doc_counts_are_distinct_positions_per_document(n_empty) -> None:
-    off = doc_offsets_of([3000] + [0] * n_empty + [2] * 40 + [5])
-    shift, table = _bucket_table(off)
-    rng = np.random.default_rng(6)
-    n_pos = int(off[-1])
-    seps = set((off[1:] - 1).tolist())
-    positions = [p for p in range(n_pos) if p not in seps]
-    sa = ro(rng.permutation(positions).astype(np.uint32))
+    off, shift, table, sa = _shuffled_corpus(n_empty, seed=6)
     # spec 0: nested ranges (a pattern and its extension); spec 1: overlapping and empty ranges;
     # spec 2: the whole array (dense) followed by spec 3, which shares its documents; spec 4: empty
     lo = ro(np.array([0, 5, 10, 3, 50, 0, 2000, 7], dtype=np.int64))
