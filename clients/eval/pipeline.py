@@ -168,6 +168,7 @@ class Run:
         self.timings: dict[str, float] = {}
         self.stats: dict[str, Any] = {}
         self._embedders: dict[str, Embedder] = {}
+        self._counts: CountCache | None = None
         self.gammas: dict[tuple[str, int], float | None] = {}
 
     # -- stage cache ---------------------------------------------------------------------------
@@ -280,6 +281,16 @@ class Run:
         return out
 
     # -- 3. counts -----------------------------------------------------------------------------
+    def _count_cache(self) -> CountCache:
+        """The run's count cache, read once: one file per index identity and phrase variants (the unit
+        is part of every key in it), shared by the counts and generation stages."""
+        if self._counts is None:
+            ident = _key(
+                {"index": self.index_identity, "case": self.cfg.case_variants, "space": self.cfg.space}
+            )
+            self._counts = CountCache(self.run_dir / f"counts-{ident[:16]}.jsonl")
+        return self._counts
+
     def counts(self, pairs: dict[tuple[str, int], list[list]]) -> dict[tuple[str, int], list[TaskgramPair]]:
         if self.backend is None:
             raise EvalError("counts: no counting backend (give --index DIR or --server URL)")
@@ -293,9 +304,7 @@ class Run:
             )
         except ValueError as err:
             raise EvalError(f"counts: {err}") from err
-        # one cache file per index and phrase variants; the unit is part of every key in it
-        ident = _key({"index": self.index_identity, "case": opts.case_variants, "space": opts.space})[:16]
-        cache = CountCache(self.run_dir / f"counts-{ident}.jsonl")
+        cache = self._count_cache()
         all_pairs = list(dict.fromkeys((sx, sy) for rows in pairs.values() for _, sx, sy, _ in rows))
         all_x = list(dict.fromkeys(sx for sx, _ in all_pairs))
         started = time.monotonic()
@@ -479,8 +488,7 @@ class Run:
         opts = CountOptions(
             case_variants=self.cfg.case_variants, space=self.cfg.space, batch_size=self.cfg.count_batch
         )
-        ident = _key({"index": self.index_identity, "case": opts.case_variants, "space": opts.space})[:16]
-        cache = CountCache(self.run_dir / f"counts-{ident}.jsonl")
+        cache = self._count_cache()
         for model in self.cfg.models:
             key = {
                 "model": model,
