@@ -276,10 +276,9 @@ class CausalLMScorer:
                 self.width = width
 
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                rows = input_ids[:, self.width :].tolist()
-                done = [
-                    len(cut(r)) < len(tokenizer.decode(r, skip_special_tokens=True).lstrip()) for r in rows
-                ]
+                # the end-of-text token is generate's own stopping criterion (eos_token_id below)
+                texts = tokenizer.batch_decode(input_ids[:, self.width :].tolist(), skip_special_tokens=True)
+                done = [any(s in text.lstrip() for s in stops) for text in texts]
                 return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
         config = GenerationConfig(
