@@ -260,6 +260,35 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=run_eval)
 
+    tasks = subparsers.add_parser("tasks", help="task files for taskgram eval")
+    tasks_sub = tasks.add_subparsers(dest="tasks_command", metavar="COMMAND", required=True)
+    conv = tasks_sub.add_parser(
+        "convert",
+        help="convert a dataset's published files (HF datasets Parquet/Arrow, or JSON) into task files",
+        description="Convert trivia_qa (rc.nocontext), mmlu (cais/mmlu), gsm8k (main) or wmt09 (all six "
+        "languages with English; Europarl rows too) into the task files of taskgram eval. See "
+        "docs/evaluation.md.",
+    )
+    conv.add_argument("dataset", choices=["trivia_qa", "mmlu", "gsm8k", "wmt09"])
+    conv.add_argument("inputs", nargs="+", type=Path, help="data files or folders")
+    conv.add_argument("--out", required=True, type=Path, help="tasks folder to write into")
+    conv.add_argument("--split", help="split of every input (default: from state.json or the file name)")
+    conv.set_defaults(handler=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from clients.eval.convert import convert
+    from clients.eval.tasks import TaskDataError
+
+    try:
+        written = convert(args.dataset, args.inputs, args.out, split=args.split)
+    except TaskDataError as err:
+        print(f"taskgram tasks convert: {err}", file=sys.stderr)
+        return 2
+    for path, rows in written.items():
+        print(f"{path}: {rows} rows")
+    return 0
+
 
 def _open_backend(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     try:
