@@ -233,3 +233,44 @@ def test_memorization_csv_labels_each_p_value_and_both_aggregations(tmp_path: Pa
 
 def test_scorer_is_injected_for_tests() -> None:
     assert LengthScorer().name == "length-scorer"
+
+
+def test_n_per_task_and_splits_parse_and_plain_n_still_works() -> None:
+    from clients.eval.cli import parse_n, parse_splits
+
+    assert parse_n(["2", "3", "5"]) == ([2, 3, 5], {})
+    assert parse_n(["translation=2,3,4,5", "triviaqa=3,5", "4"]) == (
+        [4],
+        {"translation": [2, 3, 4, 5], "triviaqa": [3, 5]},
+    )
+    for bad in (["x"], ["triviaqa="], ["=3"], ["11"], ["gsm8k=0"]):
+        with pytest.raises(ValueError, match="--n"):
+            parse_n(bad)
+    assert parse_splits(["test", "triviaqa=train"], "--table-split") == {"*": "test", "triviaqa": "train"}
+    cfg = EvalConfig(
+        tasks_dir="t", run_dir="r", n_values=[2], n_by_task={"translation": [2, 4], "gsm8k": [3]}
+    )
+    assert cfg.ns("translation-de") == [2, 4] and cfg.ns("gsm8k") == [3] and cfg.ns("triviaqa") == [2]
+    cfg.eval_split = {"*": "test", "triviaqa": "validation"}
+    assert cfg.split_of(cfg.eval_split, "triviaqa") == "validation"
+    assert cfg.split_of(cfg.eval_split, "mmlu-knowledge") == "test"
+
+
+def test_preset_paper_sets_the_paper_options_and_names_what_it_cannot_meet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The preset fills the paper's options (an explicit option wins and is named) and says which of the
+    paper's choices this run does not meet; the run then stops on the missing split files."""
+    from taskgram.cli import main
+
+    args = ["eval", "--index", str(tmp_path / "no-index"), "--tasks-dir", str(FIXTURES)]
+    args += ["--run-dir", str(tmp_path / "run"), "--preset", "paper", "--sample", "10"]
+    with pytest.raises(SystemExit):  # no index here: the backend check comes after the preset
+        main(args)
+    err = capsys.readouterr().err
+    assert "--sample: the paper used 0, this run 10" in err
+    assert "Pythia" in err and "LASER" in err and "the Pile" in err and "roberta-large" in err
+    from clients.eval.preset import PAPER
+
+    assert PAPER["contamination_n"] == [8, 14] and PAPER["bin_scale"] == "linear"
+    assert "triviaqa=3,5" in PAPER["n_values"] and "triviaqa=train" in PAPER["table_split"]
