@@ -123,7 +123,10 @@ def plot_fig4(rows: list[list[Any]], header: list[str], path: Path) -> Path:
                 ),
                 key=lambda t: t[0],
             )
-            xs = [x for x, _ in pts]
+            # series side by side around each model size (a factor on the log axis), so they never hide
+            # each other where several share a value or there is one model
+            shift = 1.08 ** (k - (len(series) - 1) / 2)
+            xs = [x * shift for x, _ in pts]
             ys = [r["spearman_rho"] for _, r in pts]
             lo = [r["rho_ci_lo_cluster_bootstrap"] for _, r in pts]
             hi = [r["rho_ci_hi_cluster_bootstrap"] for _, r in pts]
@@ -264,8 +267,9 @@ def plot_fig3(rows: list[list[Any]], header: list[str], path: Path) -> Path:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=f"C{k}", label=model)
                 for x, y, c in pts:
                     ax.annotate(str(c), (x, y), fontsize=7, textcoords="offset points", xytext=(0, 4))
-        if scale == "log":
+        if scale == "log":  # symlog: linear below 1, so the bin of zero counts has a place
             ax.set_xscale("symlog", linthresh=1)
+            ax.set_xlim(0, 1.3 * max([r["bin_hi"] for r in sel] + [1.0]))
         ax.set_title(f"{task} (n={n}, pairs: {sel[0]['pairs_filter'] if sel else ''})", fontsize=9)
         ax.set_xlabel(f"pair count per example ({scale} bins, centre)", fontsize=8)
         ax.set_ylabel(sel[0]["metric"] if sel else "", fontsize=8)
