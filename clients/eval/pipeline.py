@@ -551,18 +551,8 @@ class Run:
     ) -> dict[str, dict[str, Any]]:
         """task -> example id -> {"y": [lp, n], "choices": {...}, "sy": {"n\\tsy": [lp, n] | None},
         "not_located": [...], "dropped": {"n\\tsy": why}}; the key holds the model files' hash."""
-        if self.scorer_factory is not None:
-            identity: dict[str, Any] = {"name": model, "injected": True}
-        else:
-            from clients.eval.llm import model_fingerprint
-
-            try:
-                identity = model_fingerprint(model)
-            except (ModelError, OSError) as err:
-                raise ModelError(f"model {model!r}: {err}") from err
-        self.model_identities[model] = identity
         key = {
-            "model": identity,
+            "model": self._model_identity(model),
             "examples": {t: [e.id for e in exs] for t, exs in examples.items()},
             "targets": targets,
             "dtype": self.cfg.dtype,
@@ -624,6 +614,20 @@ class Run:
             }
 
         return self._stage(f"llm-{slug(model)}", key, compute)
+
+    def _model_identity(self, model: str) -> dict[str, Any]:
+        """Name, path and sha256 of a model's files (stage keys), computed once per run."""
+        if model not in self.model_identities:
+            if self.scorer_factory is not None:
+                self.model_identities[model] = {"name": model, "injected": True}
+            else:
+                from clients.eval.llm import model_fingerprint
+
+                try:
+                    self.model_identities[model] = model_fingerprint(model)
+                except (ModelError, OSError) as err:
+                    raise ModelError(f"model {model!r}: {err}") from err
+        return self.model_identities[model]
 
     # -- 5. ∞-gram -----------------------------------------------------------------------------
     def infgram(
@@ -699,8 +703,13 @@ class Run:
         opts = self._count_options("documents")  # novelty is a document count, whatever the unit
         cache = self._count_cache()
         for model in self.cfg.models:
+            try:
+                identity = self._model_identity(model)
+            except ModelError as err:
+                self.errors.append({"stage": f"generate {model}", "error": str(err)})
+                continue
             key = {
-                "model": model,
+                "model": identity,
                 "examples": {t: [e.id for e in exs] for t, exs in chosen.items()},
                 "max_new_tokens": self.cfg.max_new_tokens,
                 "cot_max_new_tokens": self.cfg.cot_max_new_tokens,
