@@ -8,13 +8,13 @@ variant is also matched with and without a leading space (a BPE index tokenizes 
 differently). On an index built with a lower-casing normalization the case variants collapse into one.
 
 Counts are exact token-sequence matches on the index, by default at word boundaries (``boundary="word"``:
-a match starts where a word starts and ends where the next token starts a new word or the document
-ends, so ``index`` does not match inside ``indexes``); ``boundary="token"`` also counts matches that
-start or end inside a longer word. An n-gram ``campbell bannerman`` matches the text "Campbell Bannerman"
-but not "Campbell-Bannerman" (the paper's Elasticsearch analyzer matched both), and an n-gram of content
-words (stopwords removed) matches only where those words are adjacent in the corpus: with word
-boundaries our counts are a lower bound of such a word-level analyzer's counts, exact for what they
-count. Every count-cache key holds the unit and the boundary, so counts of different kinds never mix.
+a match neither starts nor ends inside a word, so ``index`` does not match inside ``indexes``);
+``boundary="token"`` also counts matches that start or end inside a longer word. An n-gram
+``campbell bannerman`` matches the text "Campbell Bannerman" but not "Campbell-Bannerman" (the paper's
+Elasticsearch analyzer matched both), and an n-gram of content words (stopwords removed) matches only
+where those words are adjacent in the corpus: exact for what they count, and not a bound of that
+analyzer's counts (see docs/evaluation.md). Every count-cache key holds the unit and the boundary, so
+counts of different kinds never mix.
 
 The per-example pair cap (:func:`cap_pairs`, off by default) samples uniformly, seeded, after the
 semantic filter; :func:`extract_pairs` itself never drops a pair.
