@@ -231,10 +231,10 @@ def plot_novel_pairs(novelty: list[dict[str, Any]], path: Path) -> Path:
                 xytext=(0, 2),
             )
     ax.set_xticks(range(len(tasks)), tasks)
-    ax.set_ylim(0, 1.1)
+    ax.set_ylim(0, 1.25)  # room above the bars for their labels and the legend
     ax.set_ylabel("novel pairs / generated pairs", fontsize=8)
     ax.set_title("Novel n-gram pairs in generated translations (count 0 in the corpus)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", ncol=max(1, len(keys)))
     fig.tight_layout()
     return _save(fig, path)
 
