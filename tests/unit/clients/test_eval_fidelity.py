@@ -274,3 +274,49 @@ def test_preset_paper_sets_the_paper_options_and_names_what_it_cannot_meet(
 
     assert PAPER["contamination_n"] == [8, 14] and PAPER["bin_scale"] == "linear"
     assert "triviaqa=3,5" in PAPER["n_values"] and "triviaqa=train" in PAPER["table_split"]
+
+
+def test_figures_of_several_models_and_the_novel_pair_plot(tmp_path: Path) -> None:
+    """Fig. 4 and the GSM8K panel put model size on the x-axis (several models: lines with a band);
+    the WMT plot draws novel-pair fractions."""
+    from clients.eval.plots import plot_fig4, plot_gsm8k_kendall, plot_novel_pairs
+    from clients.eval.report import MEM_HEADER
+
+    rows = []
+    for size, rho in ((14e6, 0.1), (160e6, 0.2), (1.4e9, 0.3)):
+        for scorer in ("taskgram", "infgram"):
+            rec = dict.fromkeys(MEM_HEADER)
+            rec.update(
+                task="gsm8k",
+                n=3,
+                pairs_filter="gamma",
+                aggregation="pair",
+                model=f"m{size:g}",
+                parameters=size,
+                scorer=scorer,
+                spearman_rho=rho,
+                spearman_p_perm_within_examples=0.01,
+                rho_ci_lo_cluster_bootstrap=rho - 0.1,
+                rho_ci_hi_cluster_bootstrap=rho + 0.1,
+                discordant_fraction=0.4,
+                kendall_distance_tau_b=0.42,
+            )
+            rows.append([rec[h] for h in MEM_HEADER])
+    for fig in (
+        plot_fig4(rows, MEM_HEADER, tmp_path / "fig4.png"),
+        plot_gsm8k_kendall(rows, MEM_HEADER, tmp_path / "kendall.png"),
+        plot_novel_pairs(
+            [
+                {
+                    "task": "translation-es",
+                    "n": 2,
+                    "model": "m",
+                    "novel": 3,
+                    "pairs": 4,
+                    "novel_fraction": 0.75,
+                }
+            ],
+            tmp_path / "novel.png",
+        ),
+    ):
+        assert fig.stat().st_size > 5000
