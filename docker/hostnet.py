@@ -9,8 +9,8 @@ docker/check.sh runs the stack with it:
 
 The output is JSON (which is YAML), relative paths and ``${VARIABLES}`` as in compose.yaml, so run it with
 the repository as the project directory. ``--nofile N`` lowers compose.yaml's open-file limit (65536) to
-what an engine started with a lower hard limit can give its containers. Needs PyYAML (Debian: python3-yaml, a dependency of
-docker-compose).
+what an engine started with a lower hard limit can give its containers. Needs PyYAML (Debian:
+python3-yaml, a dependency of docker-compose).
 """
 
 from __future__ import annotations
