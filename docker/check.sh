@@ -7,8 +7,7 @@
 # What it does, creating what it needs:
 #   1. a Docker engine: starts `dockerd --iptables=false --bridge=none` when none answers (installing the
 #      Debian packages docker.io, docker-compose, debootstrap, python3-yaml that are missing; needs root)
-#      and stops it
-#      at the end;
+#      and stops it at the end;
 #   2. a Python base image: PYTHON_IMAGE when it is given and present or can be pulled; otherwise one made
 #      here without any registry: `debootstrap --variant=minbase bookworm` with python3, python3-venv,
 #      python-is-python3 and ca-certificates, then `docker import` (as $BASE_IMAGE);
