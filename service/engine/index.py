@@ -34,7 +34,7 @@ import numpy as np
 from indexer.format import Manifest
 from service.engine.documents import document, document_hit
 from service.engine.errors import EngineError, IndexUnavailable, QueryError
-from service.engine.merge import NextTokens, check_budget, merge_next_tokens, page_picks, summed
+from service.engine.merge import NextTokens, add_up, check_budget, merge_next_tokens, page_picks, summed
 from service.engine.opening import doc_bases, open_header, open_shards
 from service.engine.query import Ids, Phrase, PhraseResolver, PhraseSpec, SpecKey, check_space, flatten
 from service.engine.results import (
@@ -88,9 +88,11 @@ class Index:
         self.max_occurrences = max_occurrences
         self._groups = list(groups)
         self._group_of: dict[int, Any] = {n: g for g in self._groups for n in g.shard_numbers}
-        if sorted(self._group_of) != list(range(len(manifest.shards))) or sum(
-            len(g.shard_numbers) for g in self._groups
-        ) != len(manifest.shards):
+        if (
+            not self._groups
+            or sorted(self._group_of) != list(range(len(manifest.shards)))
+            or sum(len(g.shard_numbers) for g in self._groups) != len(manifest.shards)
+        ):
             raise IndexUnavailable(
                 f"index {name!r}: the shard groups do not hold each of its "
                 f"{len(manifest.shards)} shards once",
@@ -212,8 +214,7 @@ class Index:
     def _counts_flat(
         self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str
     ) -> np.ndarray:
-        answers = self._fan_out("counts", flat, offsets, deadline, what)
-        return np.sum(answers, axis=0, dtype=np.int64) if answers else np.zeros(len(offsets) - 1, np.int64)
+        return add_up(self._fan_out("counts", flat, offsets, deadline, what), len(offsets) - 1)
 
     def _flat_ids(self, phrases: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | None:
         """Fast path for a batch of token-id lists: (flat, offsets) when every item is a non-empty
@@ -395,7 +396,7 @@ class Index:
             answers = self._fan_out(
                 "windowed", var_flat, var_off, clause_off, query_off, anchors, int(window), deadline
             )
-            out[a:b] = np.sum(answers, axis=0, dtype=np.int64)
+            out[a:b] = add_up(answers, b - a)
         check_deadline(deadline, "windowed_cooccurrence")
         return out.tolist()
 
@@ -574,7 +575,7 @@ class Index:
         unique, _ = _dedupe(keys)
         budget = self._budget(max_occurrences)
         answers = self._fan_out("doc_totals", unique, budget, deadline)
-        check_budget(np.sum([occ for occ, _ in answers], axis=0, dtype=np.int64), budget, "documents")
+        check_budget(add_up([occ for occ, _ in answers], len(unique)), budget, "documents")
         numbers = [n for g in self._groups for n in g.shard_numbers]
         totals = np.concatenate([t for _, t in answers])
         order = np.argsort(numbers, kind="stable")

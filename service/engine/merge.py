@@ -88,6 +88,14 @@ def merge_next_tokens(parts: Sequence[NextTokens], n: int) -> NextTokens:
     )
 
 
+def add_up(arrays: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """Element-wise sum of int64 arrays of length ``n`` (one per shard or group)."""
+    out = np.zeros(n, dtype=np.int64)
+    for arr in arrays:
+        out += arr
+    return out
+
+
 def check_budget(occ: np.ndarray, budget: int | None, what: str, unit: str = "a phrase") -> None:
     """Raise :class:`BudgetExceeded` when a spec's occurrences in the whole index are over ``budget``."""
     if budget is not None and len(occ) and int(occ.max()) > budget:
@@ -101,12 +109,12 @@ def summed(
 ) -> np.ndarray:
     """Sum of the groups' (occurrences, values) answers; the budget is checked on the summed occurrences,
     so a group that stopped because a spec is over the budget in it alone always raises here."""
-    occ = np.sum([a[0] for a in answers], axis=0, dtype=np.int64)
+    occ = add_up([a[0] for a in answers], len(answers[0][0]))
     check_budget(occ, budget, what)
-    values = [a[1] for a in answers]
-    if any(v is None for v in values):  # pragma: no cover - a group only stops when the index is over
+    values = [a[1] for a in answers if a[1] is not None]
+    if len(values) < len(answers):  # pragma: no cover - a group only stops when the index is over
         raise BudgetExceeded(f"{what}: over the work budget of {budget}", kind="work")
-    return np.sum(values, axis=0, dtype=np.int64)
+    return add_up(values, len(values[0]))
 
 
 def page_picks(shard_numbers: Sequence[int], totals: np.ndarray, ranks: np.ndarray) -> dict[int, np.ndarray]:

@@ -525,8 +525,8 @@ class ShardGroup:
         first = np.flatnonzero(is_first)
         other = np.flatnonzero(~is_first)
         occ = np.zeros(len(keys), dtype=np.int64)
-        f_occ, f_sets = self._doc_sets([keys[i] for i in first], budget, deadline, "cooccurrence", True)
-        o_occ, o_sets = self._doc_sets([keys[i] for i in other], budget, deadline, "cooccurrence", False)
+        f_occ, f_sets = self._doc_sets([keys[int(i)] for i in first], budget, deadline, "cooccurrence", True)
+        o_occ, o_sets = self._doc_sets([keys[int(i)] for i in other], budget, deadline, "cooccurrence", False)
         occ[first], occ[other] = f_occ, o_occ
         if f_sets is None or o_sets is None:
             return occ, None
