@@ -47,6 +47,7 @@ from service.engine.results import (
     TokenProb,
 )
 from service.engine.shards import CHUNK, Shard, ShardGroup, check_deadline, chunks
+from service.engine.words import WordTables, check_boundary, word_tables
 
 __all__ = ["CHUNK", "COUNT_UNITS", "Index", "IndexSet"]
 
@@ -75,6 +76,7 @@ class Index:
         *,
         max_occurrences: int | None = None,
         space: str = "auto",
+        words: tuple[WordTables | None, str] | None = None,
     ) -> None:
         check_space(space)
         self.name = name
@@ -102,6 +104,8 @@ class Index:
         self._tokenizer = tokenizer
         self._vocab: list[str] | None = None  # token strings, loaded on first use
         self._tok_lock = threading.Lock()
+        # word-boundary tables (service.engine.words); None with the reason when there are none
+        self._words, self._words_refusal = words or index_word_tables(tokenizer, self.vocab_size, name)
 
     # ----------------------------------------------------------------------------------------------
     # Opening
@@ -126,8 +130,11 @@ class Index:
         name = name or directory.resolve().name
         manifest, tokenizer = open_header(directory, name)
         shards = open_shards(directory, name, manifest, verify_checksums=verify_checksums)
-        group = ShardGroup(shards, cache_bytes=cache_bytes, cache_min_occurrences=cache_min_occurrences)
-        return cls(directory, name, manifest, [group], tokenizer, **options)
+        words = index_word_tables(tokenizer, manifest.tokenizer.vocab_size, name)
+        group = ShardGroup(
+            shards, words=words[0], cache_bytes=cache_bytes, cache_min_occurrences=cache_min_occurrences
+        )
+        return cls(directory, name, manifest, [group], tokenizer, words=words, **options)
 
     def close(self) -> None:
         """Drop the memory maps (they are also released when the Index is garbage-collected)."""
@@ -197,6 +204,18 @@ class Index:
         vocab = self._vocab
         return [vocab[i] for i in ids]
 
+    def _word(self, boundary: object) -> bool:
+        """True when ``boundary`` is "word", False for "token"; QueryError (field "boundary") for any
+        other value or an index that has no tokenizer to tell words by."""
+        if not check_boundary(boundary):
+            return False
+        if self._words is None:
+            raise QueryError(
+                f"boundary='word' needs the index's tokenizer to tell words apart: {self._words_refusal}",
+                field="boundary",
+            )
+        return True
+
     def _resolver(self, space: str | None) -> PhraseResolver:
         return PhraseResolver(self._tokenize_batch, self.vocab_size, self.separator, space or self.space)
 
@@ -212,9 +231,20 @@ class Index:
         return self._counts_flat(*flatten(patterns), deadline, what)
 
     def _counts_flat(
-        self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str
+        self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str, word: bool = False
     ) -> np.ndarray:
-        return add_up(self._fan_out("counts", flat, offsets, deadline, what), len(offsets) - 1)
+        if not word:
+            return add_up(self._fan_out("counts", flat, offsets, deadline, what), len(offsets) - 1)
+        # the start test of a phrase whose first token does not begin a word reads the token before
+        # every occurrence: the work budget (max_occurrences) bounds it
+        answers = self._fan_out("word_counts", flat, offsets, self.max_occurrences, deadline, what)
+        return summed(
+            answers,
+            self.max_occurrences,
+            what,
+            "{what}: a phrase that starts inside a word needs each of its {n} occurrences checked for "
+            "boundary='word', over the work budget of {budget}",
+        )
 
     def _flat_ids(self, phrases: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | None:
         """Fast path for a batch of token-id lists: (flat, offsets) when every item is a non-empty
@@ -240,27 +270,39 @@ class Index:
         return flat, offsets
 
     def count(
-        self, phrases: Sequence[Phrase], *, deadline: float | None = None, space: str | None = None
+        self,
+        phrases: Sequence[Phrase],
+        *,
+        deadline: float | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """Exact number of occurrences of each phrase (summed over shards). A phrase never matches across
-        a document boundary."""
+        a document boundary. ``boundary="word"``: only occurrences that neither start nor end inside a
+        word (:mod:`service.engine.words`)."""
         if space is not None:
             check_space(space)
+        word = self._word(boundary)
         fast = self._flat_ids(phrases)
         if fast is not None:
-            return self._counts_flat(*fast, deadline, "count").tolist()
+            return self._counts_flat(*fast, deadline, "count", word).tolist()
         resolver = self._resolver(space)
         parse = resolver.parse_phrase
         parsed = [parse(p, f"phrases[{i}]", i) for i, p in enumerate(_batch(phrases, "phrases"))]
         resolver.finish()
         patterns = [resolver.ids(p) for p in parsed]
-        return self._counts(patterns, deadline, "count").tolist()
+        return self._counts_flat(*flatten(patterns), deadline, "count", word).tolist()
 
     def exists(
-        self, phrases: Sequence[Phrase], *, deadline: float | None = None, space: str | None = None
+        self,
+        phrases: Sequence[Phrase],
+        *,
+        deadline: float | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[bool]:
-        """Whether each phrase occurs at least once."""
-        return [c > 0 for c in self.count(phrases, deadline=deadline, space=space)]
+        """Whether each phrase occurs at least once (word-bounded with ``boundary="word"``)."""
+        return [c > 0 for c in self.count(phrases, deadline=deadline, space=space, boundary=boundary)]
 
     # ----------------------------------------------------------------------------------------------
     # Document sets
@@ -278,15 +320,18 @@ class Index:
         deadline: float | None = None,
         space: str | None = None,
         max_occurrences: int | None = None,
+        boundary: str = "token",
     ) -> list[int]:
-        """Number of distinct documents containing each phrase spec (an OR spec: a union of documents)."""
+        """Number of distinct documents containing each phrase spec (an OR spec: a union of documents);
+        with ``boundary="word"`` a word-bounded occurrence (:mod:`service.engine.words`)."""
+        word = self._word(boundary)
         resolver = self._resolver(space)
         parsed = self._parse_specs(resolver, phrases, "phrases")
         resolver.finish()
         keys = [resolver.key(p) for p in parsed]
         unique, inverse = _dedupe(keys)
         budget = self._budget(max_occurrences)
-        sizes = summed(self._fan_out("doc_freq", unique, budget, deadline), budget, "doc_freq")
+        sizes = summed(self._fan_out("doc_freq", unique, budget, deadline, word), budget, "doc_freq")
         return sizes[inverse].tolist()
 
     def _query_keys(
@@ -320,6 +365,7 @@ class Index:
         space: str | None = None,
         max_occurrences: int | None = None,
         unit: str = "documents",
+        boundary: str = "token",
     ) -> list[int]:
         """Exact co-occurrence count of each query (2 or more phrase specs), in one of two units:
 
@@ -329,9 +375,13 @@ class Index:
           its variants) that lie in a document containing all the other phrases. With the first phrase's
           occurrence count as denominator, the ratio is the fraction of its occurrences whose document
           also holds the others (<= 1); it is 0 exactly when the document count is 0. ``[s, s]`` counts
-          the occurrences of ``s`` (an OR spec as a union of positions)."""
+          the occurrences of ``s`` (an OR spec as a union of positions).
+
+        With ``boundary="word"`` only word-bounded occurrences count, in both units
+        (:mod:`service.engine.words`)."""
         if unit not in COUNT_UNITS:
             raise QueryError(f"unit must be one of {', '.join(COUNT_UNITS)}, not {unit!r}", field="unit")
+        word = self._word(boundary)
         resolver = self._resolver(space)
         parsed = self._query_keys(resolver, queries, 2)
         resolver.finish()
@@ -342,7 +392,7 @@ class Index:
         np.cumsum([len(q) for q in query_keys], out=q_off[1:])
         q_flat = inverse.astype(np.int64)
         budget = self._budget(max_occurrences)
-        answers = self._fan_out("cooccurrence", unique, q_flat, q_off, unit, budget, deadline)
+        answers = self._fan_out("cooccurrence", unique, q_flat, q_off, unit, budget, deadline, word)
         return summed(answers, budget, "cooccurrence").tolist()
 
     # ----------------------------------------------------------------------------------------------
@@ -356,6 +406,7 @@ class Index:
         deadline: float | None = None,
         space: str | None = None,
         max_occurrences: int | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """infini-gram's CNF AND, exact: each query is a list of clauses (phrase specs; an OR clause is the
         union of its variants' occurrence positions). The anchor clause is the one with the fewest
@@ -363,7 +414,13 @@ class Index:
         distinct anchor occurrences such that every other clause has an occurrence whose start lies within
         ``window`` tokens (start to start, either side) in the SAME document. No subsampling; documents are
         respected on both sides (infini-gram 2.6.0 drops such anchors when the other-side partner is in the
-        next document)."""
+        next document). Token matching only: ``boundary="word"`` is refused (its window scan tests token
+        matches in place, without the word-boundary filter)."""
+        if check_boundary(boundary):
+            raise QueryError(
+                "boundary='word' is not supported by windowed co-occurrence; use boundary='token'",
+                field="boundary",
+            )
         if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 0:
             raise QueryError(f"window must be an integer >= 0, not {window!r}", field="window")
         resolver = self._resolver(space)
@@ -385,7 +442,12 @@ class Index:
             occ = np.add.reduceat(
                 self._counts_flat(var_flat, var_off, deadline, "windowed_cooccurrence"), clause_off[:-1]
             )
-            check_budget(occ, budget, "windowed_cooccurrence", "a clause")
+            check_budget(
+                occ,
+                budget,
+                "windowed_cooccurrence",
+                "{what}: a clause has {n} occurrences, over the work budget of {budget}",
+            )
             anchors = np.array(
                 [
                     query_off[q] + int(np.argmin(occ[query_off[q] : query_off[q + 1]]))
@@ -558,11 +620,14 @@ class Index:
         deadline: float | None = None,
         space: str | None = None,
         max_occurrences: int | None = None,
+        boundary: str = "token",
     ) -> DocumentsResult:
         """The documents containing ALL phrase specs: the exact ``total``, and a page (``offset``, ``limit``,
         in doc_id order) or a uniform random sample without replacement (``sample=True``, ``seed``), each
         with its metadata, a snippet of ``window`` tokens around the first match of the first phrase and the
-        character spans of every match inside it."""
+        character spans of every match inside it. With ``boundary="word"`` only word-bounded occurrences
+        count, for the total and for the snippets' matches."""
+        word = self._word(boundary)
         for fname, value, minimum in (("offset", offset, 0), ("limit", limit, 0), ("window", window, 0)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
                 raise QueryError(f"{fname} must be an integer >= {minimum}, not {value!r}", field=fname)
@@ -574,7 +639,7 @@ class Index:
         keys = [resolver.key(p) for p in parsed]
         unique, _ = _dedupe(keys)
         budget = self._budget(max_occurrences)
-        answers = self._fan_out("doc_totals", unique, budget, deadline)
+        answers = self._fan_out("doc_totals", unique, budget, deadline, word)
         check_budget(add_up([occ for occ, _ in answers], len(unique)), budget, "documents")
         numbers = [n for g in self._groups for n in g.shard_numbers]
         totals = np.concatenate([t for _, t in answers])
@@ -603,6 +668,7 @@ class Index:
                 keys,
                 window,
                 deadline,
+                word,
             )
         ]
         raw.sort(key=lambda h: h.doc_id)
@@ -665,6 +731,12 @@ class Index:
         self.next_token_distribution([probe], top_k=1)
         self.infgram_prob([(probe, probe)])
         self.documents([probe], limit=1, window=1)
+        if self._words is not None:  # both paths of the word-boundary kernels (with and without start scan)
+            inside = np.flatnonzero(~self._words.starts_word)
+            probes = [probe] + ([[int(inside[0])]] if len(inside) and inside[0] != self.separator else [])
+            self.count(probes, boundary="word")
+            self.doc_freq(probes, boundary="word")
+            self.cooccurrence([probes * 2], unit="occurrences", boundary="word")
 
     def cache_info(self) -> dict[str, int]:
         """The document-set caches of the shard groups, added up."""
@@ -677,6 +749,16 @@ class Index:
     def __repr__(self) -> str:
         n_shards = len(self.manifest.shards)
         return f"Index({self.name!r}, {self.n_tokens} tokens, {self.n_docs} docs, {n_shards} shards)"
+
+
+def index_word_tables(tokenizer: Any | None, vocab_size: int, name: str) -> tuple[WordTables | None, str]:
+    """The word-boundary tables of an index's tokenizer, or None and the reason there are none."""
+    if tokenizer is None:
+        return None, f"index {name!r} was built without a tokenizer"
+    try:
+        return word_tables(tokenizer, vocab_size), ""
+    except ValueError as err:
+        return None, f"index {name!r}: {err}"
 
 
 def _tail(tokens: np.ndarray, length: int) -> Ids:

@@ -96,21 +96,26 @@ def add_up(arrays: Sequence[np.ndarray], n: int) -> np.ndarray:
     return out
 
 
-def check_budget(occ: np.ndarray, budget: int | None, what: str, unit: str = "a phrase") -> None:
-    """Raise :class:`BudgetExceeded` when a spec's occurrences in the whole index are over ``budget``."""
+BUDGET_MESSAGE = "{what}: a phrase has {n} occurrences, over the work budget of {budget}"
+
+
+def check_budget(occ: np.ndarray, budget: int | None, what: str, message: str = BUDGET_MESSAGE) -> None:
+    """Raise :class:`BudgetExceeded` when a spec's occurrences in the whole index are over ``budget``
+    (``message`` is formatted with ``what``, ``n`` and ``budget``)."""
     if budget is not None and len(occ) and int(occ.max()) > budget:
-        raise BudgetExceeded(
-            f"{what}: {unit} has {int(occ.max())} occurrences, over the work budget of {budget}", kind="work"
-        )
+        raise BudgetExceeded(message.format(what=what, n=int(occ.max()), budget=budget), kind="work")
 
 
 def summed(
-    answers: Sequence[tuple[np.ndarray, np.ndarray | None]], budget: int | None, what: str
+    answers: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    budget: int | None,
+    what: str,
+    message: str = BUDGET_MESSAGE,
 ) -> np.ndarray:
     """Sum of the groups' (occurrences, values) answers; the budget is checked on the summed occurrences,
     so a group that stopped because a spec is over the budget in it alone always raises here."""
     occ = add_up([a[0] for a in answers], len(answers[0][0]))
-    check_budget(occ, budget, what)
+    check_budget(occ, budget, what, message)
     values = [a[1] for a in answers if a[1] is not None]
     if len(values) < len(answers):  # pragma: no cover - a group only stops when the index is over
         raise BudgetExceeded(f"{what}: over the work budget of {budget}", kind="work")

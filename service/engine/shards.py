@@ -27,7 +27,7 @@ import numpy as np
 
 from indexer.format import ShardArrays, read_metadata
 from service.engine.docsets import DocSetCache
-from service.engine.errors import BudgetExceeded
+from service.engine.errors import BudgetExceeded, QueryError
 from service.engine.kernels import (
     _anchored_sums,
     _build_bitsets,
@@ -44,10 +44,12 @@ from service.engine.kernels import (
 )
 from service.engine.merge import NextTokens, merge_next_tokens
 from service.engine.query import SpecKey, flatten
+from service.engine.words import WordTables, shard_word_counts, shard_word_doc_sets
 
 CHUNK = 16_384  # batch items per kernel call; the deadline is checked between chunks
 MAX_BITSET_BYTES = 256 << 20
 _COUNTS_KEY = "occurrences per document"  # tags the cached sets that carry occurrence counts
+_WORD_KEY = "word boundary"  # tags the cached sets of word-bounded occurrences
 
 
 def check_deadline(deadline: float | None, what: str) -> None:
@@ -199,14 +201,20 @@ class Shard:
         cache: DocSetCache,
         *,
         with_counts: bool,
+        words: WordTables | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Sorted LOCAL doc-id set of every spec (flat int64, offsets int64) and, ``with_counts``, the
         number of occurrences (distinct start positions of the spec's variants) in each of those documents.
         ``ranges`` are the SA ranges of the specs' variants (``spec_off``); ``occ`` the specs' occurrence
         counts that decide what the cache keeps. Sets with counts are cached under their own keys
-        (a (2, n) array: ids, counts)."""
+        (a (2, n) array: ids, counts). With ``words`` only word-bounded occurrences count (cached under
+        their own keys too)."""
         n = len(keys)
-        tag = (self.number, _COUNTS_KEY) if with_counts else (self.number,)
+        tag: tuple[Any, ...] = (self.number,)
+        if words is not None:
+            tag += (_WORD_KEY,)
+        if with_counts:
+            tag += (_COUNTS_KEY,)
         cached: dict[int, np.ndarray] = {}
         todo: list[int] = []
         for i, key in enumerate(keys):
@@ -231,7 +239,12 @@ class Shard:
             pick = np.concatenate([np.arange(spec_off[i], spec_off[i + 1]) for i in idx]).astype(np.int64)
             lo, hi = lo_all[pick], hi_all[pick]
             args = (self.sa, self.doc_offsets, self.bucket_table, self.bucket_shift, lo, hi, sub_off)
-            if with_counts:
+            if words is not None:
+                var_flat, var_off, _ = spec_variants([keys[int(i)] for i in idx])
+                flat, counts, off = shard_word_doc_sets(
+                    self, words, self.separator, var_flat, var_off, lo, hi, sub_off, with_counts
+                )
+            elif with_counts:
                 flat, counts, off = _doc_counts(*args)
             else:
                 flat, off = _doc_sets(*args)
@@ -356,15 +369,18 @@ class Shard:
         start, end = int(self.doc_offsets[local]), int(self.doc_offsets[local + 1]) - 1
         return self.tokens[start:end]
 
-    def hit(self, local: int, keys: Sequence[SpecKey], window: int) -> RawHit:
+    def hit(
+        self, local: int, keys: Sequence[SpecKey], window: int, words: WordTables | None = None
+    ) -> RawHit:
         """Document ``local`` as a documents-page entry: a snippet of ``window`` tokens around the first
-        match of the first spec, and every match inside it."""
+        match of the first spec, and every match inside it (word-bounded ones only, with ``words``)."""
         toks = self.doc_tokens(local)
         matches: list[tuple[int, int, int]] = []  # (start token, end token, phrase index)
         for p, key in enumerate(keys):
             for variant in key:
                 for s in _find_in(toks, np.asarray(variant, dtype=np.int64)):
-                    matches.append((int(s), int(s) + len(variant), p))
+                    if words is None or words.match_ok(toks, int(s), int(s) + len(variant)):
+                        matches.append((int(s), int(s) + len(variant), p))
         first = min((m for m in matches if m[2] == 0), default=(0, 0, 0))
         start = max(0, first[0] - window)
         end = min(len(toks), first[1] + window)
@@ -397,9 +413,15 @@ class ShardGroup:
     totals) come per shard, in the group's shard order."""
 
     def __init__(
-        self, shards: Sequence[Shard], *, cache_bytes: int = 256 << 20, cache_min_occurrences: int = 20_000
+        self,
+        shards: Sequence[Shard],
+        *,
+        words: WordTables | None = None,
+        cache_bytes: int = 256 << 20,
+        cache_min_occurrences: int = 20_000,
     ) -> None:
         self.shards = list(shards)
+        self.words = words  # word-boundary tables of the index's tokenizer (service.engine.words)
         self.cache = DocSetCache(cache_bytes, cache_min_occurrences)
         self._by_number = {s.number: s for s in self.shards}
 
@@ -441,6 +463,44 @@ class ShardGroup:
         check_deadline(deadline, what)
         return out
 
+    def _tables(self, word: bool) -> WordTables | None:
+        if not word:
+            return None
+        if self.words is None:  # the merge layer refuses boundary="word" first
+            raise QueryError("boundary='word' needs the index's tokenizer", field="boundary")
+        return self.words
+
+    def word_counts(
+        self, flat: np.ndarray, offsets: np.ndarray, budget: int | None, deadline: float | None, what: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(occurrences of each pattern whose first token does not begin a word, else 0; word-bounded
+        occurrences of every pattern). The start test reads the token before every occurrence of the
+        first kind: when one has more than ``budget`` occurrences here the group stops (second None)."""
+        words = self._tables(True)
+        if words is None:  # pragma: no cover - _tables(True) returns tables or raises
+            raise QueryError("boundary='word' needs the index's tokenizer", field="boundary")
+        n = len(offsets) - 1
+        scan = ~words.starts_word[flat[offsets[:-1]]] if len(flat) else np.zeros(n, dtype=bool)
+        occ = np.zeros(n, dtype=np.int64)
+        parts = []
+        for a, b in chunks(n, 65_536):
+            check_deadline(deadline, what)
+            sub_off = offsets[a : b + 1] - offsets[a]
+            sub_flat = flat[offsets[a] : offsets[b]]
+            ranges = self._ranges(sub_flat, sub_off)
+            for lo, hi in ranges:
+                occ[a:b] += np.where(scan[a:b], hi - lo, 0)
+            parts.append((a, b, sub_flat, sub_off, ranges))
+        if budget is not None and n and int(occ.max()) > budget:
+            return occ, None
+        out = np.zeros(n, dtype=np.int64)
+        for a, b, sub_flat, sub_off, ranges in parts:
+            check_deadline(deadline, what)
+            for shard, (lo, hi) in zip(self.shards, ranges, strict=True):
+                out[a:b] += shard_word_counts(shard, words, shard.separator, sub_flat, sub_off, lo, hi)
+        check_deadline(deadline, what)
+        return occ, out
+
     def _spec_ranges(
         self, keys: Sequence[SpecKey]
     ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
@@ -459,9 +519,11 @@ class ShardGroup:
         deadline: float | None,
         what: str,
         with_counts: bool,
+        word: bool = False,
     ) -> tuple[np.ndarray, list[list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] | None]:
         """(occurrences per spec in the group, per shard a list of chunks (flat, offsets, counts) of
         local doc sets), or (occ, None) when a spec is over ``budget`` in this group alone."""
+        words = self._tables(word)
         occ = np.zeros(len(keys), dtype=np.int64)
         parts: list[tuple[int, int, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]] = []
         for a, b in chunks(len(keys), 4096):
@@ -477,18 +539,24 @@ class ShardGroup:
             for s, shard in enumerate(self.shards):
                 per_shard[s].append(
                     shard.doc_sets(
-                        keys[a:b], ranges[s], spec_off, occ[a:b], self.cache, with_counts=with_counts
+                        keys[a:b],
+                        ranges[s],
+                        spec_off,
+                        occ[a:b],
+                        self.cache,
+                        with_counts=with_counts,
+                        words=words,
                     )
                 )
         check_deadline(deadline, what)
         return occ, per_shard
 
     def doc_freq(
-        self, keys: Sequence[SpecKey], budget: int | None, deadline: float | None
+        self, keys: Sequence[SpecKey], budget: int | None, deadline: float | None, word: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(occurrences per spec, number of documents containing each spec) in the group's shards; the
         second is None when a spec is over ``budget`` here."""
-        occ, per_shard = self._doc_sets(keys, budget, deadline, "doc_freq", False)
+        occ, per_shard = self._doc_sets(keys, budget, deadline, "doc_freq", False, word)
         if per_shard is None:
             return occ, None
         sizes = np.zeros(len(keys), dtype=np.int64)
@@ -504,12 +572,13 @@ class ShardGroup:
         unit: str,
         budget: int | None,
         deadline: float | None,
+        word: bool = False,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(occurrences per spec, co-occurrence count of each query) in the group's shards; queries are
         lists of indexes into ``keys`` (``q_flat``, ``q_off``). See :meth:`Index.cooccurrence` for the
         units; both are sums over shards because a document never spans two shards."""
         if unit == "documents":
-            occ, per_shard = self._doc_sets(keys, budget, deadline, "cooccurrence", False)
+            occ, per_shard = self._doc_sets(keys, budget, deadline, "cooccurrence", False, word)
             if per_shard is None:
                 return occ, None
             out = np.zeros(len(q_off) - 1, dtype=np.int64)
@@ -525,8 +594,12 @@ class ShardGroup:
         first = np.flatnonzero(is_first)
         other = np.flatnonzero(~is_first)
         occ = np.zeros(len(keys), dtype=np.int64)
-        f_occ, f_sets = self._doc_sets([keys[int(i)] for i in first], budget, deadline, "cooccurrence", True)
-        o_occ, o_sets = self._doc_sets([keys[int(i)] for i in other], budget, deadline, "cooccurrence", False)
+        f_occ, f_sets = self._doc_sets(
+            [keys[int(i)] for i in first], budget, deadline, "cooccurrence", True, word
+        )
+        o_occ, o_sets = self._doc_sets(
+            [keys[int(i)] for i in other], budget, deadline, "cooccurrence", False, word
+        )
         occ[first], occ[other] = f_occ, o_occ
         if f_sets is None or o_sets is None:
             return occ, None
@@ -583,10 +656,10 @@ class ShardGroup:
         return NextTokens.concat(chunk_parts)
 
     def doc_totals(
-        self, keys: Sequence[SpecKey], budget: int | None, deadline: float | None
+        self, keys: Sequence[SpecKey], budget: int | None, deadline: float | None, word: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(occurrences per spec, per shard the number of documents containing ALL specs)."""
-        occ, per_shard = self._doc_sets(keys, budget, deadline, "documents", False)
+        occ, per_shard = self._doc_sets(keys, budget, deadline, "documents", False, word)
         if per_shard is None:
             return occ, None
         members = np.arange(len(keys), dtype=np.int64)
@@ -603,9 +676,11 @@ class ShardGroup:
         all_keys: Sequence[SpecKey],
         window: int,
         deadline: float | None,
+        word: bool = False,
     ) -> list[RawHit]:
         """The documents at local ranks ``picks[shard number]`` of the documents containing ALL ``keys``
         in each shard, as :class:`RawHit` (matches of ``all_keys``), in shard and rank order."""
+        words = self._tables(word)
         members = np.arange(len(keys), dtype=np.int64)
         out: list[RawHit] = []
         for shard in self.shards:
@@ -613,9 +688,11 @@ class ShardGroup:
             if ranks is None or not len(ranks):
                 continue
             spec_off, ranges, occ = self._single_shard_ranges(shard, keys)
-            flat, off, _ = shard.doc_sets(keys, ranges, spec_off, occ, self.cache, with_counts=False)
+            flat, off, _ = shard.doc_sets(
+                keys, ranges, spec_off, occ, self.cache, with_counts=False, words=words
+            )
             docs = _intersect_members(flat, off, members)
-            out.extend(shard.hit(int(docs[r]), all_keys, window) for r in ranks)
+            out.extend(shard.hit(int(docs[r]), all_keys, window, words) for r in ranks)
             check_deadline(deadline, "documents")
         return out
 
