@@ -925,6 +925,19 @@ class Index:
         )
 
     # ----------------------------------------------------------------------------------------------
+    # Tracing
+
+    def trace(self, queries: Sequence[Any], **options: Any) -> list[Any]:
+        """Maximal spans of each text (or token-id list) that occur in the corpus, with exact counts and
+        sampled documents: see :mod:`service.engine.trace` for the method and the options."""
+        from service.engine.trace import Tracer
+
+        tracer = self.__dict__.get("_tracer")
+        if tracer is None:
+            tracer = self.__dict__.setdefault("_tracer", Tracer(self))
+        return tracer.trace(queries, **options)
+
+    # ----------------------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
         """Manifest summary (for GET /v1/indexes)."""
