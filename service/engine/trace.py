@@ -161,7 +161,9 @@ class TraceResult:
 def vocab_edges(tokenizer: Any, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(starts_alnum, ends_alnum): whether each token's decoded text starts / ends with a letter or digit
     (a token that decodes to part of a UTF-8 character counts as neither)."""
-    pieces = tokenizer.hf.backend_tokenizer.decode_batch([[i] for i in range(vocab_size)], skip_special_tokens=False)
+    pieces = tokenizer.hf.backend_tokenizer.decode_batch(
+        [[i] for i in range(vocab_size)], skip_special_tokens=False
+    )
     starts = np.array([bool(s) and s[0].isalnum() for s in pieces], dtype=np.bool_)
     ends = np.array([bool(s) and s[-1].isalnum() for s in pieces], dtype=np.bool_)
     return starts, ends
@@ -297,7 +299,9 @@ class Tracer:
                 if len(q) == 0:
                     raise QueryError(f"queries[{i}]: empty token-id list", field=f"queries[{i}]", item=i)
                 if not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in q):
-                    raise QueryError(f"queries[{i}]: token ids must be integers", field=f"queries[{i}]", item=i)
+                    raise QueryError(
+                        f"queries[{i}]: token ids must be integers", field=f"queries[{i}]", item=i
+                    )
                 ids = np.asarray(q, dtype=np.int64)
                 bad = (ids < 0) | (ids >= index.vocab_size) | (ids == index.separator)
                 if bad.any():
@@ -389,7 +393,9 @@ class Tracer:
         for query in parsed:
             _check_deadline(deadline)
             results.append(
-                self._trace_one(query, min_len, max_count, boundary, rank, docs_per_span, context, max_spans, rng)
+                self._trace_one(
+                    query, min_len, max_count, boundary, rank, docs_per_span, context, max_spans, rng
+                )
             )
         _check_deadline(deadline)
         return results
@@ -467,8 +473,14 @@ class Tracer:
         rank_of = {k: r + 1 for r, k in enumerate(order)}
         kept = sorted(rank_of)
         docs = self._documents(
-            [(int(starts[maximal[k]]), int(ends[maximal[k]]), [(lo[maximal[k]], hi[maximal[k]]) for lo, hi in ranges])
-             for k in kept],
+            [
+                (
+                    int(starts[maximal[k]]),
+                    int(ends[maximal[k]]),
+                    [(lo[maximal[k]], hi[maximal[k]]) for lo, hi in ranges],
+                )
+                for k in kept
+            ],
             ids,
             docs_per_span,
             context,
@@ -478,7 +490,7 @@ class Tracer:
         covered = np.zeros(n, dtype=np.bool_)
         for k, span_docs in zip(kept, docs, strict=True):
             j = maximal[k]
-            a, b = int(starts[j]), int(ends[j])
+            a, b = int(starts[maximal[k]]), int(ends[maximal[k]])
             covered[a:b] = True
             cs = ce = None
             text = None
@@ -553,7 +565,11 @@ class Tracer:
             pieces: list[list[int]] = []
             for c, snip in zip(cuts, snippets, strict=True):
                 at, lo, m = c[5], c[6], c[8]
-                pieces += [snip[: at - lo].tolist(), snip[at - lo : at - lo + m].tolist(), snip[at - lo + m :].tolist()]
+                pieces += [
+                    snip[: at - lo].tolist(),
+                    snip[at - lo : at - lo + m].tolist(),
+                    snip[at - lo + m :].tolist(),
+                ]
             decoded = tok.hf.backend_tokenizer.decode_batch(pieces, skip_special_tokens=False)
             texts = decoded
         meta_cache: dict[tuple[int, int], dict[str, Any]] = {}

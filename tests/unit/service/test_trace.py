@@ -34,7 +34,12 @@ write_index = _load_writer()
 
 def occurrences(docs, pat):
     m = len(pat)
-    return [(d, i) for d, doc in enumerate(docs) for i in range(len(doc) - m + 1) if list(doc[i : i + m]) == list(pat)]
+    return [
+        (d, i)
+        for d, doc in enumerate(docs)
+        for i in range(len(doc) - m + 1)
+        if list(doc[i : i + m]) == list(pat)
+    ]
 
 
 def naive_trace(docs, q, *, min_len=1, max_count=None, bounds=None):
@@ -58,9 +63,7 @@ def naive_trace(docs, q, *, min_len=1, max_count=None, bounds=None):
         count = len(occurrences(docs, q[p:end]))
         if count >= 1 and (max_count is None or count <= max_count):
             cands.append((p, end, count))
-    return sorted(
-        c for c in cands if not any(o != c and o[0] <= c[0] and c[1] <= o[1] for o in cands)
-    )
+    return sorted(c for c in cands if not any(o != c and o[0] <= c[0] and c[1] <= o[1] for o in cands))
 
 
 def spans_of(result):
@@ -236,7 +239,7 @@ def test_bad_queries_name_the_item():
 def naive_bounds(tokenizer, ids):
     pieces = [tokenizer.decode([i]) for i in ids]
     out = [True]
-    for a, b in zip(pieces, pieces[1:]):
+    for a, b in zip(pieces, pieces[1:], strict=False):
         out.append(not (a[-1:].isalnum() and b[:1].isalnum()))
     return out + [True]
 
@@ -285,7 +288,10 @@ def test_text_trace_equals_oracle(text_index, pythia_tokenizer, boundary):
             assert d.metadata == {"n": d.doc_id}
     if boundary == "word":
         for span in r.spans:  # never inside a word
-            before, after = text[span.char_start - 1 : span.char_start], text[span.char_end : span.char_end + 1]
+            before, after = (
+                text[span.char_start - 1 : span.char_start],
+                text[span.char_end : span.char_end + 1],
+            )
             assert not (before.isalnum() and text[span.char_start].isalnum())
             assert not (after.isalnum() and text[span.char_end - 1].isalnum())
         assert "suffix arrays answer counting queries" in [s.text for s in r.spans]
