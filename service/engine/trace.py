@@ -457,10 +457,10 @@ class Tracer:
         # drop spans contained in another kept span (starts are increasing)
         maximal = []
         reach = -1
-        for j in chosen:
-            if ends[j] > reach:
-                maximal.append(int(j))
-                reach = int(ends[j])
+        for c in chosen:
+            if ends[c] > reach:
+                maximal.append(int(c))
+                reach = int(ends[c])
             # else: ends[j] <= the end of an earlier kept span that starts before it
         logp = self.unigram_logp()
         scores = [float(logp[ids[starts[j] : ends[j]]].sum()) for j in maximal]
@@ -490,7 +490,7 @@ class Tracer:
         covered = np.zeros(n, dtype=np.bool_)
         for k, span_docs in zip(kept, docs, strict=True):
             j = maximal[k]
-            a, b = int(starts[maximal[k]]), int(ends[maximal[k]])
+            a, b = int(starts[j]), int(ends[j])
             covered[a:b] = True
             cs = ce = None
             text = None
