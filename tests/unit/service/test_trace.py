@@ -314,3 +314,42 @@ def test_normalized_index_maps_offsets_to_the_input(tmp_path, pythia_tokenizer):
     (r,) = index.trace(["THE QUICK Brown Fox!"], max_count=None)
     assert r.text == "THE QUICK Brown Fox!"
     assert [s.text for s in r.spans] == ["THE QUICK Brown Fox"]
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP
+
+
+def test_http_trace_equals_engine_and_errors_name_the_field(text_index):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    app = create_app(Settings(indexes={"t": text_index.directory}, access_log=False, warmup=False))
+    with TestClient(app, raise_server_exceptions=False) as http:
+        text = "I saw the quick brown foxes jump over the lazy dog"
+        answer = http.post("/v1/trace", json={"index": "t", "queries": [text], "docs_per_span": 2, "seed": 1})
+        assert answer.status_code == 200, answer.text
+        (expected,) = text_index.trace([text], docs_per_span=2, seed=1)
+        got = answer.json()["results"][0]
+        assert [(s["start"], s["end"], s["count"], s["text"]) for s in got["spans"]] == [
+            (s.start, s.end, s.count, s.text) for s in expected.spans
+        ]
+        assert got["span_density"] == expected.span_density
+        ids = text_index.tokenize(text)
+        by_ids = http.post("/v1/trace", json={"index": "t", "queries": [{"ids": ids}]}).json()["results"][0]
+        assert [(s["start"], s["end"], s["count"]) for s in by_ids["spans"]] == [
+            (s["start"], s["end"], s["count"]) for s in got["spans"]
+        ]
+        for body, where in [
+            ({"queries": [text], "rank": "count"}, "rank"),
+            ({"queries": [text], "min_len": 0}, "min_len"),
+            ({"queries": [""]}, "queries[0]"),
+            ({"queries": [{"ids": [10**9]}]}, "queries[0]"),
+            ({"queries": [text], "docs_per_span": 10**6}, "docs_per_span"),
+        ]:
+            bad = http.post("/v1/trace", json={"index": "t", **body})
+            assert bad.status_code == 422, bad.text
+            assert bad.headers["content-type"].startswith("application/problem+json")
+            assert where in bad.text
