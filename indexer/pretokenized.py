@@ -27,7 +27,7 @@ number of tokens; document ``i`` is ``tokens[offsets[i]:offsets[i+1]]``.
 Token files are read in chunks with ordinary reads (not memory-mapped), so reading adds little to the
 build's memory. Every id is checked against the vocabulary size (and for negative values); a bad id is a
 ``CorpusError`` naming the file, the document and the position. Document metadata:
-``{"source": FILE, "doc": i}`` (0-based document number within that file).
+``{"source": FILE, "doc": i}`` (FILE = the token file's name; 0-based document number within that file).
 """
 
 from __future__ import annotations
@@ -319,7 +319,7 @@ class PretokenizedSource:
                 tokens = tf.read(start, stop)
                 _check_ids(tokens, vocab_size, tf, start)
                 lengths = np.diff(b[doc : last + 1])
-                metadata = [{"source": tf.display, "doc": i} for i in range(doc, last)]
+                metadata = [{"source": tf.path.name, "doc": i} for i in range(doc, last)]
                 stats.docs += last - doc
                 stats.empty_docs += int(np.count_nonzero(lengths == 0))
                 if on_tokens is not None:

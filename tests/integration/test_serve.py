@@ -87,7 +87,9 @@ def _every_query(client: Any) -> list[Any]:
         client.document(5, max_tokens=50),
         client.tokenize(["hello world", " x"]),
         client.trace(["the function returns the value of the first argument", [273, 253]], docs_per_span=2),
-        client.trace(["return the value"], boundary="token", max_count=None, rank="unigram_logprob", context=5),
+        client.trace(
+            ["return the value"], boundary="token", max_count=None, rank="unigram_logprob", context=5
+        ),
     ]
 
 
