@@ -13,7 +13,8 @@ The method is OLMoTrace's (infini-gram ``attribute``), made exact across shards:
 3. **Boundaries** (``boundary="word"``): spans start at a word start and end at a word end; a match is cut
    back to its last word end. A word boundary lies between two tokens unless the first ends with a letter
    or digit and the second starts with one (the text start and end are boundaries), judged on each
-   token's decoded text. ``boundary="token"``: any token.
+   token's decoded text; a word start is a boundary before a token whose first non-whitespace character
+   is a letter or digit (spans never begin with punctuation). ``boundary="token"``: any token.
 4. **Filter**: keep spans of at least ``min_len`` tokens occurring at most ``max_count`` times; drop a span
    contained in another kept span.
 5. **Rank**: ``length`` (longest first) or ``unigram_logprob`` (lowest sum of the tokens' unigram
@@ -158,15 +159,17 @@ class TraceResult:
 # Word boundaries and text offsets
 
 
-def vocab_edges(tokenizer: Any, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(starts_alnum, ends_alnum): whether each token's decoded text starts / ends with a letter or digit
-    (a token that decodes to part of a UTF-8 character counts as neither)."""
+def vocab_edges(tokenizer: Any, vocab_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts_alnum, ends_alnum, opens_word) per token id: whether its decoded text starts / ends with a
+    letter or digit, and whether its first non-whitespace character is one (a token that decodes to part
+    of a UTF-8 character counts as none of these)."""
     pieces = tokenizer.hf.backend_tokenizer.decode_batch(
         [[i] for i in range(vocab_size)], skip_special_tokens=False
     )
     starts = np.array([bool(s) and s[0].isalnum() for s in pieces], dtype=np.bool_)
     ends = np.array([bool(s) and s[-1].isalnum() for s in pieces], dtype=np.bool_)
-    return starts, ends
+    opens = np.array([s.lstrip()[:1].isalnum() for s in pieces], dtype=np.bool_)
+    return starts, ends, opens
 
 
 def word_boundaries(ids: np.ndarray, starts_alnum: np.ndarray, ends_alnum: np.ndarray) -> np.ndarray:
@@ -177,6 +180,12 @@ def word_boundaries(ids: np.ndarray, starts_alnum: np.ndarray, ends_alnum: np.nd
     if n > 1:
         out[1:n] = ~(ends_alnum[ids[:-1]] & starts_alnum[ids[1:]])
     return out
+
+
+def word_starts(ids: np.ndarray, bounds: np.ndarray, opens_word: np.ndarray) -> np.ndarray:
+    """Positions where a span may start under ``boundary="word"``: a word boundary before a token whose
+    first non-whitespace character is a letter or digit (so spans begin with a word, not punctuation)."""
+    return np.flatnonzero(bounds[: len(ids)] & opens_word[ids]).astype(np.int64)
 
 
 def _char_map(original: str, normalize: Any) -> tuple[str, np.ndarray | None]:
@@ -251,12 +260,12 @@ class Tracer:
 
     def __init__(self, index: Index) -> None:
         self.index = index
-        self._edges: tuple[np.ndarray, np.ndarray] | None = None
+        self._edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._unigram_logp: np.ndarray | None = None
 
     # tables --------------------------------------------------------------------------------------
 
-    def edges(self) -> tuple[np.ndarray, np.ndarray]:
+    def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._edges is None:
             tok = self.index._tokenizer
             if tok is None:
@@ -406,8 +415,9 @@ class Tracer:
         index = self.index
         n = len(ids)
         if boundary == "word":
-            bounds = word_boundaries(ids, *self.edges())
-            positions = np.flatnonzero(bounds[:n]).astype(np.int64)
+            starts_alnum, ends_alnum, opens_word = self.edges()
+            bounds = word_boundaries(ids, starts_alnum, ends_alnum)
+            positions = word_starts(ids, bounds, opens_word)
         else:
             bounds = np.ones(n + 1, dtype=np.bool_)
             positions = np.arange(n, dtype=np.int64)

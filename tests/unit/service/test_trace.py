@@ -42,14 +42,16 @@ def occurrences(docs, pat):
     ]
 
 
-def naive_trace(docs, q, *, min_len=1, max_count=None, bounds=None):
+def naive_trace(docs, q, *, min_len=1, max_count=None, bounds=None, starts=None):
     """(start, end, count) of the maximal spans, by brute force."""
     n = len(q)
     if bounds is None:
         bounds = [True] * (n + 1)
+    if starts is None:
+        starts = bounds[:n]
     cands = []
     for p in range(n):
-        if not bounds[p]:
+        if not starts[p]:
             continue
         longest = 0
         for length in range(1, n - p + 1):
@@ -244,12 +246,20 @@ def naive_bounds(tokenizer, ids):
     return out + [True]
 
 
-def test_word_boundaries_match_naive(pythia_tokenizer):
-    from service.engine.trace import vocab_edges
+def naive_starts(tokenizer, ids):
+    bounds = naive_bounds(tokenizer, ids)
+    return [bounds[j] and tokenizer.decode([t]).lstrip()[:1].isalnum() for j, t in enumerate(ids)]
 
-    s, e = vocab_edges(pythia_tokenizer, len(pythia_tokenizer.hf))
+
+def test_word_boundaries_match_naive(pythia_tokenizer):
+    from service.engine.trace import vocab_edges, word_starts
+
+    s, e, o = vocab_edges(pythia_tokenizer, len(pythia_tokenizer.hf))
     ids = pythia_tokenizer.encode(" The indexes (of 3 naïve cafés) weren't 東京 built.\nYes").astype(np.int64)
-    assert word_boundaries(ids, s, e).tolist() == naive_bounds(pythia_tokenizer, ids.tolist())
+    bounds = word_boundaries(ids, s, e)
+    assert bounds.tolist() == naive_bounds(pythia_tokenizer, ids.tolist())
+    starts = naive_starts(pythia_tokenizer, ids.tolist())
+    assert word_starts(ids, bounds, o).tolist() == [j for j, ok in enumerate(starts) if ok]
 
 
 CORPUS = [
@@ -277,7 +287,8 @@ def test_text_trace_equals_oracle(text_index, pythia_tokenizer, boundary):
     assert r.token_ids == ids
     docs = [pythia_tokenizer.encode(" " + t).tolist() for t in CORPUS]
     bounds = naive_bounds(pythia_tokenizer, ids) if boundary == "word" else None
-    assert spans_of(r) == naive_trace(docs, ids, min_len=2, bounds=bounds)
+    starts = naive_starts(pythia_tokenizer, ids) if boundary == "word" else None
+    assert spans_of(r) == naive_trace(docs, ids, min_len=2, bounds=bounds, starts=starts)
     assert r.spans, "the text shares phrases with the corpus"
     for span in r.spans:
         assert r.text is not None and span.text == text[span.char_start : span.char_end]
