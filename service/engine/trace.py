@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
-from indexer.format import read_metadata
+from indexer.format import METADATA_BLOCK_DOCS, read_metadata
 from service.engine import kernels as K
 from service.engine.errors import BudgetExceeded, QueryError
 
@@ -254,6 +254,34 @@ def _check_deadline(deadline: float | None) -> None:
         raise BudgetExceeded("trace: the time budget ran out before the batch finished", kind="time")
 
 
+def shard_matches(
+    shard: Any, vocab_size: int, ids: np.ndarray, positions: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """One shard's answer: (length, lo, hi) of the longest match at each start position."""
+    if shard.n_tokens == 0:
+        zeros = np.zeros(len(positions), dtype=np.int64)
+        return zeros, zeros.copy(), zeros.copy()
+    out: tuple[np.ndarray, ...] = _longest_matches(
+        shard.tokens, shard.sa, shard.starts(vocab_size), ids, positions
+    )
+    return out
+
+
+def merge_matches(
+    per_shard: Sequence[tuple[np.ndarray, ...]], n: int
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The longest match over all shards, and each shard's suffix-array range of THAT match (empty in a
+    shard whose own longest match is shorter: the longer string does not occur there)."""
+    longest = np.zeros(n, dtype=np.int64)
+    for length, _, _ in per_shard:
+        np.maximum(longest, length, out=longest)
+    ranges = []
+    for length, lo, hi in per_shard:
+        at = (length == longest) & (longest > 0)
+        ranges.append((np.where(at, lo, 0), np.where(at, hi, 0)))
+    return longest, ranges
+
+
 class Tracer:
     """Traces texts over one opened :class:`~service.engine.index.Index` (use ``Index.trace``). Holds the
     lazily computed per-vocabulary tables (word edges, unigram counts)."""
@@ -336,7 +364,14 @@ class Tracer:
         tok = self.index._tokenizer
         if tok is None:
             return _Query(ids, None, None)
-        # character offsets of every token boundary: decode each prefix (exact under byte-level BPE)
+        # character offsets: the decoded text re-encoded, when that gives back the same ids (usual)
+        backend = tok.hf.backend_tokenizer
+        text = backend.decode(ids.tolist(), skip_special_tokens=False)
+        enc = backend.encode(text, add_special_tokens=False)
+        if list(enc.ids) == ids.tolist():
+            offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+            return _Query(ids, text, offsets)
+        # else the offsets of every token boundary: decode each prefix (exact under byte-level BPE)
         pieces = tok.hf.backend_tokenizer.decode_batch(
             [ids[:j].tolist() for j in range(len(ids) + 1)], skip_special_tokens=False
         )
@@ -409,9 +444,12 @@ class Tracer:
         _check_deadline(deadline)
         return results
 
-    def candidates(self, ids: np.ndarray, boundary: str) -> tuple[np.ndarray, np.ndarray]:
-        """(starts, ends) of the longest match at every allowed start, cut back to an allowed end; the
-        merge over shards (longest over all shards)."""
+    def candidates(
+        self, ids: np.ndarray, boundary: str
+    ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """The longest match at every allowed start, merged over shards, cut back to an allowed end:
+        (starts, ends, per-shard suffix-array ranges of the uncut matches, uncut mask). A shard answers
+        on its own (:func:`shard_matches`); :func:`merge_matches` takes the longest over shards."""
         index = self.index
         n = len(ids)
         if boundary == "word":
@@ -421,20 +459,14 @@ class Tracer:
         else:
             bounds = np.ones(n + 1, dtype=np.bool_)
             positions = np.arange(n, dtype=np.int64)
-        longest = np.zeros(len(positions), dtype=np.int64)
-        for shard in index._shards:
-            if shard.n_tokens == 0:
-                continue
-            length, _, _ = _longest_matches(
-                shard.tokens, shard.sa, shard.starts(index.vocab_size), ids, positions
-            )
-            np.maximum(longest, length, out=longest)
+        per_shard = [shard_matches(shard, index.vocab_size, ids, positions) for shard in index._shards]
+        longest, ranges = merge_matches(per_shard, len(positions))
         ends = positions + longest
         if boundary == "word":
             # cut back to the last word end at or before the match end
             last_bound = np.maximum.accumulate(np.where(bounds, np.arange(n + 1), -1))
             ends = np.maximum(last_bound[ends], positions)
-        return positions, ends
+        return positions, ends, ranges, ends == positions + longest
 
     def _trace_one(
         self,
@@ -451,13 +483,17 @@ class Tracer:
         index = self.index
         ids = query.ids
         n = len(ids)
-        starts, ends = self.candidates(ids, boundary)
+        starts, ends, matched, uncut = self.candidates(ids, boundary)
         keep = ends - starts >= min_len
-        starts, ends = starts[keep], ends[keep]
-        # exact counts of the (possibly cut) spans, summed over shards
-        patterns = [tuple(ids[a:b].tolist()) for a, b in zip(starts, ends, strict=True)]
-        ranges = index._ranges(patterns) if patterns else []
-        counts = np.zeros(len(patterns), dtype=np.int64)
+        starts, ends, uncut = starts[keep], ends[keep], uncut[keep]
+        ranges = [(lo[keep], hi[keep]) for lo, hi in matched]
+        # a cut span has its own (larger) ranges: search them; an uncut one has the merged match ranges
+        cut = np.flatnonzero(~uncut)
+        if len(cut):
+            patterns = [tuple(ids[starts[j] : ends[j]].tolist()) for j in cut]
+            for (lo, hi), (clo, chi) in zip(ranges, index._ranges(patterns), strict=True):
+                lo[cut], hi[cut] = clo, chi
+        counts = np.zeros(len(starts), dtype=np.int64)
         for lo, hi in ranges:
             counts += hi - lo
         keep = counts >= 1
@@ -580,15 +616,12 @@ class Tracer:
                     snip[at - lo : at - lo + m].tolist(),
                     snip[at - lo + m :].tolist(),
                 ]
-            decoded = tok.hf.backend_tokenizer.decode_batch(pieces, skip_special_tokens=False)
-            texts = decoded
-        meta_cache: dict[tuple[int, int], dict[str, Any]] = {}
+            decode = tok.hf.backend_tokenizer.decode  # a loop: faster than decode_batch on short pieces
+            texts = [decode(piece, skip_special_tokens=False) for piece in pieces]
+        metadata = _metadata_many(shards, [(c[1], c[2]) for c in cuts])
         out: list[list[TraceDocument]] = [[] for _ in spans]
         for k, (c, snip) in enumerate(zip(cuts, snippets, strict=True)):
             i, s, local, _, doc_len, at, lo, _, m = c
-            key = (s, local)
-            if key not in meta_cache:
-                meta_cache[key] = read_metadata(shards[s].arrays, local)
             if texts is not None:
                 before, inside, after = texts[3 * k], texts[3 * k + 1], texts[3 * k + 2]
                 text: str | None = before + inside + after
@@ -600,7 +633,7 @@ class Tracer:
                 TraceDocument(
                     doc_id=shards[s].doc_base + local,
                     shard=s,
-                    metadata=meta_cache[key],
+                    metadata=metadata[(s, local)],
                     position=at,
                     text=text,
                     span=span,
@@ -613,3 +646,29 @@ class Tracer:
         for docs in out:
             docs.sort(key=lambda d: (d.doc_id, d.position))
         return out
+
+
+def _metadata_many(shards: Sequence[Any], docs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Any]:
+    """Metadata of (shard number, local doc) pairs, each compressed block read and parsed once."""
+    import json
+
+    import zstandard
+
+    out: dict[tuple[int, int], Any] = {}
+    blocks: dict[tuple[int, int], list[str]] = {}
+    for s, local in docs:
+        if (s, local) in out:
+            continue
+        arrays = shards[s].arrays
+        block, line = divmod(local, METADATA_BLOCK_DOCS)
+        if (s, block) not in blocks:
+            if not 0 <= block < len(arrays.metadata_offsets) - 1:
+                out[(s, local)] = read_metadata(arrays, local)  # raises the format's error
+                continue
+            start, end = int(arrays.metadata_offsets[block]), int(arrays.metadata_offsets[block + 1])
+            with open(arrays.metadata_path, "rb") as f:
+                f.seek(start)
+                frame = f.read(end - start)
+            blocks[(s, block)] = zstandard.ZstdDecompressor().decompress(frame).decode("utf-8").split("\n")
+        out[(s, local)] = json.loads(blocks[(s, block)][line])
+    return out

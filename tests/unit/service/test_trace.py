@@ -312,7 +312,14 @@ def test_ids_input_gets_character_offsets(text_index, pythia_tokenizer):
     ids = pythia_tokenizer.encode(" over the lazy dog").tolist()
     (r,) = text_index.trace([ids], max_count=None)
     assert r.text == " over the lazy dog"
-    assert [(s.text, s.count) for s in r.spans] == [(" over the lazy dog", 1)]
+    assert [(s.text, s.count) for s in r.spans] == [("over the lazy dog", 1)]
+    # ids that do not come back from re-encoding their text: offsets from decoded prefixes
+    odd = pythia_tokenizer.encode(" t").tolist() + pythia_tokenizer.encode("he").tolist() + ids[1:]
+    (r,) = text_index.trace([odd], max_count=None, boundary="token", min_len=2)
+    assert r.text == " the the lazy dog" and r.token_ids == odd
+    for span in r.spans:
+        assert span.text == r.text[span.char_start : span.char_end]
+        assert span.text.strip() == pythia_tokenizer.decode(odd[span.start : span.end]).strip()
 
 
 def test_normalized_index_maps_offsets_to_the_input(tmp_path, pythia_tokenizer):
