@@ -470,7 +470,10 @@ async function showRun(name, container) {
     const mem = report.memorization || [];
     const memColumns = ["task", "n", "pairs_filter", "gamma", "model", "scorer", "pairs", "items", "spearman_rho", "spearman_p", "kendall_tau", "kendall_p", "note"];
     const memNumeric = new Set(["n", "gamma", "pairs", "items", "spearman_rho", "spearman_p", "kendall_tau", "kendall_p"]);
-    const bins = data.performance_bins.map((r) => ({ ...r, examples: Number(r.examples), mean_metric: r.mean_metric === "" ? null : Number(r.mean_metric) }));
+    const num = (v) => (v === "" || v === null || v === undefined ? null : Number(v));
+    const bins = data.performance_bins.map((r) => ({
+      ...r, n: num(r.n), bin_lo: num(r.bin_lo), bin_hi: num(r.bin_hi), examples: num(r.examples), mean_metric: num(r.mean_metric),
+    }));
     const binColumns = ["task", "n", "pairs_filter", "model", "metric", "bin_lo", "bin_hi", "examples", "mean_metric"];
     const figures = h("div", { class: "figures", id: "figures" });
     fill(container,
@@ -478,9 +481,9 @@ async function showRun(name, container) {
       h("p", {}, "Status: ", h("span", { class: report.ok ? "ok" : "bad" }, report.ok ? "complete" : "with errors"),
         ` · models: ${Object.values(report.models || {}).join(", ") || "—"} · tasks: ${(report.config?.tasks || []).join(", ")} · n = ${(report.config?.n_values || []).join(", ")}`),
       h("h2", {}, `Memorization (${mem.length} rows)`),
-      mem.length ? csvTable("memorization-table", mem, memColumns, memNumeric) : h("p", { class: "empty" }, "No memorization rows."),
+      mem.length ? h("div", { class: "scroll" }, csvTable("memorization-table", mem, memColumns, memNumeric)) : h("p", { class: "empty" }, "No memorization rows."),
       h("h2", {}, `Performance bins (${bins.length} rows)`),
-      bins.length ? csvTable("bins-table", bins, binColumns, new Set(["n", "examples", "mean_metric"])) : h("p", { class: "empty" }, "No performance bins."),
+      bins.length ? h("div", { class: "scroll" }, csvTable("bins-table", bins, binColumns, new Set(["n", "bin_lo", "bin_hi", "examples", "mean_metric"]))) : h("p", { class: "empty" }, "No performance bins."),
       h("h2", {}, "Figures"),
       data.figures.length ? figures : h("p", { class: "empty" }, "No figures."),
       h("h2", {}, "Errors"),
