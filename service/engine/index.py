@@ -976,6 +976,7 @@ class Index:
         self.next_token_distribution([probe], top_k=1)
         self.infgram_prob([(probe, probe)])
         self.documents([probe], limit=1, window=1)
+        self.trace([probe], boundary="token", docs_per_span=1, context=1)
 
     def cache_info(self) -> dict[str, int]:
         return {
