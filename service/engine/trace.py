@@ -11,10 +11,11 @@ The method is OLMoTrace's (infini-gram ``attribute``), made exact across shards:
    longer string, so the span's count is the sum of the shards' counts of the final span (recounted
    exactly after step 3).
 3. **Boundaries** (``boundary="word"``): spans start at a word start and end at a word end; a match is cut
-   back to its last word end. A word boundary lies between two tokens unless the first ends with a letter
-   or digit and the second starts with one (the text start and end are boundaries), judged on each
-   token's decoded text; a word start is a boundary before a token whose first non-whitespace character
-   is a letter or digit (spans never begin with punctuation). ``boundary="token"``: any token.
+   back to its last word end. Word boundaries are the engine's (:mod:`service.engine.words`): between two
+   tokens unless the last character of the first and the first character of the second are both word
+   characters (letters, digits, underscore); the text's start and end are boundaries. A span starts at a
+   boundary before a token whose first non-whitespace character is a word character (spans never begin
+   with punctuation). ``boundary="token"``: any token.
 4. **Filter**: keep spans of at least ``min_len`` tokens occurring at most ``max_count`` times; drop a span
    contained in another kept span.
 5. **Rank**: ``length`` (longest first) or ``unigram_logprob`` (lowest sum of the tokens' unigram
@@ -42,6 +43,7 @@ from numba import njit
 from indexer.format import METADATA_BLOCK_DOCS, read_metadata
 from service.engine import kernels as K
 from service.engine.errors import BudgetExceeded, QueryError
+from service.engine.words import WordTables, first_char_is_word, token_bytes
 
 if TYPE_CHECKING:
     from service.engine.index import Index
@@ -159,32 +161,39 @@ class TraceResult:
 # Word boundaries and text offsets
 
 
-def vocab_edges(tokenizer: Any, vocab_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(starts_alnum, ends_alnum, opens_word) per token id: whether its decoded text starts / ends with a
-    letter or digit, and whether its first non-whitespace character is one (a token that decodes to part
-    of a UTF-8 character counts as none of these)."""
-    pieces = tokenizer.hf.backend_tokenizer.decode_batch(
-        [[i] for i in range(vocab_size)], skip_special_tokens=False
-    )
-    starts = np.array([bool(s) and s[0].isalnum() for s in pieces], dtype=np.bool_)
-    ends = np.array([bool(s) and s[-1].isalnum() for s in pieces], dtype=np.bool_)
-    opens = np.array([s.lstrip()[:1].isalnum() for s in pieces], dtype=np.bool_)
-    return starts, ends, opens
+def opens_word_table(tokenizer: Any, vocab_size: int) -> np.ndarray:
+    """Per token id: whether its first character after leading whitespace is a word character (letter,
+    digit or underscore, :func:`service.engine.words.is_word_char`), from the token's bytes."""
+    out = np.zeros(vocab_size, dtype=np.bool_)
+    for i, data in enumerate(token_bytes(tokenizer, vocab_size)):
+        rest = data.lstrip(b" \t\n\r\x0b\x0c")
+        out[i] = bool(rest) and first_char_is_word(rest) and _utf8_complete(rest)
+    return out
 
 
-def word_boundaries(ids: np.ndarray, starts_alnum: np.ndarray, ends_alnum: np.ndarray) -> np.ndarray:
+def _utf8_complete(data: bytes) -> bool:
+    """Whether the first character of ``data`` is whole (not cut by the token's edge)."""
+    try:
+        data[:4].decode("utf-8")
+        return True
+    except UnicodeDecodeError as err:
+        return err.start > 0
+
+
+def word_boundaries(ids: np.ndarray, words: WordTables) -> np.ndarray:
     """``out[j]`` (j = 0..n) is True where a word boundary lies before token j: at the ends, and between
-    two tokens unless the first ends and the second starts with a letter or digit."""
+    two tokens unless both the last character of the first and the first of the second are word
+    characters (the engine's definition, :mod:`service.engine.words`)."""
     n = len(ids)
     out = np.ones(n + 1, dtype=np.bool_)
     if n > 1:
-        out[1:n] = ~(ends_alnum[ids[:-1]] & starts_alnum[ids[1:]])
+        out[1:n] = words.ends_nonword[ids[:-1]] | words.starts_word[ids[1:]]
     return out
 
 
 def word_starts(ids: np.ndarray, bounds: np.ndarray, opens_word: np.ndarray) -> np.ndarray:
     """Positions where a span may start under ``boundary="word"``: a word boundary before a token whose
-    first non-whitespace character is a letter or digit (so spans begin with a word, not punctuation)."""
+    first non-whitespace character is a word character (so spans begin with a word, not punctuation)."""
     return np.flatnonzero(bounds[: len(ids)] & opens_word[ids]).astype(np.int64)
 
 
@@ -288,22 +297,19 @@ class Tracer:
 
     def __init__(self, index: Index) -> None:
         self.index = index
-        self._edges: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._opens: np.ndarray | None = None
         self._unigram_logp: np.ndarray | None = None
 
     # tables --------------------------------------------------------------------------------------
 
-    def edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._edges is None:
-            tok = self.index._tokenizer
-            if tok is None:
-                raise QueryError(
-                    f"index {self.index.name!r} has no tokenizer, so word boundaries are unknown: "
-                    'trace with boundary="token"',
-                    field="boundary",
-                )
-            self._edges = vocab_edges(tok, self.index.vocab_size)
-        return self._edges
+    def edges(self) -> tuple[WordTables, np.ndarray]:
+        """The engine's word tables, and which tokens may open a span (:func:`opens_word_table`)."""
+        words = self.index._word_tables("word")  # QueryError (field "boundary") when there are none
+        if words is None:  # pragma: no cover - "word" gives the tables or raises
+            raise QueryError("no word tables", field="boundary")
+        if self._opens is None:
+            self._opens = opens_word_table(self.index._tokenizer, self.index.vocab_size)
+        return words, self._opens
 
     def unigram_logp(self) -> np.ndarray:
         """log(count(t) / corpus tokens) per token id (-inf for absent tokens), from the shards'
@@ -453,8 +459,8 @@ class Tracer:
         index = self.index
         n = len(ids)
         if boundary == "word":
-            starts_alnum, ends_alnum, opens_word = self.edges()
-            bounds = word_boundaries(ids, starts_alnum, ends_alnum)
+            words, opens_word = self.edges()
+            bounds = word_boundaries(ids, words)
             positions = word_starts(ids, bounds, opens_word)
         else:
             bounds = np.ones(n + 1, dtype=np.bool_)

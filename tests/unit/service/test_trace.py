@@ -239,27 +239,38 @@ def test_bad_queries_name_the_item():
 
 
 def naive_bounds(tokenizer, ids):
-    pieces = [tokenizer.decode([i]) for i in ids]
+    """A word boundary before token j unless both characters around it are word characters (by bytes)."""
+    from service.engine.words import first_char_is_word, last_char_is_word, token_bytes
+
+    data = token_bytes(tokenizer, len(tokenizer.hf))
     out = [True]
-    for a, b in zip(pieces, pieces[1:], strict=False):
-        out.append(not (a[-1:].isalnum() and b[:1].isalnum()))
+    for a, b in zip(ids, ids[1:], strict=False):
+        out.append(not (last_char_is_word(data[a]) and first_char_is_word(data[b])))
     return out + [True]
 
 
 def naive_starts(tokenizer, ids):
+    from service.engine.words import is_word_char, token_bytes
+
+    data = token_bytes(tokenizer, len(tokenizer.hf))
     bounds = naive_bounds(tokenizer, ids)
-    return [bounds[j] and tokenizer.decode([t]).lstrip()[:1].isalnum() for j, t in enumerate(ids)]
+    starts = []
+    for j, t in enumerate(ids):
+        text = data[t].decode("utf-8", errors="replace").lstrip()
+        starts.append(bounds[j] and bool(text) and is_word_char(text[0]))
+    return starts
 
 
-def test_word_boundaries_match_naive(pythia_tokenizer):
-    from service.engine.trace import vocab_edges, word_starts
+def test_word_boundaries_match_naive(text_index, pythia_tokenizer):
+    from service.engine.trace import Tracer, word_starts
 
-    s, e, o = vocab_edges(pythia_tokenizer, len(pythia_tokenizer.hf))
-    ids = pythia_tokenizer.encode(" The indexes (of 3 naïve cafés) weren't 東京 built.\nYes").astype(np.int64)
-    bounds = word_boundaries(ids, s, e)
+    words, opens = Tracer(text_index).edges()
+    sentence = " The indexes (of 3 naïve cafés) weren't 東京 built_in.\nYes"
+    ids = pythia_tokenizer.encode(sentence).astype(np.int64)
+    bounds = word_boundaries(ids, words)
     assert bounds.tolist() == naive_bounds(pythia_tokenizer, ids.tolist())
     starts = naive_starts(pythia_tokenizer, ids.tolist())
-    assert word_starts(ids, bounds, o).tolist() == [j for j, ok in enumerate(starts) if ok]
+    assert word_starts(ids, bounds, opens).tolist() == [j for j, ok in enumerate(starts) if ok]
 
 
 CORPUS = [
