@@ -35,7 +35,7 @@ pytestmark = [
     pytest.mark.skipif(CHROMEDRIVER is None, reason="no chromedriver (apt-get install chromium-driver)"),
 ]
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (dev extra)")
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -216,7 +216,7 @@ def test_phrase_search(browser: Any, server: str, shots: Path) -> None:
     if page1["total"] > 10:
         first = shown[0]
         browser.find_element(By.ID, "next-page").click()
-        WebDriverWait(browser, 60).until(
+        WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException]).until(
             lambda d: (
                 int(d.find_element(By.CSS_SELECTOR, "#documents .doc").get_attribute("data-doc-id")) != first
             )
@@ -319,7 +319,7 @@ def test_evaluation_runs(browser: Any, server: str, shots: Path, eval_run: Path)
         == len(report["performance_bins"])
         > 0
     )
-    WebDriverWait(browser, 60).until(
+    WebDriverWait(browser, 60, ignored_exceptions=[StaleElementReferenceException]).until(
         lambda d: len(d.find_elements(By.CSS_SELECTOR, "#figures img")) == len(report["figures"])
     )
     loaded = browser.execute_script(
