@@ -750,7 +750,8 @@ class Index:
             self.count(probes, boundary="word")
             self.doc_freq(probes, boundary="word")
             self.cooccurrence([probes * 2], unit="occurrences", boundary="word")
-        self.trace([probe], boundary="token", docs_per_span=1, context=1)
+        if len(self.shards) == len(self.manifest.shards):  # tracing runs over shards mapped here
+            self.trace([probe], boundary="token", docs_per_span=1, context=1)
 
     def cache_info(self) -> dict[str, int]:
         """The document-set caches of the shard groups, added up."""

@@ -304,8 +304,9 @@ class Tracer:
 
     def edges(self) -> tuple[WordTables, np.ndarray]:
         """The engine's word tables, and which tokens may open a span (:func:`opens_word_table`)."""
-        words = self.index._word_tables("word")  # QueryError (field "boundary") when there are none
-        if words is None:  # pragma: no cover - "word" gives the tables or raises
+        self.index._word("word")  # QueryError (field "boundary") when the index has no word tables
+        words: WordTables | None = self.index._words
+        if words is None:  # pragma: no cover - _word("word") raised already
             raise QueryError("no word tables", field="boundary")
         if self._opens is None:
             self._opens = opens_word_table(self.index._tokenizer, self.index.vocab_size)
