@@ -19,8 +19,8 @@ Measured per text, best of ``--rounds`` (warm page cache), and reported as p50 /
   (``max_count=None``); documents included (metadata, decoded snippet, the span marked).
 * **infini-gram attribute**: ``engine.attribute(input_ids, delim_ids=[], min_len=1, max_cnt=10,
   enforce_bow=False)`` (OLMoTrace's primitive: the same maximal spans, ``boundary="token"``), then its
-  documents: ``get_docs_by_ptrs_2`` for up to 10 of each span's occurrences with ±100 tokens, decoded
-  with the same tokenizer. Its spans are checked against ours (start, end, count).
+  documents: ``get_docs_by_ptrs_2`` for up to 10 of each span's occurrences with 100 tokens of context,
+  decoded with the same tokenizer. Its spans are checked against ours (start, end, count).
 * **infini-gram find per position**: for each start position, ``find`` on growing prefixes until the
   count is 0 (the longest match per position, the step the issue names), without documents.
 
@@ -210,8 +210,10 @@ def main() -> int:
 
         def attribute(ids=ids):
             r = peer.attribute(input_ids=ids, delim_ids=[], min_len=1, max_cnt=10, enforce_bow=False)
-            ptrs = [(d["s"], d["ptr"]) for s in r["spans"] for d in s["docs"][:10]]
-            fetched = peer.get_docs_by_ptrs_2(requests=[(s, p, 200) for s, p in ptrs]) if ptrs else []
+            reqs = [(d["s"], d["ptr"], s["length"], 100) for s in r["spans"] for d in s["docs"][:10]]
+            fetched = peer.get_docs_by_ptrs_2(requests=reqs) if reqs else []
+            if isinstance(fetched, dict):
+                raise RuntimeError(f"infini-gram get_docs_by_ptrs_2: {fetched}")
             texts_ = [tok.decode(d["token_ids"]) for d in fetched] if fetched else []
             return r, texts_
 
