@@ -411,7 +411,7 @@ def run_build(
     stats = ReadStats()
     planner = ShardPlanner(spec.capacity)
     bars = _Progress(progress)
-    slots = max(1, min(workers, SHARD_SLOTS))
+    slots = executor.shard_slots
     tokens_read = {"n": 0, "docs": 0}
     started = time.monotonic()
 
@@ -626,14 +626,17 @@ def build_index(
     start_build(plan)
     executor: Executor
     if use_ray or ray_address is not None:
-        from indexer.ray_build import RayExecutor
+        from indexer.ray_build import RayBuildError, RayExecutor
 
-        executor = RayExecutor(ray_address, slot_bytes=_slot_bytes(plan))
+        try:
+            executor = RayExecutor(ray_address, slot_bytes=_slot_bytes(plan))
+        except RayBuildError as err:
+            raise BuildError(str(err)) from None
         workers = executor.workers
     elif workers == 1:
         executor = InlineExecutor()
     else:
-        executor = ProcessExecutor(workers)
+        executor = ProcessExecutor(workers, shard_slots=min(workers, SHARD_SLOTS))
     result, stats = run_build(plan, executor, workers=workers, progress=progress)
     return publish(plan, result, stats, started)
 

@@ -37,6 +37,8 @@ log = logging.getLogger("taskgram.build")
 
 
 class Executor(Protocol):
+    shard_slots: int  # shards built at once
+
     def submit_piece(self, spec: BuildSpec, piece: Piece) -> Any: ...
 
     def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> Any: ...
@@ -61,6 +63,8 @@ class _Done:
 
 class InlineExecutor:
     """Runs every task at once, in this process (one worker: no pool, no copies)."""
+
+    shard_slots = 1
 
     def __init__(self) -> None:
         self._env = {k: os.environ.get(k) for k in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS")}
@@ -104,9 +108,10 @@ def _init_pool_worker(counter: Any, threads: int) -> None:
 class ProcessExecutor:
     """A pool of ``workers`` processes (forkserver: they never inherit this process's threads)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, shard_slots: int) -> None:
         import multiprocessing
 
+        self.shard_slots = shard_slots
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["indexer.shardwork", "indexer.kernels"])
         cores = len(os.sched_getaffinity(0))
