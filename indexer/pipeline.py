@@ -72,7 +72,7 @@ from indexer.shardwork import (
     piece_metadata,
     remove_pieces,
 )
-from indexer.tokenize import NORMALIZATIONS, TextTokenizer, load_tokenizer
+from indexer.tokenize import BUILTIN_TOKENIZERS, NORMALIZATIONS, TextTokenizer, TokenizerError, load_tokenizer
 
 __all__ = ["BuildError", "DocBatch", "build_index", "parse_memory", "shard_capacity", "verify_index"]
 
@@ -214,6 +214,39 @@ def _prepare_output(output: Path, fingerprint: str, force: bool) -> Manifest | N
 # The build: the plan, the per-shard work (indexer.shardwork, run by indexer.schedule), publishing
 
 
+@dataclass(frozen=True)
+class _BuildTokenizer:
+    """What a build needs of its tokenizer: the stored tokenizer.json, its sha256, the vocabulary size."""
+
+    json: bytes
+    sha256: str
+    vocab_size: int
+
+
+def _build_tokenizer(spec: str | os.PathLike[str] | TextTokenizer) -> _BuildTokenizer:
+    """The tokenizer.json a build stores (and its workers load). A builtin name or a tokenizer.json file
+    is read with the Rust ``tokenizers`` alone (the same bytes transformers would save, without its
+    two-second import); folders and hub names go through ``indexer.tokenize.load_tokenizer``."""
+    if not isinstance(spec, TextTokenizer):
+        path = BUILTIN_TOKENIZERS.get(str(spec), Path(spec))
+        if path.is_file():
+            from tokenizers import Tokenizer
+
+            try:
+                data = Tokenizer.from_file(str(path)).to_str(pretty=False).encode("utf-8")
+                vocab = Tokenizer.from_str(data.decode("utf-8")).get_vocab_size(with_added_tokens=True)
+            except Exception as err:  # the Rust backend raises a bare Exception for a bad file
+                raise TokenizerError(f"cannot load tokenizer {str(spec)!r}: {err}") from err
+            if vocab <= 1:
+                raise TokenizerError(f"tokenizer {str(spec)!r} has an empty vocabulary")
+            return _BuildTokenizer(data, hashlib.sha256(data).hexdigest(), vocab)
+        spec = load_tokenizer(spec)
+    with tempfile.TemporaryDirectory(prefix="taskgram-tok-") as tmp:
+        sha = spec.save(tmp)
+        data = (Path(tmp) / TOKENIZER_FILE).read_bytes()
+    return _BuildTokenizer(data, sha, spec.vocab_size)
+
+
 @dataclass
 class BuildPlan:
     """A build's resolved options, inputs and output folder state (what ``plan_build`` decided)."""
@@ -221,7 +254,7 @@ class BuildPlan:
     spec: BuildSpec
     config: dict[str, Any]
     budget: int
-    tokenizer: TextTokenizer | None
+    tokenizer: _BuildTokenizer | None
     tokenizer_name: str | None
     tokenizer_bytes: bytes | None
     pretokenized: str | None
@@ -276,14 +309,11 @@ def plan_build(
     if vocab_size is not None and vocab_size < 1:
         raise BuildError(f"vocab size must be positive, got {vocab_size}")
 
+    tok = _build_tokenizer(tokenizer) if tokenizer is not None else None
     if isinstance(tokenizer, TextTokenizer):
-        tok: TextTokenizer | None = tokenizer
         tokenizer = tokenizer.name
-    else:
-        tok = load_tokenizer(tokenizer) if tokenizer is not None else None
-    with tempfile.TemporaryDirectory(prefix="taskgram-tok-") as tmp:
-        tok_sha = tok.save(tmp) if tok is not None else None
-        tok_bytes = (Path(tmp) / TOKENIZER_FILE).read_bytes() if tok is not None else None
+    tok_sha = tok.sha256 if tok is not None else None
+    tok_bytes = tok.json if tok is not None else None
 
     source = None
     text_files: list[InputFile] = []
