@@ -73,8 +73,13 @@ class RayExecutor:
             runtime_env = {"env_vars": WORKER_ENV}
             if address:
                 ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-            else:
-                ray.init(include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
+            else:  # a local Ray is one node: it listens on loopback only
+                ray.init(
+                    _node_ip_address="127.0.0.1",
+                    include_dashboard=False,
+                    runtime_env=runtime_env,
+                    log_to_driver=False,
+                )
             self._owns = True
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         most = max((n.get("Resources", {}).get("memory", 0.0) for n in nodes), default=0.0)
