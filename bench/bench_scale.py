@@ -64,6 +64,7 @@ def run_monitored(cmd: list[str], env: dict[str, str] | None = None) -> dict[str
 
     load = load_average()
     usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seen: dict[int, float] = {}  # pid -> CPU seconds last seen (worker pools are not reaped by us)
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = psutil.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -77,13 +78,17 @@ def run_monitored(cmd: list[str], env: dict[str, str] | None = None) -> dict[str
             for p in procs:
                 with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
+                    times = p.cpu_times()
+                    cpu_seen[p.pid] = times.user + times.system
             peak = max(peak, total)
             time.sleep(SAMPLE_INTERVAL_S)
         wall = time.perf_counter() - start
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (usage.ru_utime + usage.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime)
+    reaped = (usage.ru_utime + usage.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime)
+    # the larger of what the kernel reported for the reaped tree and the per-process sum sampled
+    cpu = max(reaped, sum(cpu_seen.values()))
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
     return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss": peak, "load_before": load}

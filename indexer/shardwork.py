@@ -64,7 +64,7 @@ def init_worker(label: str, numba_threads: int) -> None:
     os.environ["RAYON_NUM_THREADS"] = "1"
     import numba
 
-    numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -248,16 +248,17 @@ def tokenize_piece(spec: BuildSpec, piece: Piece) -> PieceResult:
         np.save(f, np.array([lengths, meta_sizes], dtype=np.int64).reshape(2, -1))
     for suffix, path in tmp.items():
         os.replace(path, _piece_path(spec.output, piece.index, suffix))
+    counts = stats.as_dict()
     done = {
         "fingerprint": spec.fingerprint,
         "key": piece.key,
         "n_docs": len(lengths),
         "n_tokens": n_tokens,
-        "stats": stats.as_dict(),
+        "stats": counts,
     }
     write_json_atomic(_piece_path(spec.output, piece.index, ".json"), done)
     return PieceResult(
-        piece.index, len(lengths), n_tokens, done["stats"], worker_label(), time.monotonic() - started
+        piece.index, len(lengths), n_tokens, counts, worker_label(), time.monotonic() - started
     )
 
 
