@@ -253,6 +253,7 @@ def bench_pretok(args: argparse.Namespace) -> dict[str, Any]:
         manifest = json.loads((out / "manifest.json").read_text())
         run["tokens"] = manifest["n_tokens"]
         run["shards"] = len(manifest["shards"])
+        run["summary"] = manifest["build"]["summary"]
         run["within_memory"] = run["peak_rss"] <= parse_memory(args.memory)
         show(name, run)
         runs[name] = run
