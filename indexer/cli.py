@@ -173,7 +173,8 @@ def run_build(args: argparse.Namespace) -> int:
             f"({summary.get('disk_bytes_per_token', 0):.2f} bytes/token)",
             f"wall time  {summary.get('wall_time_s', 0):.1f} s (sort {summary.get('sort_time_s', 0):.1f} s, "
             f"write {summary.get('write_time_s', 0):.1f} s)",
-            f"peak RSS   {_human_bytes(peak_rss_bytes())}",
+            f"peak RSS   {_human_bytes(peak_rss_bytes())}"
+            + ("" if args.workers == 1 else " (this process; its worker processes are not counted)"),
         ]
         if read.get("blank_lines"):
             lines.append(f"blank      {read['blank_lines']:,} blank lines (not documents)")
