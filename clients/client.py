@@ -72,6 +72,7 @@ PhraseSpec = Phrase | Sequence[Phrase] | Mapping[str, Sequence[Phrase]]
 DEFAULT_URL = "http://127.0.0.1:8000"
 CACHE_FILE = "taskgram-cache.sqlite3"
 _SQL_CHUNK = 500
+BOUNDARIES = ("token", "word")  # match every token occurrence, or only whole-word matches
 T = TypeVar("T")
 
 
@@ -346,15 +347,27 @@ class _Core:
     def _space(space: str | None) -> dict[str, Any]:
         return {} if space is None else {"space": space}
 
-    def _g_count(self, phrases: Sequence[Phrase], index: str | None, space: str | None) -> _Gen[list[int]]:
+    @staticmethod
+    def _boundary(boundary: str) -> dict[str, Any]:
+        """The boundary option; the server's default "token" is omitted, so that results cached before the
+        option existed stay valid (the cache key holds the options: word results never mix with them)."""
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, not {boundary!r}")
+        return {} if boundary == "token" else {"boundary": boundary}
+
+    def _g_count(
+        self, phrases: Sequence[Phrase], index: str | None, space: str | None, boundary: str
+    ) -> _Gen[list[int]]:
         items = encode_phrases(phrases)
-        return (yield from self._g_batched("/v1/count", index, items, self._space(space)))
+        options = {**self._space(space), **self._boundary(boundary)}
+        return (yield from self._g_batched("/v1/count", index, items, options))
 
     def _g_doc_freq(
-        self, phrases: Sequence[PhraseSpec], index: str | None, space: str | None
+        self, phrases: Sequence[PhraseSpec], index: str | None, space: str | None, boundary: str
     ) -> _Gen[list[int]]:
         items = [encode_spec(p, f"phrases[{i}]") for i, p in enumerate(_listed(phrases, "phrases"))]
-        return (yield from self._g_batched("/v1/doc_freq", index, items, self._space(space)))
+        options = {**self._space(space), **self._boundary(boundary)}
+        return (yield from self._g_batched("/v1/doc_freq", index, items, options))
 
     @staticmethod
     def _conjunctions(queries: Sequence[Sequence[PhraseSpec]]) -> list[list[Any]]:
@@ -366,10 +379,15 @@ class _Core:
         return out
 
     def _g_cooccurrence(
-        self, queries: Sequence[Sequence[PhraseSpec]], index: str | None, space: str | None, unit: str
+        self,
+        queries: Sequence[Sequence[PhraseSpec]],
+        index: str | None,
+        space: str | None,
+        unit: str,
+        boundary: str,
     ) -> _Gen[list[int]]:
         items = self._conjunctions(queries)
-        options = self._space(space)
+        options = {**self._space(space), **self._boundary(boundary)}
         if unit != "documents":  # the server's default; omitted so that cached document counts stay valid
             options["unit"] = unit
         return (yield from self._g_batched("/v1/cooccurrence", index, items, options))
@@ -434,10 +452,12 @@ class _Core:
         window: int,
         index: str | None,
         space: str | None,
+        boundary: str,
     ) -> _Gen[DocumentsResult]:
         query = [encode_spec(p, f"phrases[{j}]") for j, p in enumerate(_listed(phrases, "phrases"))]
         options = {"offset": offset, "limit": limit, "sample": sample, "seed": seed, "window": window}
         options.update(self._space(space))
+        options.update(self._boundary(boundary))
         cacheable = not sample or seed is not None
         raw = yield from self._g_batched("/v1/documents", index, [query], options, cacheable)
         return _parse(DocumentsResult, raw[0])
@@ -645,16 +665,27 @@ class Client(_HttpBase):
         return self._run(self._g_indexes())
 
     def count(
-        self, phrases: Sequence[Phrase], *, index: str | None = None, space: str | None = None
+        self,
+        phrases: Sequence[Phrase],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
-        """Exact occurrences of each phrase."""
-        return self._run(self._g_count(phrases, index, space))
+        """Exact occurrences of each phrase; ``boundary="word"``: only those that neither start nor end
+        inside a word."""
+        return self._run(self._g_count(phrases, index, space, boundary))
 
     def doc_freq(
-        self, phrases: Sequence[PhraseSpec], *, index: str | None = None, space: str | None = None
+        self,
+        phrases: Sequence[PhraseSpec],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """Number of documents containing each phrase spec (OR variants as a union)."""
-        return self._run(self._g_doc_freq(phrases, index, space))
+        return self._run(self._g_doc_freq(phrases, index, space, boundary))
 
     def cooccurrence(
         self,
@@ -663,11 +694,12 @@ class Client(_HttpBase):
         index: str | None = None,
         space: str | None = None,
         unit: str = "documents",
+        boundary: str = "token",
     ) -> list[int]:
         """Co-occurrence of all phrase specs of each query (2 or more): with ``unit="documents"`` the
         number of documents containing them all; with ``unit="occurrences"`` the number of occurrences of
         the first phrase spec in documents containing all the others."""
-        return self._run(self._g_cooccurrence(queries, index, space, unit))
+        return self._run(self._g_cooccurrence(queries, index, space, unit, boundary))
 
     def windowed_cooccurrence(
         self,
@@ -714,9 +746,12 @@ class Client(_HttpBase):
         window: int = 100,
         index: str | None = None,
         space: str | None = None,
+        boundary: str = "token",
     ) -> DocumentsResult:
         """Documents containing all phrase specs: exact total and one page (or a seeded sample)."""
-        return self._run(self._g_documents(phrases, offset, limit, sample, seed, window, index, space))
+        return self._run(
+            self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
+        )
 
     def document(self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None) -> Document:
         """One document by global id."""
@@ -809,16 +844,27 @@ class AsyncClient(_HttpBase):
         return await self._run(self._g_indexes())
 
     async def count(
-        self, phrases: Sequence[Phrase], *, index: str | None = None, space: str | None = None
+        self,
+        phrases: Sequence[Phrase],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
-        """Exact occurrences of each phrase."""
-        return await self._run(self._g_count(phrases, index, space))
+        """Exact occurrences of each phrase; ``boundary="word"``: only those that neither start nor end
+        inside a word."""
+        return await self._run(self._g_count(phrases, index, space, boundary))
 
     async def doc_freq(
-        self, phrases: Sequence[PhraseSpec], *, index: str | None = None, space: str | None = None
+        self,
+        phrases: Sequence[PhraseSpec],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """Number of documents containing each phrase spec (OR variants as a union)."""
-        return await self._run(self._g_doc_freq(phrases, index, space))
+        return await self._run(self._g_doc_freq(phrases, index, space, boundary))
 
     async def cooccurrence(
         self,
@@ -827,11 +873,12 @@ class AsyncClient(_HttpBase):
         index: str | None = None,
         space: str | None = None,
         unit: str = "documents",
+        boundary: str = "token",
     ) -> list[int]:
         """Co-occurrence of all phrase specs of each query (2 or more): with ``unit="documents"`` the
         number of documents containing them all; with ``unit="occurrences"`` the number of occurrences of
         the first phrase spec in documents containing all the others."""
-        return await self._run(self._g_cooccurrence(queries, index, space, unit))
+        return await self._run(self._g_cooccurrence(queries, index, space, unit, boundary))
 
     async def windowed_cooccurrence(
         self,
@@ -878,9 +925,12 @@ class AsyncClient(_HttpBase):
         window: int = 100,
         index: str | None = None,
         space: str | None = None,
+        boundary: str = "token",
     ) -> DocumentsResult:
         """Documents containing all phrase specs: exact total and one page (or a seeded sample)."""
-        return await self._run(self._g_documents(phrases, offset, limit, sample, seed, window, index, space))
+        return await self._run(
+            self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
+        )
 
     async def document(
         self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None
@@ -969,14 +1019,16 @@ class LocalClient(Client):
         space = body.get("space")
         deadline = None if self._deadline_s is None else time.monotonic() + self._deadline_s
         kw: dict[str, Any] = {"deadline": deadline, "space": space}
+        boundary = body.get("boundary", "token")
         path = call.path
         if path == "/v1/count":
-            results: Any = engine.count([_decode_phrase(q) for q in queries], **kw)
+            results: Any = engine.count([_decode_phrase(q) for q in queries], boundary=boundary, **kw)
         elif path == "/v1/doc_freq":
-            results = engine.doc_freq([_decode_phrase(q) for q in queries], **kw)
+            results = engine.doc_freq([_decode_phrase(q) for q in queries], boundary=boundary, **kw)
         elif path == "/v1/cooccurrence":
             decoded = [[_decode_phrase(p) for p in q] for q in queries]
-            results = engine.cooccurrence(decoded, unit=body.get("unit", "documents"), **kw)
+            unit = body.get("unit", "documents")
+            results = engine.cooccurrence(decoded, unit=unit, boundary=boundary, **kw)
         elif path == "/v1/cooccurrence/windowed":
             decoded = [[_decode_phrase(p) for p in q] for q in queries]
             results = engine.windowed_cooccurrence(decoded, body["window"], **kw)
@@ -994,7 +1046,9 @@ class LocalClient(Client):
         elif path == "/v1/documents":
             options = {k: body[k] for k in ("offset", "limit", "sample", "seed", "window")}
             results = [
-                dataclasses.asdict(engine.documents([_decode_phrase(p) for p in q], **options, **kw))
+                dataclasses.asdict(
+                    engine.documents([_decode_phrase(p) for p in q], boundary=boundary, **options, **kw)
+                )
                 for q in queries
             ]
         elif path == "/v1/tokenize":

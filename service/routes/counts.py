@@ -29,7 +29,7 @@ INLINE_COUNTS = 64
 def _count(request: CountRequest, state: ServiceState) -> Response:
     index = state.index(request.index)
     queries = phrases(state.settings, request.queries)
-    results = index.count(queries, deadline=state.deadline(), space=request.space)
+    results = index.count(queries, deadline=state.deadline(), space=request.space, boundary=request.boundary)
     return json_response({"index": request.index, "results": results})
 
 
@@ -44,7 +44,9 @@ async def count(request: CountRequest, state: StateDep) -> Response:
 def doc_freq(request: DocFreqRequest, state: StateDep) -> Response:
     index = state.index(request.index)
     queries = specs(state.settings, request.queries)
-    results = index.doc_freq(queries, deadline=state.deadline(), space=request.space)
+    results = index.doc_freq(
+        queries, deadline=state.deadline(), space=request.space, boundary=request.boundary
+    )
     return json_response({"index": request.index, "results": results})
 
 
@@ -56,7 +58,13 @@ def doc_freq(request: DocFreqRequest, state: StateDep) -> Response:
 def cooccurrence(request: CooccurrenceRequest, state: StateDep) -> Response:
     index = state.index(request.index)
     queries = conjunctions(state.settings, request.queries)
-    results = index.cooccurrence(queries, deadline=state.deadline(), space=request.space, unit=request.unit)
+    results = index.cooccurrence(
+        queries,
+        deadline=state.deadline(),
+        space=request.space,
+        unit=request.unit,
+        boundary=request.boundary,
+    )
     return json_response({"index": request.index, "results": results})
 
 
@@ -71,6 +79,6 @@ def windowed_cooccurrence(request: WindowedCooccurrenceRequest, state: StateDep)
     index = state.index(request.index)
     queries = conjunctions(state.settings, request.queries)
     results = index.windowed_cooccurrence(
-        queries, request.window, deadline=state.deadline(), space=request.space
+        queries, request.window, deadline=state.deadline(), space=request.space, boundary=request.boundary
     )
     return json_response({"index": request.index, "results": results})
