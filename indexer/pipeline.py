@@ -25,6 +25,7 @@ index in the output folder is refused unless ``force=True``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -653,6 +654,21 @@ def build_index(
         log.info("%s: already built with the same inputs and configuration; nothing to do", plan.output)
         remove_pieces(plan.output)
         return plan.done
+    try:
+        return _run_and_publish(plan, workers, use_ray, ray_address, progress, started)
+    except OSError as err:
+        if err.errno in _WRITE_ERRNOS:  # a full disk, a file size limit, a read-only or forbidden folder
+            raise writer.IndexWriteError(f"{plan.output}: cannot write the index: {err.strerror}") from err
+        raise
+
+
+# errno values that mean the output cannot be written (reported as IndexWriteError, not a traceback)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _run_and_publish(
+    plan: BuildPlan, workers: int, use_ray: bool, ray_address: str | None, progress: bool, started: float
+) -> Manifest:
     start_build(plan)
     executor: Executor
     if use_ray or ray_address is not None:
