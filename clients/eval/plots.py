@@ -145,7 +145,12 @@ def plot_fig4(rows: list[list[Any]], header: list[str], path: Path) -> Path:
                 filled = p is not None and p < 0.05
                 ax.plot([x], [r["spearman_rho"]], "o", color=color, mfc=color if filled else "white", ms=5)
         if any(_size(r) for r in sel):
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            sizes = sorted({s_ for s_ in (_size(r) for r in sel) if s_})
+            ax.set_xticks(sizes, [f"{v / 1e6:.0f}M" if v < 1e9 else f"{v / 1e9:.1f}B" for v in sizes])
+            ax.xaxis.set_minor_formatter(NullFormatter())  # only the models' sizes are labelled
             ax.set_xlabel("model parameters", fontsize=8)
         else:
             ax.set_xlabel("model", fontsize=8)
