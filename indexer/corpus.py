@@ -40,6 +40,8 @@ from typing import Any, BinaryIO
 
 import zstandard
 
+from indexer.errors import IndexerError
+
 READ_CHUNK_BYTES = 1 << 20
 
 TEXT_SUFFIXES = {
@@ -55,7 +57,7 @@ TEXT_SUFFIXES = {
 }
 
 
-class CorpusError(Exception):
+class CorpusError(IndexerError):
     """An input file cannot be read as a corpus. ``str(err)`` is ``"FILE:LINE: what is wrong"``."""
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, reason: str, message: str) -> None:

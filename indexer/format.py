@@ -35,6 +35,8 @@ import numpy as np
 import zstandard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from indexer.errors import IndexerError
+
 FORMAT_VERSION = 1
 
 MANIFEST_FILE = "manifest.json"
@@ -54,7 +56,7 @@ SuffixDtype = Literal["uint32", "uint64"]
 Normalization = Literal["none", "lower", "nfkc", "nfkc-lower"]
 
 
-class IndexFormatError(Exception):
+class IndexFormatError(IndexerError):
     """The index directory is missing, incomplete, corrupt or of an incompatible format."""
 
 
@@ -134,6 +136,14 @@ class Manifest(_Model):
     @property
     def separator_id(self) -> int:
         return separator_id(self.token_dtype)
+
+    def identity(self) -> str:
+        """The index identity: sha256 of this manifest in canonical JSON (sorted keys, no spaces). The
+        manifest lists every file's sha256, so the identity changes whenever the index does; the service
+        reports it (``GET /v1/indexes``), clients key their result caches on it and evaluation reports
+        record it. This is the only place it is computed."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def read_manifest(index_dir: str | os.PathLike[str]) -> Manifest:

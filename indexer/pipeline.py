@@ -32,6 +32,7 @@ import numpy as np
 
 from indexer import writer
 from indexer.corpus import CorpusError, InputPlan, ReadStats, discover_inputs, iter_text_documents
+from indexer.errors import IndexerError
 from indexer.format import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -65,7 +66,7 @@ TEXT_BATCH_BYTES = 2 << 20  # tokenizer Encodings cost ~100+ bytes per token whi
 PRETOKENIZED_KINDS = ("megatron", "npy", "raw-u16", "raw-u32")
 
 
-class BuildError(Exception):
+class BuildError(IndexerError):
     """The build cannot proceed as configured (bad option, empty corpus, document too large, ...)."""
 
 
