@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from clients.eval.errors import MetricError
 from clients.eval.pairs import (
     CountBackend,
     CountCache,
@@ -63,9 +64,6 @@ def stop_strings(task: str) -> tuple[str, ...]:
     over several lines and ends at a blank line or where the model starts a new question."""
     return ("\n\n", "\nQuestion:") if task == "gsm8k" else ("\n",)
 
-
-class MetricError(RuntimeError):
-    """A performance metric could not be computed (missing package, model that does not load)."""
 
 
 # ------------------------------------------------------------------------------------------------

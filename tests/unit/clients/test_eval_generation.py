@@ -26,7 +26,7 @@ from clients.eval.generation import (
     triviaqa_accuracy,
 )
 from clients.eval.pairs import CountCache, CountingError, CountOptions, extract_pairs
-from clients.eval.pipeline import EvalError
+from clients.eval.errors import EvalError
 from clients.eval.tasks import Example
 from tests.unit.clients.test_eval_fakes import BruteForceBackend, LengthScorer
 from tests.unit.clients.test_eval_llm import tiny  # noqa: F401  # the tiny-model fixture
