@@ -12,10 +12,12 @@ is allowed (doc_freq, cooccurrence, windowed_cooccurrence, documents) a list of 
         tg.cooccurrence([["Paris", {"any": ["France", "french"]}]])
 
 How a call runs: the query logic (chunking long lists into batches of the server's ``max_batch`` or
-``batch_size=``, halving a batch the server refuses as too large, the result cache) is written once as a
-generator of requests; ``Client`` sends them with httpx (retrying connection errors and 503 answers with
-exponential backoff, honouring ``Retry-After``), ``AsyncClient`` awaits them, and ``LocalClient`` answers
-them by calling the engine directly.
+``batch_size=``, halving a batch the server refuses as too large, the result cache) is written once, with
+no I/O, as a generator of :class:`~clients.transports.Operation` values (one API request each). A
+transport carries them out (:mod:`clients.transports`): ``Client`` and ``AsyncClient`` send them with
+httpx (retrying connection errors and 503 answers with exponential backoff, honouring ``Retry-After``);
+``LocalClient`` is a ``Client`` whose transport answers them with the engine in this process
+(:mod:`clients.local`), with the same JSON and the same exceptions.
 
 The optional cache (``cache_dir=``) is an sqlite3 file keyed by the index identity (sha256 of its
 manifest, which lists every file's checksum) + query kind and options + the query's canonical JSON;
@@ -24,34 +26,22 @@ reruns of the same queries against the same index cost no server work.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import operator
 import os
-import random
-import socket
 import sqlite3
 import threading
-import time
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
-import orjson
 
 from clients.errors import (
-    APIError,
-    BudgetExceededError,
-    InvalidQueryError,
     PayloadTooLargeError,
     ProtocolError,
     TaskgramError,
     UnknownIndexError,
-    error_from_response,
-    error_from_transport,
 )
 from clients.models import (
     Document,
@@ -62,6 +52,13 @@ from clients.models import (
     NextTokenDistribution,
     ProbResult,
     Tokenized,
+)
+from clients.transports import (
+    AsyncBaseTransport,
+    AsyncHTTPTransport,
+    BaseTransport,
+    HTTPTransport,
+    Operation,
 )
 
 __all__ = ["AsyncClient", "Client", "LocalClient", "Phrase", "PhraseSpec", "ResultCache"]
@@ -87,16 +84,6 @@ def _ids(value: Any, where: str) -> list[int]:
     if any(isinstance(x, bool) for x in value):
         raise TypeError(f"{where}: token ids must be integers, not booleans")
     return ids
-
-
-def _json_default(value: Any) -> Any:
-    """orjson fallback: numpy integers and arrays (token ids often are) as plain ints and lists."""
-    if hasattr(value, "tolist") and hasattr(value, "dtype"):
-        return value.tolist()
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{type(value).__name__} is not JSON serializable") from None
 
 
 def _is_ids(value: Any) -> bool:
@@ -147,15 +134,6 @@ def encode_spec(value: Any, where: str = "phrase") -> Any:
             f"{where}: expected a phrase or a list of phrase variants, not {type(value).__name__}"
         )
     return {"any": [encode_phrase(v, f"{where}[{j}]") for j, v in enumerate(variants)]}
-
-
-def _decode_phrase(value: Any) -> Any:
-    """Service JSON -> engine phrase (LocalClient)."""
-    if isinstance(value, Mapping):
-        if "ids" in value:
-            return value["ids"]
-        return {"any": [_decode_phrase(v) for v in value["any"]]}
-    return value
 
 
 def canonical(value: Any) -> str:
@@ -221,15 +199,7 @@ class ResultCache:
 # The query logic, written once as generators of requests
 
 
-@dataclasses.dataclass(frozen=True)
-class _Call:
-    method: str
-    path: str
-    body: Any = None
-    params: dict[str, Any] | None = None
-
-
-_Gen = Generator[_Call, Any, T]
+_Gen = Generator[Operation, Any, T]
 
 
 class _Core:
@@ -246,10 +216,15 @@ class _Core:
         self._identities: dict[str, str] = {}
         self._cache = ResultCache(cache_dir) if cache_dir is not None else None
 
+    @property
+    def cache(self) -> ResultCache | None:
+        """The result cache (``cache_dir=``), or None."""
+        return self._cache
+
     # --- small generators -------------------------------------------------------------------------
 
     def _g_health(self) -> _Gen[dict[str, Any]]:
-        data = yield _Call("GET", "/v1/health")
+        data = yield Operation("GET", "/v1/health")
         if not isinstance(data, dict) or not isinstance(data.get("limits"), dict):
             raise ProtocolError("GET /v1/health: no limits in the answer")
         return data
@@ -266,7 +241,7 @@ class _Core:
         return min(self._batch_size, self._server_batch)
 
     def _g_index_list(self) -> _Gen[list[dict[str, Any]]]:
-        data = yield _Call("GET", "/v1/indexes")
+        data = yield Operation("GET", "/v1/indexes")
         if not isinstance(data, dict) or not isinstance(data.get("indexes"), list):
             raise ProtocolError("GET /v1/indexes: no index list in the answer")
         for info in data["indexes"]:
@@ -323,7 +298,7 @@ class _Core:
             chunk = todo[pos : pos + size]
             body = {"index": name, "queries": [items[i] for i in chunk], **options}
             try:
-                data = yield _Call("POST", path, body)
+                data = yield Operation("POST", path, body)
             except PayloadTooLargeError:
                 if len(chunk) == 1:
                     raise
@@ -445,8 +420,12 @@ class _Core:
     def _g_document(self, doc_id: int, max_tokens: int | None, index: str | None) -> _Gen[Document]:
         name = yield from self._g_index(index)
         params = {} if max_tokens is None else {"max_tokens": operator.index(max_tokens)}
-        path = f"/v1/indexes/{quote(name, safe='')}/documents/{operator.index(doc_id)}"
-        data = yield _Call("GET", path, None, params)
+        data = yield Operation(
+            "GET",
+            "/v1/indexes/{name}/documents/{doc_id}",
+            path_params={"name": name, "doc_id": operator.index(doc_id)},
+            params=params,
+        )
         return _parse(Document, data)
 
     def _g_tokenize(
@@ -492,80 +471,7 @@ def _parse(model: type[M], data: Any) -> M:
         raise ProtocolError(f"unexpected {model.__name__} in the answer: {err}") from err
 
 
-# --------------------------------------------------------------------------------------------------
-# HTTP transport policy shared by Client and AsyncClient
-
-_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-_RETRYABLE = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.RemoteProtocolError,
-)
-
-
-class _HttpBase(_Core):
-    def __init__(
-        self,
-        base_url: str,
-        index: str | None,
-        api_key: str | None,
-        timeout: float | None,
-        retries: int,
-        backoff: float,
-        max_backoff: float,
-        batch_size: int | None,
-        cache_dir: str | os.PathLike[str] | None,
-    ) -> None:
-        super().__init__(index, batch_size, cache_dir)
-        if retries < 0 or backoff < 0 or max_backoff < 0:
-            raise ValueError("retries, backoff and max_backoff must be >= 0")
-        self.base_url = base_url.rstrip("/")
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self._headers = {"Accept": "application/json"}
-        if api_key is not None:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout = httpx.Timeout(timeout)
-
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        """Exponential backoff with jitter; a server's Retry-After (seconds) is honoured, capped."""
-        if response is not None:
-            retry_after = response.headers.get("retry-after", "")
-            if retry_after.isdigit():
-                return min(float(retry_after), self.max_backoff)
-        return min(self.backoff * (2**attempt), self.max_backoff) * (0.5 + random.random() / 2)
-
-    @staticmethod
-    def _encode(call: _Call) -> bytes | None:
-        if call.body is None:
-            return None
-        return orjson.dumps(call.body, default=_json_default)
-
-    def _result(self, call: _Call, response: httpx.Response) -> Any:
-        if response.status_code >= 400:
-            raise error_from_response(
-                response.status_code, response.headers.get("content-type", ""), response.content
-            )
-        try:
-            return orjson.loads(response.content)
-        except ValueError as err:
-            raise ProtocolError(f"{call.method} {call.path}: the answer is not JSON") from err
-
-    def _retryable(self, attempt: int, err: Exception | None, response: httpx.Response | None) -> bool:
-        if attempt >= self.retries:
-            return False
-        if response is not None:
-            return response.status_code == 503
-        return isinstance(err, _RETRYABLE)
-
-    def _transport_error(self, call: _Call, err: httpx.HTTPError) -> TaskgramError:
-        return error_from_transport(call.method, f"{self.base_url}{call.path}", err)
-
-
-class Client(_HttpBase):
+class Client(_Core):
     """Synchronous client of a taskgram server (thread-safe: httpx's connection pool is)."""
 
     def __init__(
@@ -580,51 +486,44 @@ class Client(_HttpBase):
         max_backoff: float = 10.0,
         batch_size: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | BaseTransport | None = None,
     ) -> None:
-        super().__init__(
-            base_url, index, api_key, timeout, retries, backoff, max_backoff, batch_size, cache_dir
-        )
-        if transport is None:  # TCP_NODELAY: httpx writes headers and body separately (Nagle would delay)
-            transport = httpx.HTTPTransport(socket_options=_SOCKET_OPTIONS)
-        self._http = httpx.Client(
-            base_url=self.base_url, headers=self._headers, timeout=self._timeout, transport=transport
-        )
+        super().__init__(index, batch_size, cache_dir)
+        if isinstance(transport, BaseTransport):
+            self._transport: BaseTransport = transport
+        else:
+            self._transport = HTTPTransport(
+                base_url,
+                api_key=api_key,
+                timeout=timeout,
+                retries=retries,
+                backoff=backoff,
+                max_backoff=max_backoff,
+                transport=transport,
+            )
+        self.base_url: str = getattr(self._transport, "base_url", None) or base_url.rstrip("/")
 
-    def _send(self, call: _Call) -> Any:
-        content = self._encode(call)
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        attempt = 0
-        while True:
-            response: httpx.Response | None = None
-            try:
-                response = self._http.request(
-                    call.method, call.path, content=content, params=call.params, headers=headers
-                )
-            except httpx.HTTPError as err:
-                if not self._retryable(attempt, err, None):
-                    raise self._transport_error(call, err) from err
-            else:
-                if not self._retryable(attempt, None, response):
-                    return self._result(call, response)
-            time.sleep(self._delay(attempt, response))
-            attempt += 1
+    @property
+    def transport(self) -> BaseTransport:
+        """What carries out this client's operations (:mod:`clients.transports`)."""
+        return self._transport
 
     def _run(self, gen: _Gen[T]) -> T:
+        handle = self._transport.handle
         try:
-            call = next(gen)
+            op = next(gen)
             while True:
                 try:
-                    value = self._send(call)
+                    value = handle(op)
                 except TaskgramError as err:
-                    call = gen.throw(err)
+                    op = gen.throw(err)
                 else:
-                    call = gen.send(value)
+                    op = gen.send(value)
         except StopIteration as stop:
             return stop.value
 
     def close(self) -> None:
-        self._http.close()
+        self._transport.close()
         if self._cache is not None:
             self._cache.close()
 
@@ -729,7 +628,7 @@ class Client(_HttpBase):
         return self._run(self._g_tokenize(texts, index, space))
 
 
-class AsyncClient(_HttpBase):
+class AsyncClient(_Core):
     """asyncio client of a taskgram server; the same methods as :class:`Client`, awaitable."""
 
     def __init__(
@@ -744,51 +643,44 @@ class AsyncClient(_HttpBase):
         max_backoff: float = 10.0,
         batch_size: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(
-            base_url, index, api_key, timeout, retries, backoff, max_backoff, batch_size, cache_dir
-        )
-        if transport is None:
-            transport = httpx.AsyncHTTPTransport(socket_options=_SOCKET_OPTIONS)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self._headers, timeout=self._timeout, transport=transport
-        )
+        super().__init__(index, batch_size, cache_dir)
+        if isinstance(transport, AsyncBaseTransport):
+            self._transport: AsyncBaseTransport = transport
+        else:
+            self._transport = AsyncHTTPTransport(
+                base_url,
+                api_key=api_key,
+                timeout=timeout,
+                retries=retries,
+                backoff=backoff,
+                max_backoff=max_backoff,
+                transport=transport,
+            )
+        self.base_url: str = getattr(self._transport, "base_url", None) or base_url.rstrip("/")
 
-    async def _send(self, call: _Call) -> Any:
-        content = self._encode(call)
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        attempt = 0
-        while True:
-            response: httpx.Response | None = None
-            try:
-                response = await self._http.request(
-                    call.method, call.path, content=content, params=call.params, headers=headers
-                )
-            except httpx.HTTPError as err:
-                if not self._retryable(attempt, err, None):
-                    raise self._transport_error(call, err) from err
-            else:
-                if not self._retryable(attempt, None, response):
-                    return self._result(call, response)
-            await asyncio.sleep(self._delay(attempt, response))
-            attempt += 1
+    @property
+    def transport(self) -> AsyncBaseTransport:
+        """What carries out this client's operations (:mod:`clients.transports`)."""
+        return self._transport
 
     async def _run(self, gen: _Gen[T]) -> T:
+        handle = self._transport.handle_async
         try:
-            call = next(gen)
+            op = next(gen)
             while True:
                 try:
-                    value = await self._send(call)
+                    value = await handle(op)
                 except TaskgramError as err:
-                    call = gen.throw(err)
+                    op = gen.throw(err)
                 else:
-                    call = gen.send(value)
+                    op = gen.send(value)
         except StopIteration as stop:
             return stop.value
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
         if self._cache is not None:
             self._cache.close()
 
@@ -901,7 +793,8 @@ class AsyncClient(_HttpBase):
 
 class LocalClient(Client):
     """The same methods as :class:`Client`, answered by the engine in-process on an index directory
-    (no server, no HTTP, no chunking). ``timeout`` becomes the engine deadline of each call."""
+    (no server, no HTTP, no chunking): a :class:`Client` whose transport is
+    :class:`clients.local.LocalTransport`. ``timeout`` becomes the engine deadline of each call."""
 
     def __init__(
         self,
@@ -914,106 +807,21 @@ class LocalClient(Client):
         space: str | None = None,
         max_occurrences: int | None = None,
     ) -> None:
-        from service.deps import index_identity
-        from service.engine import Index
+        from clients.local import LocalTransport
 
-        _Core.__init__(self, None, None, cache_dir)
-        options: dict[str, Any] = {"max_occurrences": max_occurrences}
-        if space is not None:
-            options["space"] = space
-        self.engine = Index.open(index_dir, name=name, verify_checksums=verify_checksums, **options)
-        self.name = self.engine.name
-        self._index = self.name
-        self._identities = {self.name: index_identity(self.engine)}
-        self._server_batch = 1 << 62
-        self._deadline_s = timeout
-        self.base_url = f"local:{Path(index_dir)}"
-
-    def _send(self, call: _Call) -> Any:
-        from service.engine import BudgetExceeded, EngineError, IndexUnavailable, QueryError
-
-        try:
-            return self._answer(call)
-        except QueryError as err:
-            raise InvalidQueryError(str(err), status=422, title="Invalid query") from err
-        except BudgetExceeded as err:
-            raise BudgetExceededError(str(err), status=503, title="Query budget exceeded") from err
-        except IndexUnavailable as err:
-            raise UnknownIndexError(str(err), status=404, title="Unknown index") from err
-        except EngineError as err:
-            raise APIError(str(err), status=500, title="Engine error") from err
-
-    def _answer(self, call: _Call) -> Any:
-        from taskgram import __version__
-
-        engine = self.engine
-        if call.method == "GET":
-            if call.path == "/v1/health":
-                return {
-                    "status": "ok",
-                    "version": __version__,
-                    "indexes": [self.name],
-                    "limits": {"max_batch": 1 << 62},
-                }
-            if call.path == "/v1/indexes":
-                return {"indexes": [{**engine.summary(), "identity": self._identities[self.name]}]}
-            from urllib.parse import unquote
-
-            doc_id = int(call.path.rsplit("/", 1)[1])
-            self._check_name(unquote(call.path.split("/")[3]))
-            params = call.params or {}
-            return dataclasses.asdict(engine.document(doc_id, max_tokens=params.get("max_tokens")))
-        body = call.body
-        self._check_name(body["index"])
-        queries = body["queries"]
-        space = body.get("space")
-        deadline = None if self._deadline_s is None else time.monotonic() + self._deadline_s
-        kw: dict[str, Any] = {"deadline": deadline, "space": space}
-        path = call.path
-        if path == "/v1/count":
-            results: Any = engine.count([_decode_phrase(q) for q in queries], **kw)
-        elif path == "/v1/doc_freq":
-            results = engine.doc_freq([_decode_phrase(q) for q in queries], **kw)
-        elif path == "/v1/cooccurrence":
-            decoded = [[_decode_phrase(p) for p in q] for q in queries]
-            results = engine.cooccurrence(decoded, unit=body.get("unit", "documents"), **kw)
-        elif path == "/v1/cooccurrence/windowed":
-            decoded = [[_decode_phrase(p) for p in q] for q in queries]
-            results = engine.windowed_cooccurrence(decoded, body["window"], **kw)
-        elif path == "/v1/ntd":
-            distributions = engine.next_token_distribution(
-                [_decode_phrase(q) for q in queries], top_k=body["top_k"], **kw
-            )
-            results = [dataclasses.asdict(r) for r in distributions]
-        elif path == "/v1/prob":
-            found = engine.prob([(_decode_phrase(q["prompt"]), q["token_id"]) for q in queries], **kw)
-            results = [dataclasses.asdict(r) for r in found]
-        elif path == "/v1/infgram_prob":
-            pairs = [(_decode_phrase(q["context"]), _decode_phrase(q["continuation"])) for q in queries]
-            results = [dataclasses.asdict(r) for r in engine.infgram_prob(pairs, **kw)]
-        elif path == "/v1/documents":
-            options = {k: body[k] for k in ("offset", "limit", "sample", "seed", "window")}
-            results = [
-                dataclasses.asdict(engine.documents([_decode_phrase(p) for p in q], **options, **kw))
-                for q in queries
-            ]
-        elif path == "/v1/tokenize":
-            results = []
-            for text in queries:
-                ids = engine.tokenize(text, space=space)
-                results.append({"token_ids": ids, "tokens": engine.id_to_token(ids) if ids else []})
-        else:  # pragma: no cover - every generator above targets one of these paths
-            raise ProtocolError(f"LocalClient: no handler for {path}")
-        return {"index": self.name, "results": results}
-
-    def _check_name(self, name: str) -> None:
-        if name != self.name:
-            raise UnknownIndexError(f"this LocalClient serves index {self.name!r}, not {name!r}", status=404)
-
-    def close(self) -> None:
-        self.engine.close()
-        if self._cache is not None:
-            self._cache.close()
+        transport = LocalTransport(
+            index_dir,
+            name=name,
+            timeout=timeout,
+            verify_checksums=verify_checksums,
+            space=space,
+            max_occurrences=max_occurrences,
+        )
+        super().__init__(transport.base_url, index=transport.name, cache_dir=cache_dir, transport=transport)
+        self.engine = transport.engine
+        self.name = transport.name
+        #: the index identity, as the service reports it (:meth:`indexer.format.Manifest.identity`)
+        self.identity = transport.identity
 
     def __enter__(self) -> LocalClient:
         return self

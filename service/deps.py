@@ -3,9 +3,7 @@ the per-request engine deadline and API-key authentication. Handlers stay plain 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -19,10 +17,8 @@ from service.settings import Settings
 
 
 def index_identity(index: Index) -> str:
-    """sha256 of the index's manifest in canonical JSON. The manifest lists every file's sha256, so the
-    identity changes whenever the index does; clients key their caches on it."""
-    payload = json.dumps(index.manifest.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    """The index identity (:meth:`indexer.format.Manifest.identity`); clients key their caches on it."""
+    return index.manifest.identity()
 
 
 @dataclass

@@ -41,7 +41,7 @@ from indexer.format import (
 )
 from service.engine import kernels as K
 from service.engine.docsets import DocSetCache
-from service.engine.errors import BudgetExceeded, EngineError, IndexUnavailable, QueryError
+from service.engine.errors import BudgetExceeded, DocumentNotFound, EngineError, IndexUnavailable, QueryError
 from service.engine.query import Ids, Phrase, PhraseResolver, PhraseSpec, SpecKey, check_space, flatten
 from service.engine.results import (
     Document,
@@ -902,12 +902,12 @@ class Index:
 
     def document(self, doc_id: int, *, max_tokens: int | None = None) -> Document:
         """Document ``doc_id`` (global id): metadata, token ids and text (first ``max_tokens`` tokens)."""
-        if (
-            not isinstance(doc_id, (int, np.integer))
-            or isinstance(doc_id, bool)
-            or not 0 <= doc_id < self.n_docs
-        ):
+        if not isinstance(doc_id, (int, np.integer)) or isinstance(doc_id, bool) or doc_id < 0:
             raise QueryError(f"doc_id {doc_id!r} is out of range (0..{self.n_docs - 1})", field="doc_id")
+        if doc_id >= self.n_docs:
+            raise DocumentNotFound(
+                f"index {self.name!r} has {self.n_docs} documents; doc_id {doc_id} is out of range"
+            )
         if max_tokens is not None and (not isinstance(max_tokens, (int, np.integer)) or max_tokens < 0):
             raise QueryError(f"max_tokens must be an integer >= 0, not {max_tokens!r}", field="max_tokens")
         shard, local = self._locate(int(doc_id))
