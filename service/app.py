@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.deps import ServiceState, index_identity, require_api_key
 from service.engine import Index, IndexSet
 from service.errors import COMPAT_PATH, PROBLEM_MEDIA_TYPE, install_error_handlers, problem_body
-from service.logging import RequestIdMiddleware, configure_logging
+from service.logs import RequestIdMiddleware, configure_logging
 from service.metrics import install_metrics
 from service.schemas import problem_responses
 from service.settings import Settings
@@ -124,8 +124,7 @@ def open_indexes(settings: Settings) -> IndexSet:
 def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None) -> FastAPI:
     """Build the application. ``indexes`` serves already opened indexes (embedding the service in a
     larger program); by default the lifespan opens ``settings.indexes``."""
-    from service import compat
-    from service.routes import counts, distributions, documents, meta, tokenize
+    from service.routes import counts, distributions, documents, infinigram, meta, tokenize
     from taskgram import __version__
 
     @asynccontextmanager
@@ -170,7 +169,7 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
     errors = problem_responses(400, 401, 404, 413, 422, 503)
     for module in (meta, counts, distributions, documents, tokenize):
         app.include_router(module.router, prefix="/v1", dependencies=auth, responses=errors)
-    app.include_router(compat.router, dependencies=auth)
+    app.include_router(infinigram.router, dependencies=auth)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

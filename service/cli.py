@@ -121,7 +121,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.logging import configure_logging, safe_settings
+    from service.logs import configure_logging, safe_settings
 
     settings = settings_from_args(args)
     configure_logging(level=settings.log_level, fmt=settings.log_format)

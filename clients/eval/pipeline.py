@@ -51,6 +51,7 @@ from clients.eval.pairs import (
     pair_key,
     side_options,
 )
+from clients.eval.report import RunSummary, write_report
 from clients.eval.taskgram_lm import TaskgramPair, build_taskgram
 from clients.eval.tasks import Example, load_task, sample_examples
 
@@ -597,6 +598,21 @@ class Run:
         return BertScoreModel(self.cfg.bertscore_model, self.cfg.bertscore_layers)
 
     # -- driver --------------------------------------------------------------------------------
+    def summary(self) -> RunSummary:
+        """What the report needs to know of this run."""
+        return RunSummary(
+            run_dir=self.run_dir,
+            config=self.cfg.to_json(),
+            models=list(self.cfg.models),
+            perf_bins=self.cfg.perf_bins,
+            figures=self.cfg.figures,
+            gammas=self.gammas,
+            index=self.index_identity,
+            stats=self.stats,
+            timings=self.timings,
+            errors=self.errors,
+        )
+
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -622,11 +638,8 @@ class Run:
                 except InfgramError as err:
                     self.errors.append({"stage": "infgram", "error": str(err)})
         generation = self.generation(examples) if self.cfg.generate else None
-        from clients.eval.report import write_report  # tables and figures
-
-        report = write_report(
-            self, examples, taskgram, llm_results, inf, generation["per_example"] if generation else None
-        )
+        per_example = generation["per_example"] if generation else None
+        report = write_report(self.summary(), examples, taskgram, llm_results, inf, per_example)
         if generation is not None:
             report["generation"] = {k: v for k, v in generation.items() if k != "per_example"}
         report["timings"]["total"] = round(time.monotonic() - started, 3)
