@@ -78,6 +78,8 @@ def separator_id(token_dtype: TokenDtype) -> int:
 
 
 def suffix_dtype_for_length(n_positions: int) -> SuffixDtype:
+    """The suffix-array dtype of a shard of ``n_positions`` token positions (the one place of this rule;
+    the suffix-array kernel's output follows it)."""
     return "uint32" if n_positions < 2**32 else "uint64"
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clients.eval.errors import EvalError
+from taskgram.api import COUNT_UNITS
 from taskgram.errors import UsageError
 
 
@@ -83,7 +84,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--count-batch", type=int, default=20_000, help="queries per backend call")
     p.add_argument(
         "--count-unit",
-        choices=["documents", "occurrences"],
+        choices=list(COUNT_UNITS),
         default="documents",
         help="unit of C(s^x) and C((s^x, s^y)) in the task-gram LM: documents containing s^x / both, or "
         "occurrences of s^x / those of them in documents that also contain s^y",

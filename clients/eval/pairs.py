@@ -26,11 +26,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from clients.eval.errors import CountingError
 from clients.eval.ngrams import NgramOptions
 from clients.eval.tasks import Example
+from taskgram.api import COUNT_UNITS, CountUnit
 
 PhraseVariants = list[str]  # an OR of surface forms of one phrase
 StopwordPolicy = Literal["auto", "always", "never"]
-CountUnit = Literal["documents", "occurrences"]
-COUNT_UNITS: tuple[str, ...] = ("documents", "occurrences")
 
 
 @runtime_checkable

@@ -13,7 +13,7 @@ from service.engine.errors import (
     QueryError,
 )
 from service.engine.index import Index, IndexSet
-from service.engine.query import SPACE_POLICIES, Phrase, PhraseSpec, SpacePolicy
+from service.engine.query import Phrase, PhraseSpec
 from service.engine.results import (
     Document,
     DocumentHit,
@@ -24,8 +24,10 @@ from service.engine.results import (
     ProbResult,
     TokenProb,
 )
+from taskgram.api import COUNT_UNITS, SPACE_POLICIES, SpacePolicy
 
 __all__ = [
+    "COUNT_UNITS",
     "SPACE_POLICIES",
     "BudgetExceeded",
     "Document",

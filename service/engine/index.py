@@ -53,9 +53,9 @@ from service.engine.results import (
     ProbResult,
     TokenProb,
 )
+from taskgram.api import COUNT_UNITS
 
 CHUNK = 16_384  # batch items per kernel call; the deadline is checked between chunks
-COUNT_UNITS: tuple[str, ...] = ("documents", "occurrences")  # units of Index.cooccurrence
 _COUNTS_KEY = "occurrences per document"  # tags the cached sets that carry occurrence counts
 MAX_BITSET_BYTES = 256 << 20
 

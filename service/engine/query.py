@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import numpy as np
 
 from service.engine.errors import QueryError
+from taskgram.api import SPACE_POLICIES
 
 Phrase = str | Sequence[int]
 PhraseSpec = Phrase | Sequence[Phrase] | Mapping[str, Sequence[Phrase]]
-SpacePolicy = Literal["auto", "exact", "both"]
-SPACE_POLICIES: tuple[str, ...] = ("auto", "exact", "both")
 
 #: A resolved phrase: a tuple of token ids. A resolved spec: a sorted tuple of distinct variants.
 Ids = tuple[int, ...]
