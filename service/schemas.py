@@ -133,8 +133,9 @@ class CooccurrenceRequest(_Batch):
 
 
 class WindowedCooccurrenceRequest(_Batch):
-    """infini-gram CNF AND semantics, exact: occurrences of the first (rarest-first is not assumed)
-    phrase with every other phrase starting within ``window`` tokens, in the same document."""
+    """infini-gram CNF AND semantics, exact: occurrences of the rarest clause (the phrase spec with the
+    fewest occurrences; the first on ties) with every other clause starting within ``window`` tokens, in
+    the same document."""
 
     queries: RawConjunctions
     window: int = Field(default=100, ge=1)

@@ -63,7 +63,7 @@ def cooccurrence(request: CooccurrenceRequest, state: StateDep) -> Response:
 @router.post(
     "/cooccurrence/windowed",
     response_model=IntResults,
-    summary="Occurrences of the first phrase with all others within a token window (exact CNF AND)",
+    summary="Occurrences of the rarest clause with every other clause within a token window (exact CNF AND)",
 )
 def windowed_cooccurrence(request: WindowedCooccurrenceRequest, state: StateDep) -> Response:
     if request.window > state.settings.max_window:

@@ -80,3 +80,13 @@ def test_every_batch_answer_is_the_one_envelope() -> None:
     ]
     for model in envelopes:
         assert issubclass(model, api.Results) and set(model.model_fields) == {"index", "results"}
+
+
+def test_the_windowed_endpoint_documents_its_rarest_clause_anchor(tmp_path) -> None:
+    from service.app import create_app
+    from service.settings import Settings
+
+    app = create_app(Settings(indexes={"x": str(tmp_path)}, access_log=False), indexes={})
+    operation = app.openapi()["paths"]["/v1/cooccurrence/windowed"]["post"]
+    assert "rarest clause" in operation["summary"] and "first phrase" not in operation["summary"]
+    assert "rarest clause" in (schemas.WindowedCooccurrenceRequest.__doc__ or "")
