@@ -4,16 +4,11 @@ Client and AsyncClient, whose answers must equal LocalClient's (the engine in-pr
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from clients import (
     AsyncClient,
@@ -26,38 +21,16 @@ from clients import (
     UnknownIndexError,
 )
 from clients.transports import BaseTransport, HTTPTransport, Operation
-from service.app import create_app
 from service.settings import Settings
+from tests.serving import serve_in_thread as serve
 
 ServeInThread = Callable[..., Any]
 
 
-@contextmanager
-def _serve(settings: Settings) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
-@pytest.fixture(scope="module")
-def serve_in_thread() -> ServeInThread:
+@pytest.fixture(scope="module", name="serve_in_thread")
+def _serve_in_thread() -> ServeInThread:
     """``with serve_in_thread(settings) as url:`` runs a real uvicorn server for the block."""
-    return _serve
+    return serve
 
 
 @pytest.fixture(scope="module")
