@@ -472,7 +472,56 @@ def _parse(model: type[M], data: Any) -> M:
 
 
 class Client(_Core):
-    """Synchronous client of a taskgram server (thread-safe: httpx's connection pool is)."""
+    """Synchronous client of a taskgram server (thread-safe: httpx's connection pool is).
+
+    Every query method takes a batch and returns one result per query, in order; long batches are split
+    into requests of the server's ``max_batch``. A failed query raises (:mod:`clients.errors`); it never
+    becomes a zero.
+
+    Parameters
+    ----------
+    base_url : str
+        The server, e.g. ``http://127.0.0.1:8000``.
+    index : str, optional
+        The index every query goes to unless a call names another (default: the server's only index).
+    api_key : str, optional
+        Sent as ``Authorization: Bearer <key>`` (servers started with API keys require one).
+    timeout : float or None
+        Seconds to wait for each answer (None: no limit).
+    retries : int
+        How often a connection failure or a 503 answer (time budget exceeded, server busy) is retried.
+    backoff, max_backoff : float
+        The first retry waits about ``backoff`` seconds, each next one twice as long, at most
+        ``max_backoff`` (a server's ``Retry-After`` is honoured, capped the same way).
+    batch_size : int, optional
+        Queries per request, at most the server's ``max_batch`` (default: that).
+    cache_dir : path, optional
+        Keep results in an sqlite3 file there, keyed by the index identity: reruns of the same queries
+        against the same index send nothing.
+    transport : httpx.BaseTransport or clients.transports.BaseTransport, optional
+        An httpx transport for the HTTP requests (e.g. ``httpx.MockTransport`` in tests), or a taskgram
+        transport that carries out the operations itself (:class:`clients.local.LocalTransport`: the engine
+        in this process).
+
+    Raises
+    ------
+    ValueError
+        ``batch_size`` below 1, or negative ``retries`` / ``backoff``.
+
+    See Also
+    --------
+    AsyncClient : the same methods for asyncio.
+    LocalClient : the same methods, answered by the engine in this process.
+
+    Examples
+    --------
+    >>> from clients import Client
+    >>> with Client(server_url, index="sample") as tg:
+    ...     tg.count(["garbage collection", "reference count"])
+    ...     tg.cooccurrence([["garbage collection", {"any": ["reference count", "reference counts"]}]])
+    [5, 22]
+    [2]
+    """
 
     def __init__(
         self,
@@ -536,23 +585,92 @@ class Client(_Core):
     # --- public API (twin of AsyncClient and LocalClient) ---------------------------------------------
 
     def health(self) -> Health:
-        """Server status, served index names and the server's limits."""
+        """Server status, served index names and the server's limits (``max_batch``, ...).
+
+        Returns
+        -------
+        Health
+        """
         return self._run(self._g_health_model())
 
     def indexes(self) -> list[IndexInfo]:
-        """Served indexes: name, identity (manifest hash) and manifest summary."""
+        """Served indexes: name, identity (manifest hash, the cache key) and manifest summary.
+
+        Returns
+        -------
+        list of IndexInfo
+        """
         return self._run(self._g_indexes())
 
     def count(
         self, phrases: Sequence[Phrase], *, index: str | None = None, space: str | None = None
     ) -> list[int]:
-        """Exact occurrences of each phrase."""
+        """Exact number of occurrences of each phrase in the index (summed over its shards).
+
+        Parameters
+        ----------
+        phrases : sequence of str or sequence of int
+            Text, or token ids. A long list is sent in batches of the server's ``max_batch``.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of int
+            One count per phrase, in order; 0 for a phrase that does not occur.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_count(phrases, index, space))
 
     def doc_freq(
         self, phrases: Sequence[PhraseSpec], *, index: str | None = None, space: str | None = None
     ) -> list[int]:
-        """Number of documents containing each phrase spec (OR variants as a union)."""
+        """Number of distinct documents containing each phrase spec.
+
+        Parameters
+        ----------
+        phrases : sequence of phrase specs
+            A phrase, or an OR of variants (a list of phrases, or ``{"any": [...]}``) counted as a union:
+            a document containing two variants counts once.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of int
+            One document count per phrase spec, in order.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_doc_freq(phrases, index, space))
 
     def cooccurrence(
@@ -563,9 +681,39 @@ class Client(_Core):
         space: str | None = None,
         unit: str = "documents",
     ) -> list[int]:
-        """Co-occurrence of all phrase specs of each query (2 or more): with ``unit="documents"`` the
-        number of documents containing them all; with ``unit="occurrences"`` the number of occurrences of
-        the first phrase spec in documents containing all the others."""
+        """Co-occurrence of all phrase specs of each query, exact (the paper's pair count).
+
+        Parameters
+        ----------
+        queries : sequence of sequences of phrase specs
+            Each query lists 2 or more phrase specs.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+        unit : {"documents", "occurrences"}
+            ``documents``: the number of documents containing every phrase spec of the query;
+            ``occurrences``: the number of occurrences of the first phrase spec in such documents.
+
+        Returns
+        -------
+        list of int
+            One count per query, in order.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_cooccurrence(queries, index, space, unit))
 
     def windowed_cooccurrence(
@@ -576,7 +724,39 @@ class Client(_Core):
         index: str | None = None,
         space: str | None = None,
     ) -> list[int]:
-        """infini-gram's CNF AND, exact: anchors with every other clause within ``window`` tokens."""
+        """infini-gram's CNF AND, exact: occurrences of the rarest clause with every other clause nearby.
+
+        Parameters
+        ----------
+        queries : sequence of sequences of phrase specs
+            Each query lists 2 or more clauses (phrase specs; an OR clause is the union of its variants).
+        window : int
+            A partner of every other clause must start within ``window`` tokens (either side) of the
+            anchor, in the same document.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of int
+            One count per query: the occurrences of its rarest clause that have such partners.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_windowed(queries, window, index, space))
 
     def ntd(
@@ -587,19 +767,110 @@ class Client(_Core):
         index: str | None = None,
         space: str | None = None,
     ) -> list[NextTokenDistribution]:
-        """Exact next-token distribution after each prompt."""
+        """Exact distribution of the token that follows each prompt (nothing is sampled).
+
+        Parameters
+        ----------
+        prompts : sequence of str or sequence of int
+            Text or token ids; ``""`` gives the unigram distribution.
+        top_k : int, optional
+            Keep only the ``top_k`` most frequent next tokens.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of NextTokenDistribution
+            One per prompt: ``prompt_count``, ``tokens`` (id, token, count, prob; most frequent first),
+            ``n_distinct`` and ``ends_of_document``.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_ntd(prompts, top_k, index, space))
 
     def prob(
         self, items: Sequence[tuple[Phrase, int]], *, index: str | None = None, space: str | None = None
     ) -> list[ProbResult]:
-        """P(token | prompt) for each (prompt, token id)."""
+        """P(token | prompt) = count(prompt + token) / count(prompt), exactly.
+
+        Parameters
+        ----------
+        items : sequence of (phrase, int)
+            Pairs of a prompt (text or token ids) and the id of the next token.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of ProbResult
+            ``prompt_count``, ``cont_count`` and ``prob`` (None when the prompt does not occur).
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_prob(items, index, space))
 
     def infgram_prob(
         self, items: Sequence[tuple[Phrase, Phrase]], *, index: str | None = None, space: str | None = None
     ) -> list[InfgramResult]:
-        """∞-gram probability of each token of each (context, continuation)."""
+        """∞-gram probability of each token of a continuation after its context.
+
+        Parameters
+        ----------
+        items : sequence of (phrase, phrase)
+            Pairs of a context and a continuation (text or token ids).
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of InfgramResult
+            Per token: the longest suffix of the context that occurs, its count and the probability;
+            ``log_prob`` sums the natural logs (None when a token has probability 0).
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_infgram(items, index, space))
 
     def documents(
@@ -614,22 +885,140 @@ class Client(_Core):
         index: str | None = None,
         space: str | None = None,
     ) -> DocumentsResult:
-        """Documents containing all phrase specs: exact total and one page (or a seeded sample)."""
+        """The documents that contain every phrase spec: the exact total, and one page or a sample of them.
+
+        Parameters
+        ----------
+        phrases : sequence of phrase specs
+            The phrase specs every returned document contains.
+        offset, limit : int
+            The page: ``limit`` documents from the ``offset``-th, in doc_id order.
+        sample : bool
+            A uniform random sample of ``limit`` documents (without replacement) instead of a page.
+        seed : int, optional
+            Seed of the sample (the same seed gives the same sample).
+        window : int
+            Snippet tokens on each side of the first match.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        DocumentsResult
+            ``total`` and ``docs`` (doc_id, metadata, snippet text with the spans of the matches).
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_documents(phrases, offset, limit, sample, seed, window, index, space))
 
     def document(self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None) -> Document:
-        """One document by global id."""
+        """One document by its global id.
+
+        Parameters
+        ----------
+        doc_id : int
+            The document's id (``0 <= doc_id < n_docs``).
+        max_tokens : int, optional
+            Return only its first ``max_tokens`` tokens (``truncated`` says so).
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+
+        Returns
+        -------
+        Document
+            Metadata, token ids and text.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        DocumentNotFoundError
+            ``doc_id`` is outside the index.
+        """
         return self._run(self._g_document(doc_id, max_tokens, index))
 
     def tokenize(
         self, texts: Sequence[str], *, index: str | None = None, space: str | None = None
     ) -> list[Tokenized]:
-        """Token ids of each text under the index's tokenizer and space policy."""
+        """Token ids of each text under the index's tokenizer, normalization and space policy.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of Tokenized
+            ``token_ids`` and ``tokens`` of each text.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_tokenize(texts, index, space))
 
 
 class AsyncClient(_Core):
-    """asyncio client of a taskgram server; the same methods as :class:`Client`, awaitable."""
+    """asyncio client of a taskgram server: the same methods as :class:`Client`, awaitable.
+
+    Parameters
+    ----------
+    base_url, index, api_key, timeout, retries, backoff, max_backoff, batch_size, cache_dir
+        As for :class:`Client`.
+    transport : httpx.AsyncBaseTransport or clients.transports.AsyncBaseTransport, optional
+        An httpx transport for the requests, or a taskgram transport that carries out the operations.
+
+    Raises
+    ------
+    ValueError
+        ``batch_size`` below 1, or negative ``retries`` / ``backoff``.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> from clients import AsyncClient
+    >>> async def counts():
+    ...     async with AsyncClient(server_url, index="sample") as tg:
+    ...         phrases = ["garbage collection"]
+    ...         return await asyncio.gather(tg.count(phrases), tg.doc_freq(phrases))
+    >>> asyncio.run(counts())
+    [[5], [4]]
+    """
 
     def __init__(
         self,
@@ -693,23 +1082,23 @@ class AsyncClient(_Core):
     # --- public API (twin of Client) ------------------------------------------------------------------
 
     async def health(self) -> Health:
-        """Server status, served index names and the server's limits."""
+        """Awaitable :meth:`Client.health`: the same parameters, result and exceptions."""
         return await self._run(self._g_health_model())
 
     async def indexes(self) -> list[IndexInfo]:
-        """Served indexes: name, identity (manifest hash) and manifest summary."""
+        """Awaitable :meth:`Client.indexes`: the same parameters, result and exceptions."""
         return await self._run(self._g_indexes())
 
     async def count(
         self, phrases: Sequence[Phrase], *, index: str | None = None, space: str | None = None
     ) -> list[int]:
-        """Exact occurrences of each phrase."""
+        """Awaitable :meth:`Client.count`: the same parameters, result and exceptions."""
         return await self._run(self._g_count(phrases, index, space))
 
     async def doc_freq(
         self, phrases: Sequence[PhraseSpec], *, index: str | None = None, space: str | None = None
     ) -> list[int]:
-        """Number of documents containing each phrase spec (OR variants as a union)."""
+        """Awaitable :meth:`Client.doc_freq`: the same parameters, result and exceptions."""
         return await self._run(self._g_doc_freq(phrases, index, space))
 
     async def cooccurrence(
@@ -720,9 +1109,7 @@ class AsyncClient(_Core):
         space: str | None = None,
         unit: str = "documents",
     ) -> list[int]:
-        """Co-occurrence of all phrase specs of each query (2 or more): with ``unit="documents"`` the
-        number of documents containing them all; with ``unit="occurrences"`` the number of occurrences of
-        the first phrase spec in documents containing all the others."""
+        """Awaitable :meth:`Client.cooccurrence`: the same parameters, result and exceptions."""
         return await self._run(self._g_cooccurrence(queries, index, space, unit))
 
     async def windowed_cooccurrence(
@@ -733,7 +1120,7 @@ class AsyncClient(_Core):
         index: str | None = None,
         space: str | None = None,
     ) -> list[int]:
-        """infini-gram's CNF AND, exact: anchors with every other clause within ``window`` tokens."""
+        """Awaitable :meth:`Client.windowed_cooccurrence`: the same parameters, result and exceptions."""
         return await self._run(self._g_windowed(queries, window, index, space))
 
     async def ntd(
@@ -744,19 +1131,19 @@ class AsyncClient(_Core):
         index: str | None = None,
         space: str | None = None,
     ) -> list[NextTokenDistribution]:
-        """Exact next-token distribution after each prompt."""
+        """Awaitable :meth:`Client.ntd`: the same parameters, result and exceptions."""
         return await self._run(self._g_ntd(prompts, top_k, index, space))
 
     async def prob(
         self, items: Sequence[tuple[Phrase, int]], *, index: str | None = None, space: str | None = None
     ) -> list[ProbResult]:
-        """P(token | prompt) for each (prompt, token id)."""
+        """Awaitable :meth:`Client.prob`: the same parameters, result and exceptions."""
         return await self._run(self._g_prob(items, index, space))
 
     async def infgram_prob(
         self, items: Sequence[tuple[Phrase, Phrase]], *, index: str | None = None, space: str | None = None
     ) -> list[InfgramResult]:
-        """∞-gram probability of each token of each (context, continuation)."""
+        """Awaitable :meth:`Client.infgram_prob`: the same parameters, result and exceptions."""
         return await self._run(self._g_infgram(items, index, space))
 
     async def documents(
@@ -771,19 +1158,19 @@ class AsyncClient(_Core):
         index: str | None = None,
         space: str | None = None,
     ) -> DocumentsResult:
-        """Documents containing all phrase specs: exact total and one page (or a seeded sample)."""
+        """Awaitable :meth:`Client.documents`: the same parameters, result and exceptions."""
         return await self._run(self._g_documents(phrases, offset, limit, sample, seed, window, index, space))
 
     async def document(
         self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None
     ) -> Document:
-        """One document by global id."""
+        """Awaitable :meth:`Client.document`: the same parameters, result and exceptions."""
         return await self._run(self._g_document(doc_id, max_tokens, index))
 
     async def tokenize(
         self, texts: Sequence[str], *, index: str | None = None, space: str | None = None
     ) -> list[Tokenized]:
-        """Token ids of each text under the index's tokenizer and space policy."""
+        """Awaitable :meth:`Client.tokenize`: the same parameters, result and exceptions."""
         return await self._run(self._g_tokenize(texts, index, space))
 
 
@@ -792,9 +1179,48 @@ class AsyncClient(_Core):
 
 
 class LocalClient(Client):
-    """The same methods as :class:`Client`, answered by the engine in-process on an index directory
-    (no server, no HTTP, no chunking): a :class:`Client` whose transport is
-    :class:`clients.local.LocalTransport`. ``timeout`` becomes the engine deadline of each call."""
+    """The same methods as :class:`Client`, answered by the engine in this process on an index directory
+    (no server, no HTTP, no batching limits): a :class:`Client` whose transport is
+    :class:`clients.local.LocalTransport`. Answers and exceptions are those of a server.
+
+    Parameters
+    ----------
+    index_dir : path
+        A taskgram index (``taskgram build``).
+    name : str, optional
+        The index's name (default: the folder's name); queries naming another index fail.
+    cache_dir : path, optional
+        As for :class:`Client`.
+    timeout : float, optional
+        The engine deadline of each call in seconds (over it: :class:`~clients.errors.BudgetExceededError`).
+    verify_checksums : bool
+        Hash every file of the index against its manifest when opening it.
+    space : {"auto", "exact", "both"}, optional
+        The default space policy of text phrases (default: the index's).
+    max_occurrences : int, optional
+        The work budget of a document-level or windowed query (occurrences one phrase may touch).
+
+    Attributes
+    ----------
+    engine : service.engine.Index
+        The opened index.
+    identity : str
+        The index identity, as a server reports it (:meth:`indexer.format.Manifest.identity`).
+
+    Raises
+    ------
+    service.engine.IndexUnavailable
+        The folder is not a readable taskgram index (the message names the file).
+
+    Examples
+    --------
+    >>> from clients import LocalClient
+    >>> with LocalClient(index_dir) as tg:
+    ...     tg.count(["garbage collection"])
+    ...     tg.ntd(["garbage"], top_k=1)[0].tokens[0].token
+    [5]
+    'Ġcollector'
+    """
 
     def __init__(
         self,
