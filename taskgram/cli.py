@@ -52,10 +52,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status: 0 success, 1 the command found problems (``verify``, ``eval``), 2 bad input or
         options (one line on stderr names the file or the option), 130 interrupted.
 
+    Raises
+    ------
+    SystemExit
+        From argparse, for unknown options or ``--help`` (status 2 or 0).
+
     Examples
     --------
-    >>> main(["verify", "/nonexistent-index"])
+    Build an index of a small corpus, check it, and fail on a folder that is not an index:
+
+    >>> import pathlib, tempfile
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> corpus = tmp / "cat.txt"  # a .txt file is one document
+    >>> _ = corpus.write_text("the cat sat on the mat", encoding="utf-8")
+    >>> main(["build", str(corpus), "--output", str(tmp / "index"), "--quiet"])
+    0
+    >>> main(["verify", str(tmp / "index"), "--quiet"])
+    /...: OK (1 shard(s), full check)
+    0
+    >>> main(["verify", str(tmp / "nothing-here")])
     2
+    >>> import shutil; shutil.rmtree(tmp)
     """
     parser = build_parser()
     args = parser.parse_args(argv)
