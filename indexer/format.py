@@ -36,6 +36,7 @@ import zstandard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from indexer.errors import IndexerError
+from taskgram.files import write_json_atomic
 
 FORMAT_VERSION = 1
 
@@ -175,29 +176,8 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> Manifest:
     return manifest
 
 
-def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
-    """Write JSON to ``path`` via a fsynced temporary file and an atomic rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def write_manifest(index_dir: str | os.PathLike[str], manifest: Manifest) -> None:
     write_json_atomic(Path(index_dir) / MANIFEST_FILE, manifest.model_dump(mode="json"))
-
-
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from collections import defaultdict
@@ -54,6 +53,7 @@ from clients.eval.pairs import (
 from clients.eval.report import RunSummary, write_report
 from clients.eval.taskgram_lm import TaskgramPair, build_taskgram
 from clients.eval.tasks import Example, load_task, sample_examples
+from taskgram.files import write_csv_atomic, write_json_atomic
 
 if TYPE_CHECKING:
     from clients.eval.generation import BertScoreModel
@@ -119,16 +119,6 @@ def _key(obj: Any) -> str:
     ).hexdigest()
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(payload, f, ensure_ascii=False, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
@@ -184,7 +174,7 @@ class Run:
         started = time.monotonic()
         data = compute()
         self.timings[name] = round(time.monotonic() - started, 3)
-        _write_json(path, {"key": key, "data": data})
+        write_json_atomic(path, {"key": key, "data": data}, indent=1)
         return data
 
     # -- 1. examples ---------------------------------------------------------------------------
@@ -576,13 +566,13 @@ class Run:
                         raise StageError(f"semantic filter of generated {task} n={n}: {err}") from err
                     rows = nov.pop("rows")
                     result["novelty"].append({"task": task, "n": n, "model": model, **nov})
-                    _write_csv_rows(
+                    write_csv_atomic(
                         tables / f"generation-pairs-{slug(model)}-{task}-n{n}.csv",
                         ["example_id", "sx", "sy_generated", "cosine", "pair_count"],
                         rows,
                     )
             result["per_example"][model] = metric_of
-            _write_json(tables / f"generations-{slug(model)}.json", per_example)
+            write_json_atomic(tables / f"generations-{slug(model)}.json", per_example, indent=1)
         result["tables"] = write_tables(tables, result)
         return result
 
@@ -616,7 +606,7 @@ class Run:
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(self.run_dir / "config.json", self.cfg.to_json())
+        write_json_atomic(self.run_dir / "config.json", self.cfg.to_json(), indent=1)
         examples = self.examples()
         self.stats["examples"] = {t: len(v) for t, v in examples.items()}
         pairs = self.pairs(examples)
@@ -643,18 +633,8 @@ class Run:
         if generation is not None:
             report["generation"] = {k: v for k, v in generation.items() if k != "per_example"}
         report["timings"]["total"] = round(time.monotonic() - started, 3)
-        _write_json(self.run_dir / "report.json", report)
+        write_json_atomic(self.run_dir / "report.json", report, indent=1)
         return report
-
-
-def _write_csv_rows(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    import csv
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
 
 
 def _passes(cosine: float | None, gamma: float | None) -> bool:

@@ -13,7 +13,6 @@ token of the reference output y under the model.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clients.eval.metrics import correlate, performance_bins
+from taskgram.files import write_csv_atomic
 
 if TYPE_CHECKING:
     from clients.eval.taskgram_lm import TaskgramPair
@@ -63,16 +63,6 @@ MEM_HEADER = [
     "note",
 ]
 PERF_HEADER = ["task", "n", "pairs_filter", "model", "metric", "bin_lo", "bin_hi", "examples", "mean_metric"]
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    tmp.replace(path)
 
 
 def example_metric(task: str, rec: dict[str, Any] | None) -> tuple[str, float | None]:
@@ -146,7 +136,7 @@ def write_report(
                 row.append(sc[0] if sc else None)
             row.append(inf.get(task, {}).get(p.example_id, {}).get(name + p.sy) if inf else None)
             rows.append(row)
-        _write_csv(
+        write_csv_atomic(
             tables / f"taskgram-{task}-n{n}.csv",
             ["example_id", "sx", "sy", "cosine", "pair_count", "sx_count", "log_p_taskgram"]
             + [f"log_p_llm[{m}]" for m in models]
@@ -207,8 +197,8 @@ def write_report(
                 ok = [(c, v[1]) for c, v in vals if v[1] is not None and math.isfinite(v[1])]
                 for b in performance_bins([c for c, _ in ok], [v for _, v in ok], n_bins=run.perf_bins):
                     perf_rows.append([task, n, filt, m, metric_name, b.lo, b.hi, b.n_examples, b.mean_metric])
-    _write_csv(tables / "memorization.csv", MEM_HEADER, mem_rows)
-    _write_csv(tables / "performance.csv", PERF_HEADER, perf_rows)
+    write_csv_atomic(tables / "memorization.csv", MEM_HEADER, mem_rows)
+    write_csv_atomic(tables / "performance.csv", PERF_HEADER, perf_rows)
     overall: dict[str, dict[str, Any]] = {}
     for m in models:
         per_task = {}
