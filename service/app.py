@@ -129,11 +129,8 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if indexes is not None:
-            opened, refused = dict(indexes), {}
-        else:
-            index_set = open_indexes(settings)
-            opened, refused = dict(index_set.items()), dict(index_set.failures)
+        index_set = IndexSet(indexes) if indexes is not None else open_indexes(settings)
+        opened, refused = dict(index_set.items()), index_set.failures
         for name, why in refused.items():
             log.error("index %r refused: %s", name, why)
         if not opened:
@@ -149,8 +146,7 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
             tune_gc()
         app.state.taskgram = ServiceState(
             settings=settings,
-            indexes=opened,
-            refused=refused,
+            indexes=index_set,
             identities={name: index_identity(index) for name, index in opened.items()},
         )
         yield

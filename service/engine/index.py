@@ -1066,7 +1066,8 @@ class IndexSet(Mapping[str, Index]):
         index = self._indexes.get(name)
         if index is None:
             if name in self.failures:
-                raise IndexUnavailable(f"index {name!r} is unavailable: {self.failures[name]}", name=name)
+                why = self.failures[name]
+                raise IndexUnavailable(f"index {name!r} could not be opened: {why}", name=name)
             known = ", ".join(sorted(self._indexes)) or "none"
             raise IndexUnavailable(f"no index named {name!r} (available: {known})", name=name)
         return index

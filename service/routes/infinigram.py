@@ -30,8 +30,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.deps import ServiceState, StateDep
-from service.engine import EngineError, Index
-from service.errors import CompatError, ServiceError, from_engine_error
+from service.engine import EngineError, Index, IndexUnavailable
+from service.errors import CompatError, from_engine_error
 from service.settings import Settings
 
 router = APIRouter(tags=["infini-gram compatible"])
@@ -276,7 +276,7 @@ def _answer(state: ServiceState, request: CompatRequest) -> Response:
         raise CompatError("Missing required field: 'index'")
     try:
         index = state.index(name)
-    except ServiceError:
+    except IndexUnavailable:
         raise CompatError(f"Invalid index: {name}") from None
     settings = state.settings
     try:
