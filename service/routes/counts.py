@@ -9,7 +9,13 @@ from starlette.responses import Response
 
 from service.deps import ServiceState, StateDep
 from service.errors import InvalidQuery
-from service.routes._common import FastJsonRoute, conjunctions, json_response, phrases, specs
+from service.routes._common import (
+    FastJsonRoute,
+    conjunctions,
+    phrases,
+    results_response,
+    specs,
+)
 from service.schemas import (
     CooccurrenceRequest,
     CountRequest,
@@ -30,7 +36,7 @@ def _count(request: CountRequest, state: ServiceState) -> Response:
     index = state.index(request.index)
     queries = phrases(state.settings, request.queries)
     results = index.count(queries, deadline=state.deadline(), space=request.space)
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)
 
 
 @router.post("/count", response_model=IntResults, summary="Occurrences of each phrase")
@@ -45,7 +51,7 @@ def doc_freq(request: DocFreqRequest, state: StateDep) -> Response:
     index = state.index(request.index)
     queries = specs(state.settings, request.queries)
     results = index.doc_freq(queries, deadline=state.deadline(), space=request.space)
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)
 
 
 @router.post(
@@ -57,7 +63,7 @@ def cooccurrence(request: CooccurrenceRequest, state: StateDep) -> Response:
     index = state.index(request.index)
     queries = conjunctions(state.settings, request.queries)
     results = index.cooccurrence(queries, deadline=state.deadline(), space=request.space, unit=request.unit)
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)
 
 
 @router.post(
@@ -73,4 +79,4 @@ def windowed_cooccurrence(request: WindowedCooccurrenceRequest, state: StateDep)
     results = index.windowed_cooccurrence(
         queries, request.window, deadline=state.deadline(), space=request.space
     )
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from service.deps import StateDep
 from service.errors import InvalidQuery
-from service.routes._common import FastJsonRoute, check_batch, json_response, spec
+from service.routes._common import FastJsonRoute, check_batch, json_response, results_response, spec
 from service.schemas import DocumentModel, DocumentsRequest, DocumentsResults
 
 router = APIRouter(tags=["documents"], route_class=FastJsonRoute)
@@ -46,7 +46,7 @@ def documents(request: DocumentsRequest, state: StateDep) -> Response:
             space=request.space,
         )
         results.append(dataclasses.asdict(result))
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)
 
 
 @router.get(
