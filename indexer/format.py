@@ -36,7 +36,10 @@ import zstandard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from indexer.errors import IndexerError
-from taskgram.files import write_json_atomic
+
+# the atomic writers of the whole project; the index's writers import them from here
+from taskgram.files import fsync_dir as fsync_dir
+from taskgram.files import write_json_atomic as write_json_atomic
 
 FORMAT_VERSION = 1
 

@@ -36,10 +36,11 @@ from indexer.format import (
     ShardInfo,
     SuffixDtype,
     file_info,
+    fsync_dir,
     shard_dir_name,
+    write_json_atomic,
     write_metadata,
 )
-from taskgram.files import fsync_dir, write_json_atomic
 
 DONE_RECORD = "shard.json"
 BUILD_STATE = "build-state.json"
