@@ -60,6 +60,7 @@ from clients.transports import (
     HTTPTransport,
     Operation,
 )
+from taskgram.api import BOUNDARIES
 
 __all__ = ["AsyncClient", "Client", "LocalClient", "Phrase", "PhraseSpec", "ResultCache"]
 
@@ -321,15 +322,27 @@ class _Core:
     def _space(space: str | None) -> dict[str, Any]:
         return {} if space is None else {"space": space}
 
-    def _g_count(self, phrases: Sequence[Phrase], index: str | None, space: str | None) -> _Gen[list[int]]:
+    @staticmethod
+    def _boundary(boundary: str) -> dict[str, Any]:
+        """The boundary option; the server's default "token" is omitted, so that results cached before the
+        option existed stay valid (the cache key holds the options: word results never mix with them)."""
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, not {boundary!r}")
+        return {} if boundary == "token" else {"boundary": boundary}
+
+    def _g_count(
+        self, phrases: Sequence[Phrase], index: str | None, space: str | None, boundary: str
+    ) -> _Gen[list[int]]:
         items = encode_phrases(phrases)
-        return (yield from self._g_batched("/v1/count", index, items, self._space(space)))
+        options = {**self._space(space), **self._boundary(boundary)}
+        return (yield from self._g_batched("/v1/count", index, items, options))
 
     def _g_doc_freq(
-        self, phrases: Sequence[PhraseSpec], index: str | None, space: str | None
+        self, phrases: Sequence[PhraseSpec], index: str | None, space: str | None, boundary: str
     ) -> _Gen[list[int]]:
         items = [encode_spec(p, f"phrases[{i}]") for i, p in enumerate(_listed(phrases, "phrases"))]
-        return (yield from self._g_batched("/v1/doc_freq", index, items, self._space(space)))
+        options = {**self._space(space), **self._boundary(boundary)}
+        return (yield from self._g_batched("/v1/doc_freq", index, items, options))
 
     @staticmethod
     def _conjunctions(queries: Sequence[Sequence[PhraseSpec]]) -> list[list[Any]]:
@@ -341,10 +354,15 @@ class _Core:
         return out
 
     def _g_cooccurrence(
-        self, queries: Sequence[Sequence[PhraseSpec]], index: str | None, space: str | None, unit: str
+        self,
+        queries: Sequence[Sequence[PhraseSpec]],
+        index: str | None,
+        space: str | None,
+        unit: str,
+        boundary: str,
     ) -> _Gen[list[int]]:
         items = self._conjunctions(queries)
-        options = self._space(space)
+        options = {**self._space(space), **self._boundary(boundary)}
         if unit != "documents":  # the server's default; omitted so that cached document counts stay valid
             options["unit"] = unit
         return (yield from self._g_batched("/v1/cooccurrence", index, items, options))
@@ -409,10 +427,12 @@ class _Core:
         window: int,
         index: str | None,
         space: str | None,
+        boundary: str,
     ) -> _Gen[DocumentsResult]:
         query = [encode_spec(p, f"phrases[{j}]") for j, p in enumerate(_listed(phrases, "phrases"))]
         options = {"offset": offset, "limit": limit, "sample": sample, "seed": seed, "window": window}
         options.update(self._space(space))
+        options.update(self._boundary(boundary))
         cacheable = not sample or seed is not None
         raw = yield from self._g_batched("/v1/documents", index, [query], options, cacheable)
         return _parse(DocumentsResult, raw[0])
@@ -603,7 +623,12 @@ class Client(_Core):
         return self._run(self._g_indexes())
 
     def count(
-        self, phrases: Sequence[Phrase], *, index: str | None = None, space: str | None = None
+        self,
+        phrases: Sequence[Phrase],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """Exact number of occurrences of each phrase in the index (summed over its shards).
 
@@ -617,6 +642,9 @@ class Client(_Core):
             How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
             phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
             (phrase specs only). Default: the server's policy.
+        boundary : {"token", "word"}
+            ``token`` counts every match of the tokens; ``word`` only matches that neither start nor end
+            inside a word (the text's own word boundaries).
 
         Returns
         -------
@@ -635,10 +663,15 @@ class Client(_Core):
         TransportError
             The server could not be reached (after the retries).
         """
-        return self._run(self._g_count(phrases, index, space))
+        return self._run(self._g_count(phrases, index, space, boundary))
 
     def doc_freq(
-        self, phrases: Sequence[PhraseSpec], *, index: str | None = None, space: str | None = None
+        self,
+        phrases: Sequence[PhraseSpec],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """Number of distinct documents containing each phrase spec.
 
@@ -653,6 +686,9 @@ class Client(_Core):
             How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
             phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
             (phrase specs only). Default: the server's policy.
+        boundary : {"token", "word"}
+            ``token`` counts every match of the tokens; ``word`` only matches that neither start nor end
+            inside a word (the text's own word boundaries).
 
         Returns
         -------
@@ -671,7 +707,7 @@ class Client(_Core):
         TransportError
             The server could not be reached (after the retries).
         """
-        return self._run(self._g_doc_freq(phrases, index, space))
+        return self._run(self._g_doc_freq(phrases, index, space, boundary))
 
     def cooccurrence(
         self,
@@ -680,6 +716,7 @@ class Client(_Core):
         index: str | None = None,
         space: str | None = None,
         unit: str = "documents",
+        boundary: str = "token",
     ) -> list[int]:
         """Co-occurrence of all phrase specs of each query, exact (the paper's pair count).
 
@@ -693,6 +730,9 @@ class Client(_Core):
             How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
             phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
             (phrase specs only). Default: the server's policy.
+        boundary : {"token", "word"}
+            ``token`` counts every match of the tokens; ``word`` only matches that neither start nor end
+            inside a word (the text's own word boundaries).
         unit : {"documents", "occurrences"}
             ``documents``: the number of documents containing every phrase spec of the query;
             ``occurrences``: the number of occurrences of the first phrase spec in such documents.
@@ -714,7 +754,7 @@ class Client(_Core):
         TransportError
             The server could not be reached (after the retries).
         """
-        return self._run(self._g_cooccurrence(queries, index, space, unit))
+        return self._run(self._g_cooccurrence(queries, index, space, unit, boundary))
 
     def windowed_cooccurrence(
         self,
@@ -884,6 +924,7 @@ class Client(_Core):
         window: int = 100,
         index: str | None = None,
         space: str | None = None,
+        boundary: str = "token",
     ) -> DocumentsResult:
         """The documents that contain every phrase spec: the exact total, and one page or a sample of them.
 
@@ -905,6 +946,9 @@ class Client(_Core):
             How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
             phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
             (phrase specs only). Default: the server's policy.
+        boundary : {"token", "word"}
+            ``token`` counts every match of the tokens; ``word`` only matches that neither start nor end
+            inside a word (the text's own word boundaries).
 
         Returns
         -------
@@ -923,7 +967,9 @@ class Client(_Core):
         TransportError
             The server could not be reached (after the retries).
         """
-        return self._run(self._g_documents(phrases, offset, limit, sample, seed, window, index, space))
+        return self._run(
+            self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
+        )
 
     def document(self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None) -> Document:
         """One document by its global id.
@@ -1090,16 +1136,26 @@ class AsyncClient(_Core):
         return await self._run(self._g_indexes())
 
     async def count(
-        self, phrases: Sequence[Phrase], *, index: str | None = None, space: str | None = None
+        self,
+        phrases: Sequence[Phrase],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """Awaitable :meth:`Client.count`: the same parameters, result and exceptions."""
-        return await self._run(self._g_count(phrases, index, space))
+        return await self._run(self._g_count(phrases, index, space, boundary))
 
     async def doc_freq(
-        self, phrases: Sequence[PhraseSpec], *, index: str | None = None, space: str | None = None
+        self,
+        phrases: Sequence[PhraseSpec],
+        *,
+        index: str | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """Awaitable :meth:`Client.doc_freq`: the same parameters, result and exceptions."""
-        return await self._run(self._g_doc_freq(phrases, index, space))
+        return await self._run(self._g_doc_freq(phrases, index, space, boundary))
 
     async def cooccurrence(
         self,
@@ -1108,9 +1164,10 @@ class AsyncClient(_Core):
         index: str | None = None,
         space: str | None = None,
         unit: str = "documents",
+        boundary: str = "token",
     ) -> list[int]:
         """Awaitable :meth:`Client.cooccurrence`: the same parameters, result and exceptions."""
-        return await self._run(self._g_cooccurrence(queries, index, space, unit))
+        return await self._run(self._g_cooccurrence(queries, index, space, unit, boundary))
 
     async def windowed_cooccurrence(
         self,
@@ -1157,9 +1214,12 @@ class AsyncClient(_Core):
         window: int = 100,
         index: str | None = None,
         space: str | None = None,
+        boundary: str = "token",
     ) -> DocumentsResult:
         """Awaitable :meth:`Client.documents`: the same parameters, result and exceptions."""
-        return await self._run(self._g_documents(phrases, offset, limit, sample, seed, window, index, space))
+        return await self._run(
+            self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
+        )
 
     async def document(
         self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None

@@ -133,6 +133,11 @@ class LocalTransport(BaseTransport):
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         return body["queries"], {"deadline": deadline, "space": body.get("space")}
 
+    @staticmethod
+    def _boundary(op: Operation) -> dict[str, Any]:
+        """The word-boundary option of the endpoints that have one (the service's default: token)."""
+        return {"boundary": op.body.get("boundary", "token")}
+
     def _answer(self, results: list[Any]) -> dict[str, Any]:
         return {"index": self.name, "results": results}
 
@@ -163,24 +168,26 @@ class LocalTransport(BaseTransport):
     @_route("POST", "/v1/count")
     def _count(self, op: Operation) -> Any:
         queries, kw = self._batch(op)
-        return self._answer(self.engine.count([_phrase(q) for q in queries], **kw))
+        return self._answer(self.engine.count([_phrase(q) for q in queries], **self._boundary(op), **kw))
 
     @_route("POST", "/v1/doc_freq")
     def _doc_freq(self, op: Operation) -> Any:
         queries, kw = self._batch(op)
-        return self._answer(self.engine.doc_freq([_phrase(q) for q in queries], **kw))
+        return self._answer(self.engine.doc_freq([_phrase(q) for q in queries], **self._boundary(op), **kw))
 
     @_route("POST", "/v1/cooccurrence")
     def _cooccurrence(self, op: Operation) -> Any:
         queries, kw = self._batch(op)
         decoded = [[_phrase(p) for p in q] for q in queries]
-        return self._answer(self.engine.cooccurrence(decoded, unit=op.body.get("unit", "documents"), **kw))
+        unit = op.body.get("unit", "documents")
+        return self._answer(self.engine.cooccurrence(decoded, unit=unit, **self._boundary(op), **kw))
 
     @_route("POST", "/v1/cooccurrence/windowed")
     def _windowed(self, op: Operation) -> Any:
         queries, kw = self._batch(op)
         decoded = [[_phrase(p) for p in q] for q in queries]
-        return self._answer(self.engine.windowed_cooccurrence(decoded, op.body["window"], **kw))
+        window = op.body["window"]
+        return self._answer(self.engine.windowed_cooccurrence(decoded, window, **self._boundary(op), **kw))
 
     @_route("POST", "/v1/ntd")
     def _ntd(self, op: Operation) -> Any:
@@ -206,6 +213,7 @@ class LocalTransport(BaseTransport):
     def _documents(self, op: Operation) -> Any:
         queries, kw = self._batch(op)
         options = {k: op.body[k] for k in ("offset", "limit", "sample", "seed", "window")}
+        options.update(self._boundary(op))
         return self._answer(
             [
                 dataclasses.asdict(self.engine.documents([_phrase(p) for p in q], **options, **kw))

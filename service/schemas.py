@@ -23,6 +23,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
 
 from taskgram.api import (
+    Boundary,
     CountUnit,
     DocumentBase,
     DocumentHitBase,
@@ -105,19 +106,31 @@ class _Batch(_Model):
     )
 
 
-class CountRequest(_Batch):
+
+
+class _Bounded(_Batch):
+    boundary: Boundary = Field(
+        default="token",
+        description="'token' (default): every occurrence of the phrase's tokens, also where they begin or "
+        "end inside a longer word ('index' inside 'indexes'). 'word': only occurrences that neither start "
+        "nor end inside a word (a word character is a letter, digit or underscore; see "
+        "service.engine.words). Needs an index with a byte-level BPE tokenizer.",
+    )
+
+
+class CountRequest(_Bounded):
     """Occurrences of each phrase (summed over shards)."""
 
     queries: RawPhrases
 
 
-class DocFreqRequest(_Batch):
+class DocFreqRequest(_Bounded):
     """Number of distinct documents containing each phrase spec."""
 
     queries: RawSpecs
 
 
-class CooccurrenceRequest(_Batch):
+class CooccurrenceRequest(_Bounded):
     """Co-occurrence of all phrases of each query (2 or more phrase specs), in documents (default) or in
     occurrences of the first phrase."""
 
@@ -139,6 +152,10 @@ class WindowedCooccurrenceRequest(_Batch):
 
     queries: RawConjunctions
     window: int = Field(default=100, ge=1)
+    boundary: Boundary = Field(
+        default="token",
+        description="token matching only: 'word' is refused (422) by windowed co-occurrence",
+    )
 
 
 class NtdRequest(_Batch):
@@ -170,7 +187,7 @@ class InfgramRequest(_Batch):
     queries: list[InfgramQuery]
 
 
-class DocumentsRequest(_Batch):
+class DocumentsRequest(_Bounded):
     """The documents containing all phrase specs of each query: exact total, and one page or sample."""
 
     queries: list[list[PhraseSpec]]

@@ -21,7 +21,9 @@ from typing import Any, Generic, Literal, TypeVar, get_args
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "BOUNDARIES",
     "COUNT_UNITS",
+    "Boundary",
     "SPACE_POLICIES",
     "CountUnit",
     "DocumentBase",
@@ -42,6 +44,9 @@ __all__ = [
 #: how text becomes tokens: a space prepended unless the text starts with whitespace, as given, or both
 SpacePolicy = Literal["auto", "exact", "both"]
 SPACE_POLICIES: tuple[str, ...] = get_args(SpacePolicy)
+#: which matches count: every match of the tokens, or only those that neither start nor end inside a word
+Boundary = Literal["token", "word"]
+BOUNDARIES: tuple[str, ...] = get_args(Boundary)
 #: what a co-occurrence counts: documents containing every phrase, or occurrences of the first phrase
 CountUnit = Literal["documents", "occurrences"]
 COUNT_UNITS: tuple[str, ...] = get_args(CountUnit)

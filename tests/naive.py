@@ -124,3 +124,73 @@ def naive_cooccurrence(
     if unit != "occurrences":
         raise ValueError(f"unknown unit {unit!r}")
     return sum(1 for d, _ in naive_positions(docs, clauses[0]) if d in both)
+
+
+def _utf8_chars(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) byte spans of the characters of ``data``, read forward; a byte that does not start
+    a valid UTF-8 sequence is a character of its own."""
+    spans = []
+    i = 0
+    while i < len(data):
+        b = data[i]
+        n = (
+            1
+            if b < 0x80
+            else 2
+            if 0xC2 <= b <= 0xDF
+            else 3
+            if 0xE0 <= b <= 0xEF
+            else 4
+            if 0xF0 <= b <= 0xF4
+            else 0
+        )
+        end = i + n
+        if n > 1 and end <= len(data):
+            try:
+                data[i:end].decode("utf-8")
+            except UnicodeDecodeError:
+                n = 0
+        if n == 0 or end > len(data):
+            end = i + 1
+        spans.append((i, end))
+        i = end
+    return spans
+
+
+def naive_word_positions(
+    docs: Sequence[Sequence[int]], token_bytes: Sequence[bytes], variants: Sequence[Sequence[int]]
+) -> set[tuple[int, int]]:
+    """(document, start) of every word-bounded occurrence of any of ``variants``, found on the decoded
+    bytes of each document: the character before the match and its first character are not both word
+    characters (regex ``\\w``), nor are its last character and the one after it; a document's edges are
+    boundaries. A character whose bytes span two tokens, or an invalid byte, counts as a word character."""
+    import re
+
+    found: set[tuple[int, int]] = set()
+    for d, doc in enumerate(docs):
+        data = b"".join(token_bytes[t] for t in doc)
+        starts = [0]
+        for t in doc:
+            starts.append(starts[-1] + len(token_bytes[t]))
+        token_at = [k for k, t in enumerate(doc) for _ in range(len(token_bytes[t]))]
+        is_word = [False] * len(data)  # per byte: the class of the character holding it
+        for a, b in _utf8_chars(data):
+            spans_tokens = token_at[a] != token_at[b - 1]
+            try:
+                ch = data[a:b].decode("utf-8")
+                word = spans_tokens or re.fullmatch(r"\w", ch) is not None
+            except UnicodeDecodeError:
+                word = True
+            for k in range(a, b):
+                is_word[k] = word
+        for _, i in sorted(naive_positions([doc], variants)):
+            for v in variants:
+                m = len(v)
+                if [int(x) for x in doc[i : i + m]] != [int(x) for x in v]:
+                    continue
+                bs, be = starts[i], starts[i + m]
+                ok_start = bs == 0 or not (is_word[bs - 1] and is_word[bs])
+                ok_end = be == len(data) or not (is_word[be - 1] and is_word[be])
+                if ok_start and ok_end:
+                    found.add((d, i))
+    return found

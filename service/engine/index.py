@@ -53,10 +53,18 @@ from service.engine.results import (
     ProbResult,
     TokenProb,
 )
+from service.engine.words import (
+    WordTables,
+    check_boundary,
+    shard_word_counts,
+    shard_word_doc_sets,
+    word_tables,
+)
 from taskgram.api import COUNT_UNITS
 
 CHUNK = 16_384  # batch items per kernel call; the deadline is checked between chunks
 _COUNTS_KEY = "occurrences per document"  # tags the cached sets that carry occurrence counts
+_WORD_KEY = "word boundary"  # tags the cached sets of word-bounded occurrences
 MAX_BITSET_BYTES = 256 << 20
 
 
@@ -157,6 +165,14 @@ class Index:
         self._vocab: list[str] | None = None  # token strings, loaded on first use
         self._tok_lock = threading.Lock()
         self._cache = DocSetCache(cache_bytes, cache_min_occurrences)
+        # word-boundary tables (service.engine.words), computed once here; None with the reason otherwise
+        self._words: WordTables | None = None
+        self._words_refusal = f"index {name!r} was built without a tokenizer"
+        if tokenizer is not None:
+            try:
+                self._words = word_tables(tokenizer, self.vocab_size)
+            except ValueError as err:
+                self._words_refusal = f"index {name!r}: {err}"
         self._windowed_method = -1  # -1: cheapest; 0/1/2 force one method of kernels._windowed_counts (tests)
 
     # ----------------------------------------------------------------------------------------------
@@ -265,6 +281,18 @@ class Index:
         vocab = self._vocab
         return [vocab[i] for i in ids]
 
+    def _word_tables(self, boundary: object) -> WordTables | None:
+        """The word tables when ``boundary`` is "word", None for "token"; QueryError (field "boundary")
+        for any other value or an index that has no tokenizer to tell words by."""
+        if not check_boundary(boundary):
+            return None
+        if self._words is None:
+            raise QueryError(
+                f"boundary='word' needs the index's tokenizer to tell words apart: {self._words_refusal}",
+                field="boundary",
+            )
+        return self._words
+
     def _resolver(self, space: str | None) -> PhraseResolver:
         return PhraseResolver(self._tokenize_batch, self.vocab_size, self.separator, space or self.space)
 
@@ -286,17 +314,49 @@ class Index:
         return self._counts_flat(*flatten(patterns), deadline, what)
 
     def _counts_flat(
-        self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str
+        self,
+        flat: np.ndarray,
+        offsets: np.ndarray,
+        deadline: float | None,
+        what: str,
+        words: WordTables | None = None,
     ) -> np.ndarray:
         n = len(offsets) - 1
         out = np.zeros(n, dtype=np.int64)
         for a, b in _chunks(n, 65_536):
             _check_deadline(deadline, what)
             sub_off = offsets[a : b + 1] - offsets[a]
-            for lo, hi in self._ranges_flat(flat[offsets[a] : offsets[b]], sub_off):
-                out[a:b] += hi - lo
+            sub_flat = flat[offsets[a] : offsets[b]]
+            ranges = self._ranges_flat(sub_flat, sub_off)
+            if words is None:
+                for lo, hi in ranges:
+                    out[a:b] += hi - lo
+                continue
+            self._check_word_scan_budget(words, sub_flat, sub_off, ranges, what)
+            for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
+                out[a:b] += shard_word_counts(shard, words, self.separator, sub_flat, sub_off, lo, hi)
         _check_deadline(deadline, what)
         return out
+
+    def _check_word_scan_budget(
+        self, words: WordTables, flat: np.ndarray, offsets: np.ndarray, ranges: list, what: str
+    ) -> None:
+        """The start test of a phrase whose first token does not begin a word reads the token before
+        every occurrence: the work budget (``max_occurrences``) bounds it."""
+        budget = self.max_occurrences
+        if budget is None or not len(flat):
+            return
+        scan = ~words.starts_word[flat[offsets[:-1]]]
+        if not scan.any():
+            return
+        occ = sum(hi - lo for lo, hi in ranges)
+        worst = int(occ[scan].max())
+        if worst > budget:
+            raise BudgetExceeded(
+                f"{what}: a phrase that starts inside a word needs each of its {worst} occurrences "
+                f"checked for boundary='word', over the work budget of {budget}",
+                kind="work",
+            )
 
     def _flat_ids(self, phrases: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | None:
         """Fast path for a batch of token-id lists: (flat, offsets) when every item is a non-empty
@@ -322,27 +382,39 @@ class Index:
         return flat, offsets
 
     def count(
-        self, phrases: Sequence[Phrase], *, deadline: float | None = None, space: str | None = None
+        self,
+        phrases: Sequence[Phrase],
+        *,
+        deadline: float | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """Exact number of occurrences of each phrase (summed over shards). A phrase never matches across
-        a document boundary."""
+        a document boundary. ``boundary="word"``: only occurrences that neither start nor end inside a
+        word (:mod:`service.engine.words`)."""
         if space is not None:
             check_space(space)
+        words = self._word_tables(boundary)
         fast = self._flat_ids(phrases)
         if fast is not None:
-            return self._counts_flat(*fast, deadline, "count").tolist()
+            return self._counts_flat(*fast, deadline, "count", words).tolist()
         resolver = self._resolver(space)
         parse = resolver.parse_phrase
         parsed = [parse(p, f"phrases[{i}]", i) for i, p in enumerate(_batch(phrases, "phrases"))]
         resolver.finish()
         patterns = [resolver.ids(p) for p in parsed]
-        return self._counts(patterns, deadline, "count").tolist()
+        return self._counts_flat(*flatten(patterns), deadline, "count", words).tolist()
 
     def exists(
-        self, phrases: Sequence[Phrase], *, deadline: float | None = None, space: str | None = None
+        self,
+        phrases: Sequence[Phrase],
+        *,
+        deadline: float | None = None,
+        space: str | None = None,
+        boundary: str = "token",
     ) -> list[bool]:
-        """Whether each phrase occurs at least once."""
-        return [c > 0 for c in self.count(phrases, deadline=deadline, space=space)]
+        """Whether each phrase occurs at least once (word-bounded with ``boundary="word"``)."""
+        return [c > 0 for c in self.count(phrases, deadline=deadline, space=space, boundary=boundary)]
 
     # ----------------------------------------------------------------------------------------------
     # Document sets
@@ -351,10 +423,17 @@ class Index:
         return [resolver.parse_spec(s, f"{field}[{i}]", i) for i, s in enumerate(_batch(specs, field))]
 
     def _doc_sets(
-        self, keys: Sequence[SpecKey], deadline: float | None, max_occurrences: int | None, what: str
+        self,
+        keys: Sequence[SpecKey],
+        deadline: float | None,
+        max_occurrences: int | None,
+        what: str,
+        words: WordTables | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sorted global doc-id set of every spec key: (flat int64, offsets int64), aligned with keys."""
-        flat, off, _ = self._doc_collect(keys, deadline, max_occurrences, what, with_counts=False)
+        flat, off, _ = self._doc_collect(
+            keys, deadline, max_occurrences, what, with_counts=False, words=words
+        )
         return flat, off
 
     def _doc_collect(
@@ -365,15 +444,18 @@ class Index:
         what: str,
         *,
         with_counts: bool,
+        words: WordTables | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The doc-id sets of :meth:`_doc_sets` and, ``with_counts``, the number of occurrences (distinct
         start positions of the spec's variants) in each of those documents, aligned with the flat ids.
-        Sets with counts are cached under their own keys (a (2, n) array: ids, counts)."""
+        Sets with counts are cached under their own keys (a (2, n) array: ids, counts). With ``words``
+        only word-bounded occurrences count (cached under their own keys too)."""
         n = len(keys)
         cached: dict[int, np.ndarray] = {}
         todo: list[int] = []
+        tag = (_WORD_KEY,) if words is not None else ()
         for i, key in enumerate(keys):
-            hit = self._cache.get((_COUNTS_KEY, key) if with_counts else key)
+            hit = self._cache.get((*tag, _COUNTS_KEY, key) if with_counts else (*tag, key) if tag else key)
             if hit is None:
                 todo.append(i)
             else:
@@ -389,7 +471,8 @@ class Index:
             variants = [v for i in idx for v in keys[i]]
             spec_off = np.zeros(len(idx) + 1, dtype=np.int64)
             np.cumsum([len(keys[i]) for i in idx], out=spec_off[1:])
-            ranges = self._ranges(variants)
+            var_flat, var_off = flatten(variants)
+            ranges = self._ranges_flat(var_flat, var_off)
             occ = np.zeros(len(idx), dtype=np.int64)
             for lo, hi in ranges:
                 occ += np.add.reduceat(hi - lo, spec_off[:-1]) if len(variants) else 0
@@ -404,7 +487,11 @@ class Index:
             for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
                 args = (shard.sa, shard.doc_offsets, shard.bucket_table, shard.bucket_shift, lo, hi, spec_off)
                 counts: np.ndarray | None = None
-                if with_counts:
+                if words is not None:
+                    flat, counts, off = shard_word_doc_sets(
+                        shard, words, self.separator, var_flat, var_off, lo, hi, spec_off, with_counts
+                    )
+                elif with_counts:
                     flat, counts, off = K._doc_counts(*args)
                 else:
                     flat, off = K._doc_sets(*args)
@@ -428,10 +515,10 @@ class Index:
             for j in np.flatnonzero(occ >= self._cache.min_occurrences):
                 docs = flat[off[j] : off[j + 1]]
                 if counts is None:
-                    self._cache.put(keys[idx[j]], docs, int(occ[j]))
+                    self._cache.put((*tag, keys[idx[j]]) if tag else keys[idx[j]], docs, int(occ[j]))
                 else:
                     entry = np.stack((docs, counts[off[j] : off[j + 1]]))
-                    self._cache.put((_COUNTS_KEY, keys[idx[j]]), entry, int(occ[j]))
+                    self._cache.put((*tag, _COUNTS_KEY, keys[idx[j]]), entry, int(occ[j]))
             sizes[idx] = np.diff(off)
             parts.append((idx, flat, counts, off))
         out_off = np.zeros(n + 1, dtype=np.int64)
@@ -458,14 +545,17 @@ class Index:
         deadline: float | None = None,
         space: str | None = None,
         max_occurrences: int | None = None,
+        boundary: str = "token",
     ) -> list[int]:
-        """Number of distinct documents containing each phrase spec (an OR spec: a union of documents)."""
+        """Number of distinct documents containing each phrase spec (an OR spec: a union of documents);
+        with ``boundary="word"`` a word-bounded occurrence (:mod:`service.engine.words`)."""
+        words = self._word_tables(boundary)
         resolver = self._resolver(space)
         parsed = self._parse_specs(resolver, phrases, "phrases")
         resolver.finish()
         keys = [resolver.key(p) for p in parsed]
         unique, inverse = _dedupe(keys)
-        _, off = self._doc_sets(unique, deadline, max_occurrences, "doc_freq")
+        _, off = self._doc_sets(unique, deadline, max_occurrences, "doc_freq", words)
         return np.diff(off)[inverse].tolist()
 
     def _query_keys(
@@ -499,6 +589,7 @@ class Index:
         space: str | None = None,
         max_occurrences: int | None = None,
         unit: str = "documents",
+        boundary: str = "token",
     ) -> list[int]:
         """Exact co-occurrence count of each query (2 or more phrase specs), in one of two units:
 
@@ -508,9 +599,13 @@ class Index:
           its variants) that lie in a document containing all the other phrases. With the first phrase's
           occurrence count as denominator, the ratio is the fraction of its occurrences whose document
           also holds the others (<= 1); it is 0 exactly when the document count is 0. ``[s, s]`` counts
-          the occurrences of ``s`` (an OR spec as a union of positions)."""
+          the occurrences of ``s`` (an OR spec as a union of positions).
+
+        With ``boundary="word"`` only word-bounded occurrences count, in both units
+        (:mod:`service.engine.words`)."""
         if unit not in COUNT_UNITS:
             raise QueryError(f"unit must be one of {', '.join(COUNT_UNITS)}, not {unit!r}", field="unit")
+        words = self._word_tables(boundary)
         resolver = self._resolver(space)
         parsed = self._query_keys(resolver, queries, 2)
         resolver.finish()
@@ -521,7 +616,7 @@ class Index:
         np.cumsum([len(q) for q in query_keys], out=q_off[1:])
         q_flat = inverse.astype(np.int64)
         if unit == "documents":
-            flat, off = self._doc_sets(unique, deadline, max_occurrences, "cooccurrence")
+            flat, off = self._doc_sets(unique, deadline, max_occurrences, "cooccurrence", words)
             return self._intersect(flat, off, q_flat, q_off, deadline).tolist()
         # first phrases: document sets with occurrence counts; the others: plain document sets. A spec
         # used in both roles is computed once, with counts.
@@ -530,9 +625,16 @@ class Index:
         first = np.flatnonzero(is_first)
         other = np.flatnonzero(~is_first)
         f_flat, f_off, f_counts = self._doc_collect(
-            [unique[i] for i in first], deadline, max_occurrences, "cooccurrence", with_counts=True
+            [unique[i] for i in first],
+            deadline,
+            max_occurrences,
+            "cooccurrence",
+            with_counts=True,
+            words=words,
         )
-        o_flat, o_off = self._doc_sets([unique[i] for i in other], deadline, max_occurrences, "cooccurrence")
+        o_flat, o_off = self._doc_sets(
+            [unique[i] for i in other], deadline, max_occurrences, "cooccurrence", words
+        )
         if f_counts is None:  # pragma: no cover - with_counts=True always gives counts
             raise EngineError("cooccurrence: the occurrence counts of the first phrases are missing")
         sizes = np.zeros(len(unique), dtype=np.int64)
@@ -590,6 +692,7 @@ class Index:
         deadline: float | None = None,
         space: str | None = None,
         max_occurrences: int | None = None,
+        boundary: str = "token",
     ) -> list[int]:
         """infini-gram's CNF AND, exact: each query is a list of clauses (phrase specs; an OR clause is the
         union of its variants' occurrence positions). The anchor clause is the one with the fewest
@@ -597,7 +700,13 @@ class Index:
         distinct anchor occurrences such that every other clause has an occurrence whose start lies within
         ``window`` tokens (start to start, either side) in the SAME document. No subsampling; documents are
         respected on both sides (infini-gram 2.6.0 drops such anchors when the other-side partner is in the
-        next document)."""
+        next document). Token matching only: ``boundary="word"`` is refused (its window scan tests token
+        matches in place, without the word-boundary filter)."""
+        if check_boundary(boundary):
+            raise QueryError(
+                "boundary='word' is not supported by windowed co-occurrence; use boundary='token'",
+                field="boundary",
+            )
         if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 0:
             raise QueryError(f"window must be an integer >= 0, not {window!r}", field="window")
         resolver = self._resolver(space)
@@ -836,11 +945,14 @@ class Index:
         deadline: float | None = None,
         space: str | None = None,
         max_occurrences: int | None = None,
+        boundary: str = "token",
     ) -> DocumentsResult:
         """The documents containing ALL phrase specs: the exact ``total``, and a page (``offset``, ``limit``,
         in doc_id order) or a uniform random sample without replacement (``sample=True``, ``seed``), each
         with its metadata, a snippet of ``window`` tokens around the first match of the first phrase and the
-        character spans of every match inside it."""
+        character spans of every match inside it. With ``boundary="word"`` only word-bounded occurrences
+        count, for the total and for the snippets' matches."""
+        words = self._word_tables(boundary)
         for fname, value, minimum in (("offset", offset, 0), ("limit", limit, 0), ("window", window, 0)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
                 raise QueryError(f"{fname} must be an integer >= {minimum}, not {value!r}", field=fname)
@@ -851,7 +963,7 @@ class Index:
         resolver.finish()
         keys = [resolver.key(p) for p in parsed]
         unique, inverse = _dedupe(keys)
-        flat, off = self._doc_sets(unique, deadline, max_occurrences, "documents")
+        flat, off = self._doc_sets(unique, deadline, max_occurrences, "documents", words)
         docs = K._intersect_members(flat, off, np.unique(inverse).astype(np.int64))
         total = len(docs)
         if sample:
@@ -862,18 +974,21 @@ class Index:
             picked = docs[np.sort(chosen)]
         else:
             picked = docs[offset : offset + limit]
-        hits = [self._hit(int(d), keys, window) for d in picked]
+        hits = [self._hit(int(d), keys, window, words) for d in picked]
         _check_deadline(deadline, "documents")
         return DocumentsResult(total=total, docs=hits, offset=0 if sample else offset, sample=sample)
 
-    def _hit(self, doc_id: int, keys: Sequence[SpecKey], window: int) -> DocumentHit:
+    def _hit(
+        self, doc_id: int, keys: Sequence[SpecKey], window: int, words: WordTables | None = None
+    ) -> DocumentHit:
         shard, local = self._locate(doc_id)
         toks = self._doc_tokens(shard, local)
         matches: list[tuple[int, int, int]] = []  # (start token, end token, phrase index)
         for p, key in enumerate(keys):
             for variant in key:
                 for s in K._find_in(toks, np.asarray(variant, dtype=np.int64)):
-                    matches.append((int(s), int(s) + len(variant), p))
+                    if words is None or words.match_ok(toks, int(s), int(s) + len(variant)):
+                        matches.append((int(s), int(s) + len(variant), p))
         first = min((m for m in matches if m[2] == 0), default=(0, 0, 0))
         start = max(0, first[0] - window)
         end = min(len(toks), first[1] + window)
@@ -963,6 +1078,12 @@ class Index:
         self.next_token_distribution([probe], top_k=1)
         self.infgram_prob([(probe, probe)])
         self.documents([probe], limit=1, window=1)
+        if self._words is not None:  # both paths of the word-boundary kernels (with and without start scan)
+            inside = np.flatnonzero(~self._words.starts_word)
+            probes = [probe] + ([[int(inside[0])]] if len(inside) and inside[0] != self.separator else [])
+            self.count(probes, boundary="word")
+            self.doc_freq(probes, boundary="word")
+            self.cooccurrence([probes * 2], unit="occurrences", boundary="word")
 
     def cache_info(self) -> dict[str, int]:
         return {

@@ -824,3 +824,136 @@ def _find_in(doc, pat):
             out[k] = i
             k += 1
     return out[:k].copy()
+
+
+# --------------------------------------------------------------------------------------------------
+# Word boundaries (see service.engine.words for the rule and the tables)
+
+
+@njit(cache=True, nogil=True)
+def _word_ranges(tokens, sa, flat, offsets, lo, hi, starts_word, ends_nonword, sep):
+    """For each pattern (``flat[offsets[i]:offsets[i + 1]]``, SA range lo[i]:hi[i]): the sub-ranges of its
+    range whose occurrences END at a word boundary. The whole range when the pattern's last token ends with
+    a non-word character; else the runs of the distinct next tokens (non-decreasing along the range, the
+    separator last) that begin a word or are the separator, found by galloping + binary search per
+    distinct token as in :func:`_next_tokens`; adjacent kept runs are merged.
+    Returns (sub_lo, sub_hi, sub_off): pattern i's sub-ranges are sub_off[i]:sub_off[i + 1]."""
+    n = offsets.shape[0] - 1
+    cap = max(n, 16)
+    sub_lo = np.empty(cap, dtype=np.int64)
+    sub_hi = np.empty(cap, dtype=np.int64)
+    sub_off = np.zeros(n + 1, dtype=np.int64)
+    used = 0
+    for p in range(n):
+        a0 = lo[p]
+        b0 = hi[p]
+        m = offsets[p + 1] - offsets[p]
+        if b0 > a0:
+            if ends_nonword[flat[offsets[p + 1] - 1]]:
+                if used == cap:
+                    cap *= 2
+                    sub_lo = _grown(sub_lo, used, cap)
+                    sub_hi = _grown(sub_hi, used, cap)
+                sub_lo[used] = a0
+                sub_hi[used] = b0
+                used += 1
+            else:
+                i = a0
+                open_run = False
+                while i < b0:
+                    t = np.int64(tokens[np.int64(sa[i]) + m])
+                    if t == sep:
+                        a = b0
+                    else:
+                        step = np.int64(1)
+                        prev = i
+                        cur = i + 1
+                        while cur < b0 and np.int64(tokens[np.int64(sa[cur]) + m]) <= t:
+                            prev = cur
+                            step *= 2
+                            cur = i + step
+                        a = prev + 1
+                        b = min(cur, b0)
+                        while a < b:
+                            mid = (a + b) >> 1
+                            if np.int64(tokens[np.int64(sa[mid]) + m]) <= t:
+                                a = mid + 1
+                            else:
+                                b = mid
+                    keep = t == sep or starts_word[t]
+                    if keep:
+                        if open_run:
+                            sub_hi[used - 1] = a
+                        else:
+                            if used == cap:
+                                cap *= 2
+                                sub_lo = _grown(sub_lo, used, cap)
+                                sub_hi = _grown(sub_hi, used, cap)
+                            sub_lo[used] = i
+                            sub_hi[used] = a
+                            used += 1
+                            open_run = True
+                    else:
+                        open_run = False
+                    i = a
+        sub_off[p + 1] = used
+    return sub_lo[:used].copy(), sub_hi[:used].copy(), sub_off
+
+
+@njit(cache=True, nogil=True)
+def _word_start_ok(tokens, pos, starts_word, ends_nonword, sep):
+    """Whether an occurrence at ``pos`` starts at a word boundary: its first token begins a word, or it
+    starts its document, or the token before it ends with a non-word character."""
+    if starts_word[np.int64(tokens[pos])]:
+        return True
+    if pos == 0:
+        return True
+    prev = np.int64(tokens[pos - 1])
+    return prev == sep or ends_nonword[prev]
+
+
+@njit(cache=True, nogil=True)
+def _word_counts(tokens, sa, sub_lo, sub_hi, sub_off, scan, starts_word, ends_nonword, sep):
+    """Word-bounded occurrences of each pattern: its sub-ranges from :func:`_word_ranges`, whose sizes
+    are summed; when ``scan[i]`` (the pattern's first token does not begin a word) each occurrence is
+    tested with :func:`_word_start_ok` instead (one read of the preceding token per occurrence)."""
+    n = sub_off.shape[0] - 1
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        total = np.int64(0)
+        for k in range(sub_off[i], sub_off[i + 1]):
+            if not scan[i]:
+                total += sub_hi[k] - sub_lo[k]
+            else:
+                for r in range(sub_lo[k], sub_hi[k]):
+                    if _word_start_ok(tokens, np.int64(sa[r]), starts_word, ends_nonword, sep):
+                        total += 1
+        out[i] = total
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _word_positions(tokens, sa, sub_lo, sub_hi, spec_off, scan, starts_word, ends_nonword, sep):
+    """For each spec j with ``scan[j]``: the distinct start positions of its word-bounded occurrences, the
+    union of its sub-ranges sub_lo[v]:sub_hi[v] for v in spec_off[j]:spec_off[j + 1] (sub-ranges of SA
+    ranges are nested or disjoint: merged by :func:`_merged_ranges`, each position is met once) that pass
+    :func:`_word_start_ok`. Specs without ``scan`` get no positions. Returns (positions, offsets)."""
+    n = spec_off.shape[0] - 1
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    cap = 1024
+    out = np.empty(cap, dtype=np.int64)
+    used = 0
+    for j in range(n):
+        if scan[j]:
+            r0, r1 = _merged_ranges(sub_lo, sub_hi, spec_off[j], spec_off[j + 1])
+            for i in range(r0.shape[0]):
+                for r in range(r0[i], r1[i]):
+                    pos = np.int64(sa[r])
+                    if _word_start_ok(tokens, pos, starts_word, ends_nonword, sep):
+                        if used == cap:
+                            cap *= 2
+                            out = _grown(out, used, cap)
+                        out[used] = pos
+                        used += 1
+        out_off[j + 1] = used
+    return out[:used].copy(), out_off

@@ -35,7 +35,7 @@ INLINE_COUNTS = 64
 def _count(request: CountRequest, state: ServiceState) -> Response:
     index = state.index(request.index)
     queries = phrases(state.settings, request.queries)
-    results = index.count(queries, deadline=state.deadline(), space=request.space)
+    results = index.count(queries, deadline=state.deadline(), space=request.space, boundary=request.boundary)
     return results_response(request.index, results)
 
 
@@ -50,7 +50,9 @@ async def count(request: CountRequest, state: StateDep) -> Response:
 def doc_freq(request: DocFreqRequest, state: StateDep) -> Response:
     index = state.index(request.index)
     queries = specs(state.settings, request.queries)
-    results = index.doc_freq(queries, deadline=state.deadline(), space=request.space)
+    results = index.doc_freq(
+        queries, deadline=state.deadline(), space=request.space, boundary=request.boundary
+    )
     return results_response(request.index, results)
 
 
@@ -62,7 +64,13 @@ def doc_freq(request: DocFreqRequest, state: StateDep) -> Response:
 def cooccurrence(request: CooccurrenceRequest, state: StateDep) -> Response:
     index = state.index(request.index)
     queries = conjunctions(state.settings, request.queries)
-    results = index.cooccurrence(queries, deadline=state.deadline(), space=request.space, unit=request.unit)
+    results = index.cooccurrence(
+        queries,
+        deadline=state.deadline(),
+        space=request.space,
+        unit=request.unit,
+        boundary=request.boundary,
+    )
     return results_response(request.index, results)
 
 
@@ -77,6 +85,6 @@ def windowed_cooccurrence(request: WindowedCooccurrenceRequest, state: StateDep)
     index = state.index(request.index)
     queries = conjunctions(state.settings, request.queries)
     results = index.windowed_cooccurrence(
-        queries, request.window, deadline=state.deadline(), space=request.space
+        queries, request.window, deadline=state.deadline(), space=request.space, boundary=request.boundary
     )
     return results_response(request.index, results)

@@ -44,6 +44,7 @@ def documents(request: DocumentsRequest, state: StateDep) -> Response:
             window=request.window,
             deadline=deadline,
             space=request.space,
+            boundary=request.boundary,
         )
         results.append(dataclasses.asdict(result))
     return results_response(request.index, results)

@@ -15,7 +15,6 @@ import service.schemas as schemas
 import taskgram.api as api
 from service.engine import COUNT_UNITS as ENGINE_COUNT_UNITS
 from service.engine import SPACE_POLICIES as ENGINE_SPACE_POLICIES
-from service.engine import Index
 
 # engine dataclass, shared base, service response model, client model
 SHAPES = [
@@ -66,7 +65,8 @@ def test_option_vocabularies_are_defined_once() -> None:
     request_space = schemas.CountRequest.model_fields["space"].annotation
     assert set(typing.get_args(typing.get_args(request_space)[0])) == set(api.SPACE_POLICIES)
     assert typing.get_args(schemas.CooccurrenceRequest.model_fields["unit"].annotation) == api.COUNT_UNITS
-    assert Index.cooccurrence.__doc__ is not None
+    request_boundary = schemas.CountRequest.model_fields["boundary"].annotation
+    assert typing.get_args(request_boundary) == api.BOUNDARIES
 
 
 def test_every_batch_answer_is_the_one_envelope() -> None:
