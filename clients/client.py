@@ -521,7 +521,7 @@ class Client(_Core):
     transport : httpx.BaseTransport or clients.transports.BaseTransport, optional
         An httpx transport for the HTTP requests (e.g. ``httpx.MockTransport`` in tests), or a taskgram
         transport that carries out the operations itself (:class:`clients.local.LocalTransport`: the engine
-        in this process).
+        in this process); then ``api_key``, ``timeout`` and the retry options are the transport's own.
 
     Raises
     ------
