@@ -54,6 +54,7 @@ from clients.eval.report import RunSummary, write_report
 from clients.eval.taskgram_lm import TaskgramPair, build_taskgram
 from clients.eval.tasks import Example, load_task, sample_examples
 from taskgram.files import write_csv_atomic, write_json_atomic
+from taskgram.progress import progress_bar
 
 if TYPE_CHECKING:
     from clients.eval.generation import BertScoreModel
@@ -123,16 +124,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
 
 
-class _Progress:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def bar(self, total: int, desc: str) -> Any:
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, unit="q", disable=not self.enabled, leave=False)
-
-
 class Run:
     """One evaluation run over a backend, its stages cached in ``config.run_dir``."""
 
@@ -152,7 +143,7 @@ class Run:
         self.run_dir = Path(config.run_dir)
         self.embedder_factory = embedder_factory
         self.scorer_factory = scorer_factory
-        self.progress = _Progress(progress)
+        self.show_progress = progress
         self.errors: list[dict[str, str]] = []
         self.timings: dict[str, float] = {}
         self.stats: dict[str, Any] = {}
@@ -298,11 +289,11 @@ class Run:
         all_x = list(dict.fromkeys(sx for sx, _ in all_pairs))
         started = time.monotonic()
         try:
-            with self.progress.bar(len(all_x), f"C(s^x) {unit}") as bar:
+            with self._bar(len(all_x), f"C(s^x) {unit}") as bar:
                 x_counts = count_phrases(self.backend, all_x, cache, opts, progress=bar.update)
             pair_started = time.monotonic()
             missing_pairs = sum(1 for a, b in all_pairs if cache.get(pair_key(a, b, unit)) is None)
-            with self.progress.bar(len(all_pairs), f"C(pair) {unit}") as bar:
+            with self._bar(len(all_pairs), f"C(pair) {unit}") as bar:
                 pair_counts = count_pairs(self.backend, all_pairs, cache, opts, progress=bar.update)
         except CountingError as err:
             raise StageError(f"counts: {err}") from err
@@ -388,7 +379,7 @@ class Run:
                         if c != ex.answer_index:
                             jobs.append(ScoreJob(ex.prompt + choice, [[(base, base + len(choice))]]))
                             where.append((task, ex.id, f"choice{c}", ["choice"]))
-            with self.progress.bar(len(jobs), f"LLM {model}") as bar:
+            with self._bar(len(jobs), f"LLM {model}") as bar:
                 scores = scorer.score(jobs, progress=bar.update)
             result: dict[str, dict[str, Any]] = defaultdict(dict)
             for (task, ex_id, kind, names), row in zip(where, scores, strict=True):
@@ -433,7 +424,7 @@ class Run:
                             split_for_infgram(ex.prompt, ex.y, spans, self.cfg.infgram_context_chars)
                         )
                         where.append((task, ex.id, f"{n}\t{sy}"))
-            with self.progress.bar(len(items), "∞-gram") as bar:
+            with self._bar(len(items), "∞-gram") as bar:
                 scores = infgram_scores(
                     self.backend,  # type: ignore[arg-type]  # checked in run(): it has infgram_prob
                     items,
@@ -496,7 +487,7 @@ class Run:
                 outputs: dict[str, dict[str, str]] = {}
                 for t, exs in chosen.items():
                     budget = self.cfg.cot_max_new_tokens if t == "gsm8k" else self.cfg.max_new_tokens
-                    with self.progress.bar(len(exs), f"generate {model} {t}") as bar:
+                    with self._bar(len(exs), f"generate {model} {t}") as bar:
                         texts = gen.generate(
                             [ex.prompt for ex in exs], budget, progress=bar.update, stop=stop_strings(t)
                         )
@@ -588,6 +579,9 @@ class Run:
         return BertScoreModel(self.cfg.bertscore_model, self.cfg.bertscore_layers)
 
     # -- driver --------------------------------------------------------------------------------
+    def _bar(self, total: int, desc: str) -> Any:
+        return progress_bar(enabled=self.show_progress, total=total, desc=desc, unit="q", leave=False)
+
     def summary(self) -> RunSummary:
         """What the report needs to know of this run."""
         return RunSummary(
