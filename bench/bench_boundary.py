@@ -2,13 +2,13 @@
 change, by how much in total, and what the word test costs.
 
     .venv/bin/python bench/bench_boundary.py [--index DIR] [--workloads DIR] [--phrases N] [--rounds R]
-                                             [--seed S]
+                                             [--seed S] [--check K]
 
 ``--index``: an index built from text with a byte-level BPE tokenizer (default ``/work/eval-index``, or
 ``$TASKGRAM_BENCH_INDEX``): the four shared corpora under ``--normalization nfkc-lower``. The phrases are
 a seeded uniform sample of ``--phrases`` distinct phrases of ``phrases.jsonl.zst`` in ``--workloads``
-(default ``../shared/data/workloads``)
-(the single-count workload of the evaluation: word n-grams, stopwords removed). Both boundaries are
+(default ``../shared/data/workloads``; the single-count workload of the evaluation: word n-grams,
+stopwords removed). Both boundaries are
 measured in the same run on the same index, best of ``--rounds``, with the document-set cache off:
 
 1. ``count(phrases)`` — the phrase as in running text (``space="auto"``: a leading space, so its first
@@ -19,6 +19,10 @@ measured in the same run on the same index, best of ``--rounds``, with the docum
 
 Two samples: uniform over the workload (most of its word 3-grams never occur in the corpus), and uniform
 over the phrases that occur (token count > 0, space="auto", found by counting every workload phrase).
+
+Correctness on the real corpus: ``--check`` occurring phrases (half of them among those whose word and
+token counts differ) are recounted by a regex over every
+decoded document (`` phrase(?!\\w)`` after exactly one space, see :func:`regex_check`).
 
 Prints, per query: phrases whose count differs, total token and word counts and their ratio, queries/s
 for each boundary and the cost ratio (word time / token time); writes ``bench/results/boundary.json``.
@@ -100,6 +104,30 @@ def measure(ix, phrases: list[str], rounds: int) -> dict:
     return results
 
 
+def regex_check(ix, phrases: list[str]) -> dict:
+    """Word counts (space="auto") against a regex count on every decoded document: the token " w1 w2"
+    sequence is the text after exactly one space (after a run of spaces the tokenizer's whitespace
+    tokens take them), ending where no word character follows."""
+    import re
+
+    t0 = time.perf_counter()
+    texts = [ix.document(d).text or "" for d in range(ix.n_docs)]
+    decoded = time.perf_counter() - t0
+    word = ix.count(phrases, boundary="word")
+    token = ix.count(phrases)
+    regex = [sum(len(re.findall(rf"(?<! ) {re.escape(p)}(?!\w)", t)) for t in texts) for p in phrases]
+    equal = sum(w == r for w, r in zip(word, regex, strict=True))
+    n_differ = sum(w != t for w, t in zip(word, token, strict=True))
+    print(
+        f"regex check: {equal}/{len(phrases)} word counts equal a regex count on the decoded corpus "
+        f"({n_differ} of these phrases have word != token counts; decoded in {decoded:.0f} s)"
+    )
+    for p, w, r in zip(phrases, word, regex, strict=True):
+        if w != r:
+            print(f"  differs: {p!r} word {w} regex {r}")
+    return {"phrases": phrases, "equal": equal, "token": token, "word": word, "regex": regex}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--index", type=Path, default=Path(DEFAULT_INDEX))
@@ -107,6 +135,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workloads", type=Path, default=WORKLOADS, help="folder of phrases.jsonl.zst")
+    ap.add_argument("--check", type=int, default=20, help="occurring phrases recounted by regex (0: none)")
     args = ap.parse_args()
     phrases_file = args.workloads / "phrases.jsonl.zst"
     if not (args.index / "manifest.json").is_file():
@@ -144,6 +173,18 @@ def main() -> int:
         phrases = [every[i] for i in chosen]
         print(f"-- {sample_name} sample: {len(phrases)} phrases")
         report["samples"][sample_name] = measure(ix, phrases, args.rounds)
+    if args.check:  # half among the occurring sample's phrases whose two counts differ, half at random
+        sample = [every[i] for i in np.sort(occurring[among])]
+        differ = [
+            p
+            for p, t, w in zip(sample, ix.count(sample), ix.count(sample, boundary="word"), strict=True)
+            if t != w
+        ]
+        half = min(args.check // 2, len(differ))
+        checked = [differ[i] for i in rng.choice(len(differ), size=half, replace=False)]
+        rest = rng.choice(len(occurring), size=min(args.check - half, len(occurring)), replace=False)
+        checked += [every[i] for i in occurring[rest]]
+        report["regex_check"] = regex_check(ix, checked)
     out = REPO / "bench" / "results" / "boundary.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

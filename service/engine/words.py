@@ -162,12 +162,17 @@ class WordTables:
 
 
 def _is_byte_level(hf: Any) -> bool:
-    try:
-        decoder = json.loads(hf.backend_tokenizer.to_str()).get("decoder") or {}
-    except (AttributeError, ValueError):
+    decoder = getattr(getattr(hf, "backend_tokenizer", None), "decoder", None)
+    kind = type(decoder).__name__
+    if kind == "ByteLevel":
+        return True
+    if kind != "Sequence":
         return False
-    kinds = [decoder.get("type")] + [d.get("type") for d in decoder.get("decoders", []) or []]
-    return "ByteLevel" in kinds
+    try:  # a Sequence of decoders: look inside through the tokenizer's JSON
+        spec = json.loads(hf.backend_tokenizer.to_str()).get("decoder") or {}
+    except ValueError:
+        return False
+    return any(d.get("type") == "ByteLevel" for d in spec.get("decoders", []) or [])
 
 
 def token_bytes(tokenizer: Any, vocab_size: int) -> list[bytes]:
@@ -178,7 +183,10 @@ def token_bytes(tokenizer: Any, vocab_size: int) -> list[bytes]:
         raise ValueError(f"word boundaries need a byte-level BPE tokenizer; {name!r} is not one")
     added = {int(i): tok.content for i, tok in hf.backend_tokenizer.get_added_tokens_decoder().items()}
     strings = tokenizer.id_to_token(list(range(vocab_size)))
-    table = _byte_decoder()
+    # each character of the byte-level alphabet -> the byte it stands for; any other character below 256
+    # -> U+FFFF, which latin-1 cannot encode (such a string is not byte-level: taken as UTF-8 text)
+    to_latin1 = {c: 0xFFFF for c in range(256)}
+    to_latin1.update({ord(c): b for c, b in _byte_decoder().items()})
     out = []
     for i, s in enumerate(strings):
         if i in added:
@@ -186,7 +194,10 @@ def token_bytes(tokenizer: Any, vocab_size: int) -> list[bytes]:
         elif s is None:
             out.append(b"")
         else:
-            out.append(bytes(table[c] for c in s) if all(c in table for c in s) else s.encode("utf-8"))
+            try:
+                out.append(s.translate(to_latin1).encode("latin-1"))
+            except UnicodeEncodeError:
+                out.append(s.encode("utf-8"))
     return out
 
 
