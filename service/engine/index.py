@@ -1,20 +1,22 @@
 """Opened indexes: :class:`Index` (one index directory, all its shards) and :class:`IndexSet`.
 
-An index is opened by read-only memory maps (``indexer.format.open_shard``); nothing of the index is
-copied into process memory, so resident memory does not grow with the index (the page cache holds what
-queries touch). Every query method takes a batch and returns one result per item, in order; ragged
-batches go to the numba kernels (:mod:`service.engine.kernels`) as flat arrays + offsets, in chunks, with
-the ``deadline`` checked between chunks (a running kernel call is not interrupted: the chunk size bounds
-the overshoot, and ``max_occurrences`` bounds the work of one phrase). A query never returns a partial
-number: it raises :class:`BudgetExceeded` instead.
+:class:`Index` is the merge layer of the engine: it parses and validates queries (phrase syntax and the
+leading-space policy: :mod:`service.engine.query`), asks its shard groups (:mod:`service.engine.shards`)
+and merges their answers (:mod:`service.engine.merge`). In this process the groups are local (one group
+of all shards, opened by :mod:`service.engine.opening`); under Ray Serve (:mod:`service.ray_serve`) the
+same class fans out to remote groups, one per replica. No query logic exists twice.
 
-Memory: the arrays stay memory-mapped. Per shard the engine keeps a position -> document bucket table
-(about two int64 entries per document) and a first-token range table (vocab_size + 1 int64 entries);
-per call, scratch arrays of n_docs entries (document sets) or n_tokens / 64 words (windowed AND of two
-frequent clauses). The document-set cache is bounded in bytes (``cache_bytes``).
+Every query method takes a batch and returns one result per item, in order. The ``deadline`` is checked
+between chunks (a running kernel call is not interrupted: the chunk size bounds the overshoot, and
+``max_occurrences`` bounds the work of one phrase). A query never returns a partial number: it raises
+:class:`BudgetExceeded` instead.
+
+Memory: the arrays stay memory-mapped (see :mod:`service.engine.opening`); per call, scratch arrays of
+n_docs entries of a shard (document sets) or n_tokens / 64 words (windowed AND of two frequent clauses).
+The document-set cache of a group is bounded in bytes (``cache_bytes``).
 
 Counts of several shards add up; global doc ids are the shard's first doc id + the local id (shards in
-manifest order). Phrase syntax and the leading-space policy: :mod:`service.engine.query`.
+manifest order).
 """
 
 from __future__ import annotations
@@ -23,29 +25,20 @@ import itertools
 import math
 import os
 import threading
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from indexer.format import (
-    IndexFormatError,
-    Manifest,
-    ShardArrays,
-    open_shard,
-    read_manifest,
-    read_metadata,
-    verify_shard,
-)
-from service.engine import kernels as K
-from service.engine.docsets import DocSetCache
-from service.engine.errors import BudgetExceeded, DocumentNotFound, EngineError, IndexUnavailable, QueryError
+from indexer.format import Manifest
+from service.engine.documents import document, document_hit
+from service.engine.errors import DocumentNotFound, EngineError, IndexUnavailable, QueryError
+from service.engine.merge import NextTokens, add_up, check_budget, merge_next_tokens, page_picks, summed
+from service.engine.opening import doc_bases, open_header, open_shards
 from service.engine.query import Ids, Phrase, PhraseResolver, PhraseSpec, SpecKey, check_space, flatten
 from service.engine.results import (
     Document,
-    DocumentHit,
     DocumentsResult,
     InfgramResult,
     InfgramToken,
@@ -53,79 +46,11 @@ from service.engine.results import (
     ProbResult,
     TokenProb,
 )
-from service.engine.words import (
-    WordTables,
-    check_boundary,
-    shard_word_counts,
-    shard_word_doc_sets,
-    word_tables,
-)
+from service.engine.shards import CHUNK, Shard, ShardGroup, check_deadline, chunks
+from service.engine.words import WordTables, check_boundary, word_tables
 from taskgram.api import COUNT_UNITS
 
-CHUNK = 16_384  # batch items per kernel call; the deadline is checked between chunks
-_COUNTS_KEY = "occurrences per document"  # tags the cached sets that carry occurrence counts
-_WORD_KEY = "word boundary"  # tags the cached sets of word-bounded occurrences
-MAX_BITSET_BYTES = 256 << 20
-
-
-def _check_deadline(deadline: float | None, what: str) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        raise BudgetExceeded(f"{what}: the time budget ran out before the batch finished", kind="time")
-
-
-def _chunks(n: int, size: int = CHUNK) -> Iterable[tuple[int, int]]:
-    for start in range(0, n, size):
-        yield start, min(n, start + size)
-
-
-def _plain(arr: np.ndarray, dtype: Any | None = None) -> np.ndarray:
-    """A plain ndarray view of a memmap (numba takes ndarrays), optionally reinterpreted; no copy."""
-    view = arr.view(np.ndarray)
-    if dtype is not None and view.dtype != np.dtype(dtype):
-        view = view.view(dtype)
-    return view
-
-
-class _Shard:
-    """One shard's arrays as the kernels take them."""
-
-    def __init__(self, number: int, arrays: ShardArrays, n_tokens: int, n_docs: int, doc_base: int) -> None:
-        self.number = number
-        self.arrays = arrays
-        self.n_tokens = n_tokens
-        self.n_docs = n_docs
-        self.doc_base = doc_base
-        self.tokens = _plain(arrays.tokens)
-        sa = _plain(arrays.suffix_array)
-        self.sa = sa.view(np.int64) if sa.dtype == np.uint64 else sa
-        self.doc_offsets = _plain(arrays.doc_offsets, np.int64)
-        self.bucket_shift, self.bucket_table = _bucket_table(self.doc_offsets)
-        self._starts: np.ndarray | None = None
-        self._lock = threading.Lock()
-
-    def starts(self, vocab_size: int) -> np.ndarray:
-        """First-token range table (``kernels._first_token_starts``), computed on first use: about
-        2·log2(n) probes per vocabulary entry, vocab_size + 1 int64 entries."""
-        if self._starts is None:
-            with self._lock:
-                if self._starts is None:
-                    self._starts = K._first_token_starts(self.tokens, self.sa, np.int64(vocab_size))
-        return self._starts
-
-
-def _bucket_table(doc_offsets: np.ndarray) -> tuple[np.int64, np.ndarray]:
-    """Position -> document lookup table (see ``kernels._doc_of_bucketed``): about two buckets per
-    document on average, at most 2^22 entries; its size follows the number of documents, not tokens."""
-    n_docs = len(doc_offsets) - 1
-    n_positions = int(doc_offsets[-1]) if n_docs else 0
-    if n_docs == 0 or n_positions == 0:
-        return np.int64(0), np.zeros(2, dtype=np.int64)
-    shift = max(0, int(np.floor(np.log2(max(1.0, n_positions / (2 * n_docs))))))
-    while (n_positions >> shift) + 2 > 1 << 22:
-        shift += 1
-    starts = np.minimum(np.arange((n_positions >> shift) + 2, dtype=np.int64) << shift, n_positions - 1)
-    table = np.searchsorted(doc_offsets, starts, side="right").astype(np.int64) - 1
-    return np.int64(shift), table
+__all__ = ["CHUNK", "COUNT_UNITS", "Index", "IndexSet"]
 
 
 class Index:
@@ -133,21 +58,24 @@ class Index:
 
     Options: ``max_occurrences`` (work budget: the most suffix-array occurrences one phrase spec of a
     document-level or windowed query may touch; None = no limit), ``cache_bytes`` / ``cache_min_occurrences``
-    (the LRU of frequent phrases' document sets), ``space`` (default leading-space policy, see
-    :mod:`service.engine.query`)."""
+    (the LRU of frequent phrases' document sets, per shard group), ``space`` (default leading-space policy,
+    see :mod:`service.engine.query`).
+
+    ``groups`` are the shard groups that answer (:class:`~service.engine.shards.ShardGroup` or anything
+    with its operations, such as the remote groups of :mod:`service.ray_serve`); together they hold every
+    shard of the manifest exactly once."""
 
     def __init__(
         self,
         directory: Path,
         name: str,
         manifest: Manifest,
-        shards: list[_Shard],
+        groups: Sequence[Any],
         tokenizer: Any | None,
         *,
         max_occurrences: int | None = None,
-        cache_bytes: int = 256 << 20,
-        cache_min_occurrences: int = 20_000,
         space: str = "auto",
+        words: tuple[WordTables | None, str] | None = None,
     ) -> None:
         check_space(space)
         self.name = name
@@ -159,21 +87,24 @@ class Index:
         self.separator = manifest.separator_id
         self.space = space
         self.max_occurrences = max_occurrences
-        self._shards = shards
-        self._doc_bases = np.array([s.doc_base for s in shards] + [manifest.n_docs], dtype=np.int64)
+        self._groups = list(groups)
+        self._group_of: dict[int, Any] = {n: g for g in self._groups for n in g.shard_numbers}
+        if (
+            not self._groups
+            or sorted(self._group_of) != list(range(len(manifest.shards)))
+            or sum(len(g.shard_numbers) for g in self._groups) != len(manifest.shards)
+        ):
+            raise IndexUnavailable(
+                f"index {name!r}: the shard groups do not hold each of its "
+                f"{len(manifest.shards)} shards once",
+                name=name,
+            )
+        self._doc_bases = doc_bases(manifest)
         self._tokenizer = tokenizer
         self._vocab: list[str] | None = None  # token strings, loaded on first use
         self._tok_lock = threading.Lock()
-        self._cache = DocSetCache(cache_bytes, cache_min_occurrences)
-        # word-boundary tables (service.engine.words), computed once here; None with the reason otherwise
-        self._words: WordTables | None = None
-        self._words_refusal = f"index {name!r} was built without a tokenizer"
-        if tokenizer is not None:
-            try:
-                self._words = word_tables(tokenizer, self.vocab_size)
-            except ValueError as err:
-                self._words_refusal = f"index {name!r}: {err}"
-        self._windowed_method = -1  # -1: cheapest; 0/1/2 force one method of kernels._windowed_counts (tests)
+        # word-boundary tables (service.engine.words); None with the reason when there are none
+        self._words, self._words_refusal = words or index_word_tables(tokenizer, self.vocab_size, name)
 
     # ----------------------------------------------------------------------------------------------
     # Opening
@@ -184,58 +115,49 @@ class Index:
         directory: str | os.PathLike[str],
         name: str | None = None,
         verify_checksums: bool = False,
+        *,
+        cache_bytes: int = 256 << 20,
+        cache_min_occurrences: int = 20_000,
         **options: Any,
     ) -> Index:
-        """Open an index directory read-only. Checks the manifest (format version, counts), every shard
-        file's size against the manifest, samples of the arrays (suffix-array entries in range and not on a
-        separator, documents followed by the separator), the tokenizer's checksum and vocabulary, and with
-        ``verify_checksums`` every file's sha256. Raises :class:`IndexUnavailable` saying what is wrong."""
+        """Open an index directory read-only, all its shards in one local group. Checks the manifest
+        (format version, counts), every shard file's size against the manifest, samples of the arrays
+        (suffix-array entries in range and not on a separator, documents followed by the separator), the
+        tokenizer's checksum and vocabulary, and with ``verify_checksums`` every file's sha256. Raises
+        :class:`IndexUnavailable` saying what is wrong."""
         directory = Path(directory)
         name = name or directory.resolve().name
-        try:
-            manifest = read_manifest(directory)
-            shards: list[_Shard] = []
-            base = 0
-            for number, info in enumerate(manifest.shards):
-                if verify_checksums:
-                    problems = verify_shard(directory, info)
-                    if problems:
-                        raise IndexFormatError("; ".join(problems))
-                arrays = open_shard(directory, manifest, info)
-                shard = _Shard(number, arrays, info.n_tokens, info.n_docs, base)
-                _sanity_check(directory / info.name, shard, manifest.separator_id)
-                shards.append(shard)
-                base += info.n_docs
-        except IndexFormatError as err:
-            raise IndexUnavailable(f"index {name!r}: {err}", name=name) from err
-        except OSError as err:
-            raise IndexUnavailable(f"index {name!r}: {err}", name=name) from err
-        tokenizer = None
-        if manifest.tokenizer.kind == "transformers":
-            from indexer.tokenize import TokenizerError, load_index_tokenizer
-
-            try:
-                tokenizer = load_index_tokenizer(directory, manifest.tokenizer.sha256)
-            except TokenizerError as err:
-                raise IndexUnavailable(f"index {name!r}: {err}", name=name) from err
-            if tokenizer.vocab_size != manifest.tokenizer.vocab_size:
-                raise IndexUnavailable(
-                    f"index {name!r}: the stored tokenizer has {tokenizer.vocab_size} tokens, the manifest "
-                    f"says {manifest.tokenizer.vocab_size}",
-                    name=name,
-                )
-        if manifest.tokenizer.vocab_size > manifest.separator_id:
-            raise IndexUnavailable(
-                f"index {name!r}: vocabulary of {manifest.tokenizer.vocab_size} does not fit "
-                f"{manifest.token_dtype} with separator {manifest.separator_id}",
-                name=name,
-            )
-        return cls(directory, name, manifest, shards, tokenizer, **options)
+        manifest, tokenizer = open_header(directory, name)
+        shards = open_shards(directory, name, manifest, verify_checksums=verify_checksums)
+        words = index_word_tables(tokenizer, manifest.tokenizer.vocab_size, name)
+        group = ShardGroup(
+            shards, words=words[0], cache_bytes=cache_bytes, cache_min_occurrences=cache_min_occurrences
+        )
+        return cls(directory, name, manifest, [group], tokenizer, words=words, **options)
 
     def close(self) -> None:
         """Drop the memory maps (they are also released when the Index is garbage-collected)."""
-        self._shards = []
-        self._cache.clear()
+        for group in self._groups:
+            group.close()
+        self._groups = []
+        self._group_of = {}
+
+    @property
+    def shards(self) -> list[Shard]:
+        """The shards mapped in this process (all of them for an opened index; none when the groups are
+        remote)."""
+        return [s for g in self._groups for s in getattr(g, "shards", [])]
+
+    _shards = shards  # the name span tracing uses
+
+    @property
+    def groups(self) -> list[Any]:
+        return list(self._groups)
+
+    def _fan_out(self, op: str, *args: Any) -> list[Any]:
+        """Every group's answer to operation ``op`` (a :class:`ShardGroup` method), in group order. A
+        subclass with remote groups runs them concurrently under the request's deadline."""
+        return [getattr(group, op)(*args) for group in self._groups]
 
     # ----------------------------------------------------------------------------------------------
     # Text
@@ -281,82 +203,47 @@ class Index:
         vocab = self._vocab
         return [vocab[i] for i in ids]
 
-    def _word_tables(self, boundary: object) -> WordTables | None:
-        """The word tables when ``boundary`` is "word", None for "token"; QueryError (field "boundary")
-        for any other value or an index that has no tokenizer to tell words by."""
+    def _word(self, boundary: object) -> bool:
+        """True when ``boundary`` is "word", False for "token"; QueryError (field "boundary") for any
+        other value or an index that has no tokenizer to tell words by."""
         if not check_boundary(boundary):
-            return None
+            return False
         if self._words is None:
             raise QueryError(
                 f"boundary='word' needs the index's tokenizer to tell words apart: {self._words_refusal}",
                 field="boundary",
             )
-        return self._words
+        return True
 
     def _resolver(self, space: str | None) -> PhraseResolver:
         return PhraseResolver(self._tokenize_batch, self.vocab_size, self.separator, space or self.space)
 
     # ----------------------------------------------------------------------------------------------
-    # Counting primitives
+    # Counting
 
     def _ranges(self, patterns: Sequence[Ids]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """SA range of every pattern in every shard (patterns are validated token-id tuples)."""
-        return self._ranges_flat(*flatten(patterns))
-
-    def _ranges_flat(self, flat: np.ndarray, offsets: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        order = _lex_order(flat, offsets)
-        return [
-            K._sa_ranges(s.tokens, s.sa, flat, offsets, order, s.starts(self.vocab_size))
-            for s in self._shards
-        ]
+        """SA range of every pattern in every local shard (span tracing uses it)."""
+        flat, offsets = flatten(patterns)
+        return [r for g in self._groups for r in g._ranges(flat, offsets)]
 
     def _counts(self, patterns: Sequence[Ids], deadline: float | None, what: str) -> np.ndarray:
         return self._counts_flat(*flatten(patterns), deadline, what)
 
     def _counts_flat(
-        self,
-        flat: np.ndarray,
-        offsets: np.ndarray,
-        deadline: float | None,
-        what: str,
-        words: WordTables | None = None,
+        self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str, word: bool = False
     ) -> np.ndarray:
-        n = len(offsets) - 1
-        out = np.zeros(n, dtype=np.int64)
-        for a, b in _chunks(n, 65_536):
-            _check_deadline(deadline, what)
-            sub_off = offsets[a : b + 1] - offsets[a]
-            sub_flat = flat[offsets[a] : offsets[b]]
-            ranges = self._ranges_flat(sub_flat, sub_off)
-            if words is None:
-                for lo, hi in ranges:
-                    out[a:b] += hi - lo
-                continue
-            self._check_word_scan_budget(words, sub_flat, sub_off, ranges, what)
-            for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
-                out[a:b] += shard_word_counts(shard, words, self.separator, sub_flat, sub_off, lo, hi)
-        _check_deadline(deadline, what)
-        return out
-
-    def _check_word_scan_budget(
-        self, words: WordTables, flat: np.ndarray, offsets: np.ndarray, ranges: list, what: str
-    ) -> None:
-        """The start test of a phrase whose first token does not begin a word reads the token before
-        every occurrence: the work budget (``max_occurrences``) bounds it."""
-        budget = self.max_occurrences
-        if budget is None or not len(flat):
-            return
-        scan = ~words.starts_word[flat[offsets[:-1]]]
-        if not scan.any():
-            return
-        occ = sum(hi - lo for lo, hi in ranges)
-        worst = int(occ[scan].max())
-        if worst > budget:
-            raise BudgetExceeded(
-                f"{what}: a phrase that starts inside a word needs each of its {worst} occurrences "
-                f"checked for boundary='word', over the work budget of {budget}",
-                kind="work",
-            )
+        if not word:
+            return add_up(self._fan_out("counts", flat, offsets, deadline, what), len(offsets) - 1)
+        # the start test of a phrase whose first token does not begin a word reads the token before
+        # every occurrence: the work budget (max_occurrences) bounds it
+        answers = self._fan_out("word_counts", flat, offsets, self.max_occurrences, deadline, what)
+        return summed(
+            answers,
+            self.max_occurrences,
+            what,
+            "{what}: a phrase that starts inside a word needs each of its {n} occurrences checked for "
+            "boundary='word', over the work budget of {budget}",
+        )
 
     def _flat_ids(self, phrases: Sequence[Any]) -> tuple[np.ndarray, np.ndarray] | None:
         """Fast path for a batch of token-id lists: (flat, offsets) when every item is a non-empty
@@ -394,16 +281,16 @@ class Index:
         word (:mod:`service.engine.words`)."""
         if space is not None:
             check_space(space)
-        words = self._word_tables(boundary)
+        word = self._word(boundary)
         fast = self._flat_ids(phrases)
         if fast is not None:
-            return self._counts_flat(*fast, deadline, "count", words).tolist()
+            return self._counts_flat(*fast, deadline, "count", word).tolist()
         resolver = self._resolver(space)
         parse = resolver.parse_phrase
         parsed = [parse(p, f"phrases[{i}]", i) for i, p in enumerate(_batch(phrases, "phrases"))]
         resolver.finish()
         patterns = [resolver.ids(p) for p in parsed]
-        return self._counts_flat(*flatten(patterns), deadline, "count", words).tolist()
+        return self._counts_flat(*flatten(patterns), deadline, "count", word).tolist()
 
     def exists(
         self,
@@ -422,121 +309,8 @@ class Index:
     def _parse_specs(self, resolver: PhraseResolver, specs: Sequence[Any], field: str) -> list[list[tuple]]:
         return [resolver.parse_spec(s, f"{field}[{i}]", i) for i, s in enumerate(_batch(specs, field))]
 
-    def _doc_sets(
-        self,
-        keys: Sequence[SpecKey],
-        deadline: float | None,
-        max_occurrences: int | None,
-        what: str,
-        words: WordTables | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Sorted global doc-id set of every spec key: (flat int64, offsets int64), aligned with keys."""
-        flat, off, _ = self._doc_collect(
-            keys, deadline, max_occurrences, what, with_counts=False, words=words
-        )
-        return flat, off
-
-    def _doc_collect(
-        self,
-        keys: Sequence[SpecKey],
-        deadline: float | None,
-        max_occurrences: int | None,
-        what: str,
-        *,
-        with_counts: bool,
-        words: WordTables | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The doc-id sets of :meth:`_doc_sets` and, ``with_counts``, the number of occurrences (distinct
-        start positions of the spec's variants) in each of those documents, aligned with the flat ids.
-        Sets with counts are cached under their own keys (a (2, n) array: ids, counts). With ``words``
-        only word-bounded occurrences count (cached under their own keys too)."""
-        n = len(keys)
-        cached: dict[int, np.ndarray] = {}
-        todo: list[int] = []
-        tag = (_WORD_KEY,) if words is not None else ()
-        for i, key in enumerate(keys):
-            hit = self._cache.get((*tag, _COUNTS_KEY, key) if with_counts else (*tag, key) if tag else key)
-            if hit is None:
-                todo.append(i)
-            else:
-                cached[i] = hit
-        sizes = np.zeros(n, dtype=np.int64)
-        for i, arr in cached.items():
-            sizes[i] = arr.shape[-1]
-        # (spec indices, flat, counts or None, offsets)
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]] = []
-        for a, b in _chunks(len(todo), 4096):
-            _check_deadline(deadline, what)
-            idx = np.asarray(todo[a:b], dtype=np.int64)
-            variants = [v for i in idx for v in keys[i]]
-            spec_off = np.zeros(len(idx) + 1, dtype=np.int64)
-            np.cumsum([len(keys[i]) for i in idx], out=spec_off[1:])
-            var_flat, var_off = flatten(variants)
-            ranges = self._ranges_flat(var_flat, var_off)
-            occ = np.zeros(len(idx), dtype=np.int64)
-            for lo, hi in ranges:
-                occ += np.add.reduceat(hi - lo, spec_off[:-1]) if len(variants) else 0
-            budget = max_occurrences if max_occurrences is not None else self.max_occurrences
-            if budget is not None and len(occ) and int(occ.max()) > budget:
-                worst = int(np.argmax(occ))
-                raise BudgetExceeded(
-                    f"{what}: a phrase has {int(occ[worst])} occurrences, over the work budget of {budget}",
-                    kind="work",
-                )
-            per_shard: list[tuple[np.ndarray, np.ndarray | None, np.ndarray]] = []
-            for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
-                args = (shard.sa, shard.doc_offsets, shard.bucket_table, shard.bucket_shift, lo, hi, spec_off)
-                counts: np.ndarray | None = None
-                if words is not None:
-                    flat, counts, off = shard_word_doc_sets(
-                        shard, words, self.separator, var_flat, var_off, lo, hi, spec_off, with_counts
-                    )
-                elif with_counts:
-                    flat, counts, off = K._doc_counts(*args)
-                else:
-                    flat, off = K._doc_sets(*args)
-                if shard.doc_base:
-                    flat += shard.doc_base
-                per_shard.append((flat, counts, off))
-            if len(per_shard) == 1:
-                flat, counts, off = per_shard[0]
-            else:
-                lengths = sum(np.diff(o) for _, _, o in per_shard)
-                off = np.zeros(len(idx) + 1, dtype=np.int64)
-                np.cumsum(lengths, out=off[1:])
-                flat = np.empty(int(off[-1]), dtype=np.int64)
-                counts = np.empty(int(off[-1]), dtype=np.int64) if with_counts else None
-                before = off[:-1].copy()
-                for f, c, o in per_shard:
-                    K._scatter_segments(f, o, before, flat)
-                    if counts is not None:
-                        K._scatter_segments(c, o, before, counts)
-                    before += np.diff(o)
-            for j in np.flatnonzero(occ >= self._cache.min_occurrences):
-                docs = flat[off[j] : off[j + 1]]
-                if counts is None:
-                    self._cache.put((*tag, keys[idx[j]]) if tag else keys[idx[j]], docs, int(occ[j]))
-                else:
-                    entry = np.stack((docs, counts[off[j] : off[j + 1]]))
-                    self._cache.put((*tag, _COUNTS_KEY, keys[idx[j]]), entry, int(occ[j]))
-            sizes[idx] = np.diff(off)
-            parts.append((idx, flat, counts, off))
-        out_off = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(sizes, out=out_off[1:])
-        out = np.empty(int(out_off[-1]), dtype=np.int64)
-        out_counts = np.empty(int(out_off[-1]), dtype=np.int64) if with_counts else None
-        for idx, flat, counts, off in parts:
-            K._scatter_segments(flat, off, out_off[idx], out)
-            if out_counts is not None and counts is not None:
-                K._scatter_segments(counts, off, out_off[idx], out_counts)
-        for i, arr in cached.items():
-            if out_counts is None:
-                out[out_off[i] : out_off[i + 1]] = arr
-            else:
-                out[out_off[i] : out_off[i + 1]] = arr[0]
-                out_counts[out_off[i] : out_off[i + 1]] = arr[1]
-        _check_deadline(deadline, what)
-        return out, out_off, out_counts
+    def _budget(self, max_occurrences: int | None) -> int | None:
+        return max_occurrences if max_occurrences is not None else self.max_occurrences
 
     def doc_freq(
         self,
@@ -549,14 +323,15 @@ class Index:
     ) -> list[int]:
         """Number of distinct documents containing each phrase spec (an OR spec: a union of documents);
         with ``boundary="word"`` a word-bounded occurrence (:mod:`service.engine.words`)."""
-        words = self._word_tables(boundary)
+        word = self._word(boundary)
         resolver = self._resolver(space)
         parsed = self._parse_specs(resolver, phrases, "phrases")
         resolver.finish()
         keys = [resolver.key(p) for p in parsed]
         unique, inverse = _dedupe(keys)
-        _, off = self._doc_sets(unique, deadline, max_occurrences, "doc_freq", words)
-        return np.diff(off)[inverse].tolist()
+        budget = self._budget(max_occurrences)
+        sizes = summed(self._fan_out("doc_freq", unique, budget, deadline, word), budget, "doc_freq")
+        return sizes[inverse].tolist()
 
     def _query_keys(
         self, resolver: PhraseResolver, queries: Sequence[Any], min_phrases: int
@@ -605,7 +380,7 @@ class Index:
         (:mod:`service.engine.words`)."""
         if unit not in COUNT_UNITS:
             raise QueryError(f"unit must be one of {', '.join(COUNT_UNITS)}, not {unit!r}", field="unit")
-        words = self._word_tables(boundary)
+        word = self._word(boundary)
         resolver = self._resolver(space)
         parsed = self._query_keys(resolver, queries, 2)
         resolver.finish()
@@ -615,71 +390,9 @@ class Index:
         q_off = np.zeros(len(query_keys) + 1, dtype=np.int64)
         np.cumsum([len(q) for q in query_keys], out=q_off[1:])
         q_flat = inverse.astype(np.int64)
-        if unit == "documents":
-            flat, off = self._doc_sets(unique, deadline, max_occurrences, "cooccurrence", words)
-            return self._intersect(flat, off, q_flat, q_off, deadline).tolist()
-        # first phrases: document sets with occurrence counts; the others: plain document sets. A spec
-        # used in both roles is computed once, with counts.
-        is_first = np.zeros(len(unique), dtype=bool)
-        is_first[q_flat[q_off[:-1]]] = True
-        first = np.flatnonzero(is_first)
-        other = np.flatnonzero(~is_first)
-        f_flat, f_off, f_counts = self._doc_collect(
-            [unique[i] for i in first],
-            deadline,
-            max_occurrences,
-            "cooccurrence",
-            with_counts=True,
-            words=words,
-        )
-        o_flat, o_off = self._doc_sets(
-            [unique[i] for i in other], deadline, max_occurrences, "cooccurrence", words
-        )
-        if f_counts is None:  # pragma: no cover - with_counts=True always gives counts
-            raise EngineError("cooccurrence: the occurrence counts of the first phrases are missing")
-        sizes = np.zeros(len(unique), dtype=np.int64)
-        sizes[first] = np.diff(f_off)
-        sizes[other] = np.diff(o_off)
-        off = np.zeros(len(unique) + 1, dtype=np.int64)
-        np.cumsum(sizes, out=off[1:])
-        flat = np.empty(int(off[-1]), dtype=np.int64)
-        weights = np.zeros(int(off[-1]), dtype=np.int64)
-        K._scatter_segments(f_flat, f_off, off[first], flat)
-        K._scatter_segments(f_counts, f_off, off[first], weights)
-        K._scatter_segments(o_flat, o_off, off[other], flat)
-        return self._intersect(flat, off, q_flat, q_off, deadline, weights=weights).tolist()
-
-    def _intersect(
-        self,
-        flat: np.ndarray,
-        off: np.ndarray,
-        q_flat: np.ndarray,
-        q_off: np.ndarray,
-        deadline: float | None,
-        weights: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Size of each query's intersection; with ``weights`` (aligned with ``flat``), the sum of the
-        first set's weights over the intersection instead."""
-        sizes = np.diff(off)
-        n_words = max(1, (self.n_docs + 63) // 64)
-        dense = np.flatnonzero((sizes * 64 > self.n_docs) & (sizes >= 64))
-        max_rows = MAX_BITSET_BYTES // (8 * n_words)
-        if len(dense) > max_rows:  # keep the largest sets dense, the others use galloping search
-            dense = dense[np.argsort(-sizes[dense], kind="stable")[:max_rows]]
-        rows_of = np.full(len(sizes), -1, dtype=np.int64)
-        rows_of[dense] = np.arange(len(dense))
-        bits = K._build_bitsets(flat, off, rows_of, len(dense), n_words if len(dense) else 1)
-        out = np.empty(len(q_off) - 1, dtype=np.int64)
-        for a, b in _chunks(len(q_off) - 1, 65_536):
-            _check_deadline(deadline, "cooccurrence")
-            sub_off = q_off[a : b + 1] - q_off[a]
-            sub_flat = q_flat[q_off[a] : q_off[b]]
-            if weights is None:
-                out[a:b] = K._intersect_counts(flat, off, sub_flat, sub_off, bits, rows_of)
-            else:
-                out[a:b] = K._anchored_sums(flat, weights, off, sub_flat, sub_off, bits, rows_of)
-        _check_deadline(deadline, "cooccurrence")
-        return out
+        budget = self._budget(max_occurrences)
+        answers = self._fan_out("cooccurrence", unique, q_flat, q_off, unit, budget, deadline, word)
+        return summed(answers, budget, "cooccurrence").tolist()
 
     # ----------------------------------------------------------------------------------------------
     # Windowed co-occurrence
@@ -713,10 +426,10 @@ class Index:
         parsed = self._query_keys(resolver, queries, 2)
         resolver.finish()
         query_keys = [[resolver.key(p) for p in q] for q in parsed]
-        budget = max_occurrences if max_occurrences is not None else self.max_occurrences
+        budget = self._budget(max_occurrences)
         out = np.zeros(len(query_keys), dtype=np.int64)
-        for a, b in _chunks(len(query_keys), 1024):
-            _check_deadline(deadline, "windowed_cooccurrence")
+        for a, b in chunks(len(query_keys), 1024):
+            check_deadline(deadline, "windowed_cooccurrence")
             chunk = query_keys[a:b]
             clauses = [c for q in chunk for c in q]
             variants = [v for c in clauses for v in c]
@@ -725,16 +438,15 @@ class Index:
             query_off = np.zeros(len(chunk) + 1, dtype=np.int64)
             np.cumsum([len(q) for q in chunk], out=query_off[1:])
             var_flat, var_off = flatten(variants)
-            ranges = self._ranges_flat(var_flat, var_off)
-            occ = np.zeros(len(clauses), dtype=np.int64)
-            for lo, hi in ranges:
-                occ += np.add.reduceat(hi - lo, clause_off[:-1])
-            if budget is not None and int(occ.max()) > budget:
-                raise BudgetExceeded(
-                    f"windowed_cooccurrence: a clause has {int(occ.max())} occurrences, over the work budget "
-                    f"of {budget}",
-                    kind="work",
-                )
+            occ = np.add.reduceat(
+                self._counts_flat(var_flat, var_off, deadline, "windowed_cooccurrence"), clause_off[:-1]
+            )
+            check_budget(
+                occ,
+                budget,
+                "windowed_cooccurrence",
+                "{what}: a clause has {n} occurrences, over the work budget of {budget}",
+            )
             anchors = np.array(
                 [
                     query_off[q] + int(np.argmin(occ[query_off[q] : query_off[q + 1]]))
@@ -742,25 +454,11 @@ class Index:
                 ],
                 dtype=np.int64,
             )
-            for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
-                if shard.n_tokens:
-                    out[a:b] += K._windowed_counts(
-                        shard.tokens,
-                        shard.sa,
-                        shard.doc_offsets,
-                        shard.bucket_table,
-                        shard.bucket_shift,
-                        var_flat,
-                        var_off,
-                        lo,
-                        hi,
-                        clause_off,
-                        query_off,
-                        anchors,
-                        np.int64(window),
-                        np.int64(self._windowed_method),
-                    )
-        _check_deadline(deadline, "windowed_cooccurrence")
+            answers = self._fan_out(
+                "windowed", var_flat, var_off, clause_off, query_off, anchors, int(window), deadline
+            )
+            out[a:b] = add_up(answers, b - a)
+        check_deadline(deadline, "windowed_cooccurrence")
         return out.tolist()
 
     # ----------------------------------------------------------------------------------------------
@@ -787,34 +485,16 @@ class Index:
         parsed = self._prompts(resolver, _batch(prompts, "prompts"), "prompts")
         resolver.finish()
         patterns = [resolver.ids(p) for p in parsed]
-        results: list[NextTokenDistribution] = []
-        for a, b in _chunks(len(patterns), 1024):
-            _check_deadline(deadline, "next_token_distribution")
-            ranges = self._ranges(patterns[a:b])
-            for j in range(b - a):
-                m = len(patterns[a + j])
-                ids_parts, cnt_parts = [], []
-                total = 0
-                ends = 0
-                for shard, (lo, hi) in zip(self._shards, ranges, strict=True):
-                    total += int(hi[j] - lo[j])
-                    if hi[j] > lo[j]:
-                        ids, cnt, e = K._next_tokens(shard.tokens, shard.sa, lo[j], hi[j], m, self.separator)
-                        ids_parts.append(ids)
-                        cnt_parts.append(cnt)
-                        ends += int(e)
-                results.append(self._distribution(ids_parts, cnt_parts, total, ends, top_k))
-        _check_deadline(deadline, "next_token_distribution")
-        return results
+        flat, offsets = flatten(patterns)
+        merged = merge_next_tokens(self._fan_out("next_tokens", flat, offsets, deadline), n=len(patterns))
+        return [self._distribution(merged, j, top_k) for j in range(len(patterns))]
 
-    def _distribution(self, ids_parts, cnt_parts, total, ends, top_k) -> NextTokenDistribution:
-        if not ids_parts:
+    def _distribution(self, nt: NextTokens, j: int, top_k: int | None) -> NextTokenDistribution:
+        total, ends = int(nt.totals[j]), int(nt.ends[j])
+        ids = nt.ids[nt.offsets[j] : nt.offsets[j + 1]]
+        cnt = nt.counts[nt.offsets[j] : nt.offsets[j + 1]]
+        if not len(ids):
             return NextTokenDistribution(prompt_count=total, tokens=[], n_distinct=0, ends_of_document=ends)
-        ids = np.concatenate(ids_parts)
-        cnt = np.concatenate(cnt_parts)
-        if len(ids_parts) > 1:
-            ids, inv = np.unique(ids, return_inverse=True)
-            cnt = np.bincount(inv, weights=cnt, minlength=len(ids)).astype(np.int64)
         order = np.lexsort((ids, -cnt))
         n_distinct = len(order)
         if top_k is not None:
@@ -924,14 +604,8 @@ class Index:
     # ----------------------------------------------------------------------------------------------
     # Documents
 
-    def _locate(self, doc_id: int) -> tuple[_Shard, int]:
-        shard_no = int(np.searchsorted(self._doc_bases, doc_id, side="right")) - 1
-        shard = self._shards[shard_no]
-        return shard, doc_id - shard.doc_base
-
-    def _doc_tokens(self, shard: _Shard, local: int) -> np.ndarray:
-        start, end = int(shard.doc_offsets[local]), int(shard.doc_offsets[local + 1]) - 1
-        return shard.tokens[start:end]
+    def _decoder(self) -> Any:
+        return self.decode if self._tokenizer is not None else None
 
     def documents(
         self,
@@ -952,7 +626,7 @@ class Index:
         with its metadata, a snippet of ``window`` tokens around the first match of the first phrase and the
         character spans of every match inside it. With ``boundary="word"`` only word-bounded occurrences
         count, for the total and for the snippets' matches."""
-        words = self._word_tables(boundary)
+        word = self._word(boundary)
         for fname, value, minimum in (("offset", offset, 0), ("limit", limit, 0), ("window", window, 0)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
                 raise QueryError(f"{fname} must be an integer >= {minimum}, not {value!r}", field=fname)
@@ -962,58 +636,49 @@ class Index:
             raise QueryError("phrases: at least one phrase is needed", field="phrases")
         resolver.finish()
         keys = [resolver.key(p) for p in parsed]
-        unique, inverse = _dedupe(keys)
-        flat, off = self._doc_sets(unique, deadline, max_occurrences, "documents", words)
-        docs = K._intersect_members(flat, off, np.unique(inverse).astype(np.int64))
-        total = len(docs)
+        unique, _ = _dedupe(keys)
+        budget = self._budget(max_occurrences)
+        answers = self._fan_out("doc_totals", unique, budget, deadline, word)
+        check_budget(add_up([occ for occ, _ in answers], len(unique)), budget, "documents")
+        numbers = [n for g in self._groups for n in g.shard_numbers]
+        totals = np.concatenate([t for _, t in answers])
+        order = np.argsort(numbers, kind="stable")
+        numbers = [numbers[i] for i in order]
+        totals = totals[order]
+        total = int(totals.sum())
         if sample:
             rng = np.random.default_rng(seed)
             chosen = (
                 rng.choice(total, size=min(limit, total), replace=False) if total else np.zeros(0, np.int64)
             )
-            picked = docs[np.sort(chosen)]
+            ranks = np.sort(chosen).astype(np.int64)
         else:
-            picked = docs[offset : offset + limit]
-        hits = [self._hit(int(d), keys, window, words) for d in picked]
-        _check_deadline(deadline, "documents")
+            ranks = np.arange(min(offset, total), min(offset + limit, total), dtype=np.int64)
+        picks = page_picks(numbers, totals, ranks)
+        raw = [
+            hit
+            for group in self._groups
+            if any(n in picks for n in group.shard_numbers)
+            for hit in self._ask(
+                group,
+                "doc_hits",
+                unique,
+                {n: picks[n] for n in group.shard_numbers if n in picks},
+                keys,
+                window,
+                deadline,
+                word,
+            )
+        ]
+        raw.sort(key=lambda h: h.doc_id)
+        decode = self._decoder()
+        hits = [document_hit(h, decode) for h in raw]
+        check_deadline(deadline, "documents")
         return DocumentsResult(total=total, docs=hits, offset=0 if sample else offset, sample=sample)
 
-    def _hit(
-        self, doc_id: int, keys: Sequence[SpecKey], window: int, words: WordTables | None = None
-    ) -> DocumentHit:
-        shard, local = self._locate(doc_id)
-        toks = self._doc_tokens(shard, local)
-        matches: list[tuple[int, int, int]] = []  # (start token, end token, phrase index)
-        for p, key in enumerate(keys):
-            for variant in key:
-                for s in K._find_in(toks, np.asarray(variant, dtype=np.int64)):
-                    if words is None or words.match_ok(toks, int(s), int(s) + len(variant)):
-                        matches.append((int(s), int(s) + len(variant), p))
-        first = min((m for m in matches if m[2] == 0), default=(0, 0, 0))
-        start = max(0, first[0] - window)
-        end = min(len(toks), first[1] + window)
-        snippet = np.asarray(toks[start:end], dtype=np.int64)
-        inside = sorted(m for m in matches if m[0] >= start and m[1] <= end)
-        text = None
-        spans: list[tuple[int, int, int]] = []
-        if self._tokenizer is not None:
-            text = self.decode(snippet.tolist())
-            for s, e, p in inside:
-                a = len(self.decode(snippet[: s - start].tolist()))
-                b = len(self.decode(snippet[: e - start].tolist()))
-                spans.append((a, b, p))
-        else:
-            spans = [(s - start, e - start, p) for s, e, p in inside]
-        return DocumentHit(
-            doc_id=doc_id,
-            shard=shard.number,
-            metadata=read_metadata(shard.arrays, local),
-            text=text,
-            spans=spans,
-            token_ids=snippet.tolist(),
-            snippet_start=start,
-            doc_len=len(toks),
-        )
+    def _ask(self, group: Any, op: str, *args: Any) -> Any:
+        """One group's answer to ``op`` (a subclass with remote groups bounds it by the deadline)."""
+        return getattr(group, op)(*args)
 
     def document(self, doc_id: int, *, max_tokens: int | None = None) -> Document:
         """Document ``doc_id`` (global id): metadata, token ids and text (first ``max_tokens`` tokens)."""
@@ -1025,19 +690,10 @@ class Index:
             )
         if max_tokens is not None and (not isinstance(max_tokens, (int, np.integer)) or max_tokens < 0):
             raise QueryError(f"max_tokens must be an integer >= 0, not {max_tokens!r}", field="max_tokens")
-        shard, local = self._locate(int(doc_id))
-        toks = self._doc_tokens(shard, local)
-        cut = toks if max_tokens is None else toks[:max_tokens]
-        ids = [int(t) for t in cut]
-        return Document(
-            doc_id=int(doc_id),
-            metadata=read_metadata(shard.arrays, local),
-            token_ids=ids,
-            text=self.decode(ids) if self._tokenizer is not None else None,
-            shard=shard.number,
-            doc_len=len(toks),
-            truncated=len(cut) < len(toks),
-        )
+        number = int(np.searchsorted(self._doc_bases, doc_id, side="right")) - 1
+        local = int(doc_id) - int(self._doc_bases[number])
+        doc = self._ask(self._group_of[number], "document", number, local, max_tokens)
+        return document(int(doc_id), doc, self._decoder())
 
     # ----------------------------------------------------------------------------------------------
 
@@ -1063,11 +719,7 @@ class Index:
 
     def warm_up(self) -> None:
         """Compile (or load from the numba cache) every kernel with this index's array types."""
-        probe: list[int] = []
-        for shard in self._shards:
-            if shard.n_tokens:
-                probe = [int(shard.tokens[int(shard.sa[0])])]
-                break
+        probe: list[int] = next((p for p in self._fan_out("probe") if p), [])
         if not probe:
             return
         self.count([probe])
@@ -1086,31 +738,26 @@ class Index:
             self.cooccurrence([probes * 2], unit="occurrences", boundary="word")
 
     def cache_info(self) -> dict[str, int]:
-        return {
-            "entries": len(self._cache),
-            "bytes": self._cache.nbytes,
-            "hits": self._cache.hits,
-            "misses": self._cache.misses,
-        }
+        """The document-set caches of the shard groups, added up."""
+        out = {"entries": 0, "bytes": 0, "hits": 0, "misses": 0}
+        for info in self._fan_out("cache_info"):
+            for k in out:
+                out[k] += int(info[k])
+        return out
 
     def __repr__(self) -> str:
-        return f"Index({self.name!r}, {self.n_tokens} tokens, {self.n_docs} docs, {len(self._shards)} shards)"
+        n_shards = len(self.manifest.shards)
+        return f"Index({self.name!r}, {self.n_tokens} tokens, {self.n_docs} docs, {n_shards} shards)"
 
 
-def _lex_order(flat: np.ndarray, offsets: np.ndarray, width: int = 8) -> np.ndarray:
-    """Order of the patterns by their first ``width`` tokens (shorter first). Only locality depends on it."""
-    n = len(offsets) - 1
-    if n <= 16:  # too few patterns for ordering to pay
-        return np.arange(n, dtype=np.int64)
-    lengths = np.diff(offsets)
-    w = int(min(width, lengths.max()))
-    if w == 0:
-        return np.arange(n, dtype=np.int64)
-    keys = np.full((w, n), -1, dtype=np.int64)
-    for k in range(w):
-        has = lengths > k
-        keys[k, has] = flat[offsets[:-1][has] + k]
-    return np.lexsort(keys[::-1]).astype(np.int64)
+def index_word_tables(tokenizer: Any | None, vocab_size: int, name: str) -> tuple[WordTables | None, str]:
+    """The word-boundary tables of an index's tokenizer, or None and the reason there are none."""
+    if tokenizer is None:
+        return None, f"index {name!r} was built without a tokenizer"
+    try:
+        return word_tables(tokenizer, vocab_size), ""
+    except ValueError as err:
+        return None, f"index {name!r}: {err}"
 
 
 def _tail(tokens: np.ndarray, length: int) -> Ids:
@@ -1127,23 +774,6 @@ def _dedupe(keys: Sequence[SpecKey]) -> tuple[list[SpecKey], np.ndarray]:
     seen: dict[SpecKey, int] = {}
     inverse = np.fromiter((seen.setdefault(k, len(seen)) for k in keys), dtype=np.int64, count=len(keys))
     return list(seen), inverse
-
-
-def _sanity_check(root: Path, shard: _Shard, separator: int) -> None:
-    """Cheap sampled checks of the arrays (a full check is ``verify_checksums``)."""
-    n_positions = shard.tokens.shape[0]
-    if shard.n_docs and shard.tokens[n_positions - 1] != separator:
-        raise IndexFormatError(f"{root}: tokens.bin does not end with the separator")
-    if shard.n_docs:
-        sample = np.unique(np.linspace(0, shard.n_docs - 1, min(shard.n_docs, 1024)).astype(np.int64))
-        ends = shard.doc_offsets[sample + 1]
-        if np.any(ends <= shard.doc_offsets[sample]) or np.any(shard.tokens[ends - 1] != separator):
-            raise IndexFormatError(f"{root}: doc_offsets.bin does not match the separators in tokens.bin")
-    if shard.n_tokens:
-        ranks = np.unique(np.linspace(0, shard.n_tokens - 1, min(shard.n_tokens, 256)).astype(np.int64))
-        pos = shard.sa[ranks].astype(np.int64)
-        if np.any(pos < 0) or np.any(pos >= n_positions) or np.any(shard.tokens[pos] == separator):
-            raise IndexFormatError(f"{root}: suffix_array.bin holds positions outside the documents")
 
 
 class IndexSet(Mapping[str, Index]):

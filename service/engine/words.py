@@ -54,8 +54,15 @@ from typing import Any
 
 import numpy as np
 
-from service.engine import kernels as K
 from service.engine.errors import QueryError
+from service.engine.kernels import (
+    _doc_counts,
+    _doc_sets,
+    _scatter_segments,
+    _word_counts,
+    _word_positions,
+    _word_ranges,
+)
 from taskgram.api import BOUNDARIES
 
 
@@ -214,7 +221,7 @@ def word_subranges(
     shard: Any, tables: WordTables, separator: int, flat: np.ndarray, offsets: np.ndarray, lo, hi
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sub-ranges of each pattern's SA range whose occurrences end at a word boundary."""
-    return K._word_ranges(
+    return _word_ranges(
         shard.tokens,
         shard.sa,
         flat,
@@ -239,7 +246,7 @@ def shard_word_counts(
     """Word-bounded occurrences of each pattern in one shard."""
     sub_lo, sub_hi, sub_off = word_subranges(shard, tables, separator, flat, offsets, lo, hi)
     scan = needs_start_scan(tables, flat, offsets)
-    return K._word_counts(
+    return _word_counts(
         shard.tokens,
         shard.sa,
         sub_lo,
@@ -284,7 +291,7 @@ def shard_word_doc_sets(
         parts.append((shard.sa, r_lo, r_hi, spec_sub_off))
     # specs with a start scan: their distinct word-bounded positions stand in for the suffix array
     if scan.any():
-        pos, pos_off = K._word_positions(
+        pos, pos_off = _word_positions(
             shard.tokens,
             shard.sa,
             sub_lo,
@@ -299,9 +306,9 @@ def shard_word_doc_sets(
     results = []
     for sa, p_lo, p_hi, p_off in parts:
         if with_counts:
-            results.append(K._doc_counts(sa, *common, p_lo, p_hi, p_off))
+            results.append(_doc_counts(sa, *common, p_lo, p_hi, p_off))
         else:
-            d, o = K._doc_sets(sa, *common, p_lo, p_hi, p_off)
+            d, o = _doc_sets(sa, *common, p_lo, p_hi, p_off)
             results.append((d, None, o))
     if len(results) == 1:
         return results[0]
@@ -310,11 +317,11 @@ def shard_word_doc_sets(
     off = np.zeros(n_specs + 1, dtype=np.int64)
     np.cumsum(sizes0 + sizes1, out=off[1:])
     docs = np.empty(int(off[-1]), dtype=np.int64)
-    K._scatter_segments(d0, o0, off[:-1], docs)
-    K._scatter_segments(d1, o1, off[:-1] + sizes0, docs)
+    _scatter_segments(d0, o0, off[:-1], docs)
+    _scatter_segments(d1, o1, off[:-1] + sizes0, docs)
     counts = None
     if with_counts and c0 is not None and c1 is not None:
         counts = np.empty(int(off[-1]), dtype=np.int64)
-        K._scatter_segments(c0, o0, off[:-1], counts)
-        K._scatter_segments(c1, o1, off[:-1] + sizes0, counts)
+        _scatter_segments(c0, o0, off[:-1], counts)
+        _scatter_segments(c1, o1, off[:-1] + sizes0, counts)
     return docs, counts, off

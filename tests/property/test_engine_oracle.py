@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from service.engine import Index
 from tests.index_writer import write_index
 from tests.naive import naive_cooccurrence, naive_positions
+from tests.windowed_kernel import windowed_by_method
 
 VOCAB = 5
 
@@ -68,11 +69,13 @@ def _index_root(tmp_path_factory: pytest.TempPathFactory):
     _BASE.pop()
 
 
-def open_index(docs, shard_cut, dtype) -> Index:
+def open_index(docs, shard_cut, dtype, **options) -> Index:
     root = Path(tempfile.mkdtemp(dir=_BASE[-1])) / "index"
     cuts = sorted({min(c, len(docs)) for c in shard_cut})
     sizes = [b - a for a, b in zip([0] + cuts, cuts + [len(docs)], strict=True)]
-    return Index.open(write_index(root, docs, token_dtype=dtype, shard_docs=sizes, vocab_size=VOCAB))
+    return Index.open(
+        write_index(root, docs, token_dtype=dtype, shard_docs=sizes, vocab_size=VOCAB), **options
+    )
 
 
 common = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -119,9 +122,8 @@ occ_query_st = st.tuples(first_st, st.lists(spec_st, min_size=1, max_size=3)).ma
     cached=st.booleans(),
 )
 def test_cooccurrence_in_occurrences(docs, cut, dtype, queries, cached) -> None:
-    ix = open_index(docs, cut, dtype)
-    if cached:  # every set goes through the cache: the second call answers from it
-        ix._cache.min_occurrences = 0
+    # cached: every set goes through the cache, so the second call answers from it
+    ix = open_index(docs, cut, dtype, **({"cache_min_occurrences": 0} if cached else {}))
     engine_queries = [[list(map(list, variants(s))) for s in q] for q in queries]
     clauses = [[variants(s) for s in q] for q in queries]
     expected = [naive_cooccurrence(docs, c, "occurrences") for c in clauses]
@@ -146,9 +148,10 @@ def test_cooccurrence_in_occurrences(docs, cut, dtype, queries, cached) -> None:
 def test_windowed_cooccurrence(docs, cut, queries, window) -> None:
     ix = open_index(docs, cut, "uint16")
     expected = [oracle_windowed(docs, q, window) for q in queries]
-    for method in (-1, 0, 1, 2):  # every exact method of the kernel gives the same answer
-        ix._windowed_method = method
-        got = ix.windowed_cooccurrence([[list(map(list, variants(s))) for s in q] for q in queries], window)
+    as_ids = [[list(map(list, variants(s))) for s in q] for q in queries]
+    assert ix.windowed_cooccurrence(as_ids, window) == expected, (docs, cut, queries, window)
+    for method in (0, 1, 2):  # every exact method of the kernel (called directly) gives the same answer
+        got = windowed_by_method(ix, as_ids, window, method)
         assert got == expected, (method, docs, cut, queries, window)
 
 

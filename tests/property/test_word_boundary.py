@@ -144,9 +144,9 @@ spec_st = st.one_of(
     cached=st.booleans(),
 )
 def test_cooccurrence_both_units_and_or_variants(docs, cut, dtype, queries, cached) -> None:
-    ix = open_index(docs, cut, dtype)
-    if cached:  # every set goes through the cache; the token sets must not answer word queries
-        ix._cache.min_occurrences = 0
+    # cached: every set goes through the cache; the token sets must not answer word queries
+    ix = open_index(docs, cut, dtype, **({"cache_min_occurrences": 0} if cached else {}))
+    if cached:
         ix.cooccurrence([[list(map(list, s)) for s in q] for q in queries])
         ix.cooccurrence([[list(map(list, s)) for s in q] for q in queries], unit="occurrences")
     engine = [[list(map(list, s)) for s in q] for q in queries]

@@ -259,7 +259,7 @@ def check_engine_ranges_and_next_tokens() -> None:
 def check_engine_doc_sets() -> None:
     from indexer.kernels import build_suffix_array
     from service.engine import kernels as K
-    from service.engine.index import _bucket_table
+    from service.engine.shards import bucket_table as _bucket_table
     from tests.naive import naive_documents_containing
 
     rng = np.random.default_rng(1)
@@ -344,7 +344,7 @@ def check_engine_intersections() -> None:
 def check_engine_windowed() -> None:
     from indexer.kernels import build_suffix_array
     from service.engine import kernels as K
-    from service.engine.index import _bucket_table
+    from service.engine.shards import bucket_table as _bucket_table
 
     rng = np.random.default_rng(2)
     values = _documents(rng, 30, 4, 50, SEP16)

@@ -19,6 +19,7 @@ from service.engine import (
     IndexUnavailable,
     QueryError,
 )
+from tests.windowed_kernel import windowed_by_method
 
 DOCS = [[1, 2, 3, 1, 2], [3, 3, 1, 2], [2, 1], [], [1, 2, 3]]
 
@@ -109,19 +110,22 @@ def test_windowed_cooccurrence_at_document_boundaries(index_writer) -> None:
     # left and another A on the right, across the separator, in doc 1; the anchor must be kept.
     docs = [[5, 5, 1, 5, 2], [1, 5, 5], [2, 5, 5, 5, 5, 1]]
     ix = Index.open(index_writer(docs, vocab_size=10))
-    for method in (-1, 0, 1, 2):
-        ix._windowed_method = method
+
+    def windowed(queries, window, method):
+        if method < 0:
+            return ix.windowed_cooccurrence(queries, window)
+        return windowed_by_method(ix, queries, window, method)
+
+    for method in (-1, 0, 1, 2):  # the engine, then every exact method of the kernel, called directly
         # A = [1] (3 occurrences), B = [2] (2): B is the anchor.
-        assert ix.windowed_cooccurrence([[[1], [2]]], 2) == [1]  # doc 0: 2@4, 1@2 within 2
-        assert ix.windowed_cooccurrence([[[1], [2]]], 5) == [2]  # doc 2: 2@0, 1@5 within 5
-        assert ix.windowed_cooccurrence([[[1], [2]]], 1) == [0]  # 1@0 of doc 1 is 1 token away but in doc 1
-        assert ix.windowed_cooccurrence([[[2], [1]]], 1) == [0]
-        assert ix.windowed_cooccurrence([[[1], [2]]], 0) == [0]
+        assert windowed([[[1], [2]]], 2, method) == [1]  # doc 0: 2@4, 1@2 within 2
+        assert windowed([[[1], [2]]], 5, method) == [2]  # doc 2: 2@0, 1@5 within 5
+        assert windowed([[[1], [2]]], 1, method) == [0]  # 1@0 of doc 1 is 1 token away but in doc 1
+        assert windowed([[[2], [1]]], 1, method) == [0]
+        assert windowed([[[1], [2]]], 0, method) == [0]
         # a phrase with itself: every occurrence is its own partner at distance 0
-        assert ix.windowed_cooccurrence([[[5], [5]]], 0) == [naive_count(docs, [5])]
-        assert ix.windowed_cooccurrence([[[5, 5], [1, 5]]], 70) == [
-            2
-        ]  # "1 5" in docs 0 and 1, each near "5 5"
+        assert windowed([[[5], [5]]], 0, method) == [naive_count(docs, [5])]
+        assert windowed([[[5, 5], [1, 5]]], 70, method) == [2]  # "1 5" in docs 0 and 1, each near "5 5"
 
 
 def test_ntd_prob_infgram_by_hand(index: Index) -> None:
@@ -359,7 +363,7 @@ def test_index_set(index_writer, tmp_path: Path) -> None:
 
 
 def test_read_only_memory_maps(index: Index) -> None:
-    for shard in index._shards:
+    for shard in index.shards:
         for arr in (shard.tokens, shard.sa, shard.doc_offsets):
             assert not arr.flags.writeable
             assert not arr.flags.owndata  # a view of the map, not a copy

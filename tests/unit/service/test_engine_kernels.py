@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from service.engine import kernels as K
-from service.engine.index import _bucket_table
+from service.engine.shards import bucket_table as _bucket_table
 
 
 def ro(a) -> np.ndarray:

@@ -18,7 +18,7 @@ def ix(sample_index) -> Index:
 def corpus(ix: Index):
     """All documents' tokens concatenated (with separators) and each position's global doc id."""
     toks, docs = [], []
-    for shard in ix._shards:
+    for shard in ix.shards:
         t = np.asarray(shard.tokens, dtype=np.int64)
         off = np.asarray(shard.doc_offsets)
         toks.append(t)
