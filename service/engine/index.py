@@ -36,7 +36,17 @@ from service.engine.documents import document, document_hit
 from service.engine.errors import DocumentNotFound, EngineError, IndexUnavailable, QueryError
 from service.engine.merge import NextTokens, add_up, check_budget, merge_next_tokens, page_picks, summed
 from service.engine.opening import doc_bases, open_header, open_shards
-from service.engine.query import Ids, Phrase, PhraseResolver, PhraseSpec, SpecKey, check_space, flatten
+from service.engine.query import (
+    Ids,
+    Phrase,
+    PhraseResolver,
+    PhraseSpec,
+    SpecKey,
+    check_int,
+    check_space,
+    flatten,
+    is_int,
+)
 from service.engine.results import (
     Document,
     DocumentsResult,
@@ -420,8 +430,7 @@ class Index:
                 "boundary='word' is not supported by windowed co-occurrence; use boundary='token'",
                 field="boundary",
             )
-        if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 0:
-            raise QueryError(f"window must be an integer >= 0, not {window!r}", field="window")
+        check_int(window, "window")
         resolver = self._resolver(space)
         parsed = self._query_keys(resolver, queries, 2)
         resolver.finish()
@@ -477,10 +486,7 @@ class Index:
     ) -> list[NextTokenDistribution]:
         """Exact distribution of the token following each prompt (an empty prompt gives unigram counts).
         Each distinct next token costs a galloping search over the prompt's SA range, never a scan."""
-        if top_k is not None and (
-            not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1
-        ):
-            raise QueryError(f"top_k must be a positive integer or None, not {top_k!r}", field="top_k")
+        check_int(top_k, "top_k", minimum=1, none_ok=True)
         resolver = self._resolver(space)
         parsed = self._prompts(resolver, _batch(prompts, "prompts"), "prompts")
         resolver.finish()
@@ -507,7 +513,7 @@ class Index:
         )
 
     def _token_id(self, tid: Any, field: str, item: int) -> int:
-        if not isinstance(tid, (int, np.integer)) or isinstance(tid, bool):
+        if not is_int(tid):
             raise QueryError(f"{field}: the next token must be a token id (int)", field=field, item=item)
         if not 0 <= int(tid) < self.vocab_size or int(tid) == self.separator:
             raise QueryError(f"{field}: token id {tid} is out of range", field=field, item=item)
@@ -627,9 +633,8 @@ class Index:
         character spans of every match inside it. With ``boundary="word"`` only word-bounded occurrences
         count, for the total and for the snippets' matches."""
         word = self._word(boundary)
-        for fname, value, minimum in (("offset", offset, 0), ("limit", limit, 0), ("window", window, 0)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-                raise QueryError(f"{fname} must be an integer >= {minimum}, not {value!r}", field=fname)
+        for fname, value in (("offset", offset), ("limit", limit), ("window", window)):
+            check_int(value, fname)
         resolver = self._resolver(space)
         parsed = self._parse_specs(resolver, phrases, "phrases")
         if not parsed:
@@ -682,14 +687,13 @@ class Index:
 
     def document(self, doc_id: int, *, max_tokens: int | None = None) -> Document:
         """Document ``doc_id`` (global id): metadata, token ids and text (first ``max_tokens`` tokens)."""
-        if not isinstance(doc_id, (int, np.integer)) or isinstance(doc_id, bool) or doc_id < 0:
+        if not is_int(doc_id) or doc_id < 0:
             raise QueryError(f"doc_id {doc_id!r} is out of range (0..{self.n_docs - 1})", field="doc_id")
         if doc_id >= self.n_docs:
             raise DocumentNotFound(
                 f"index {self.name!r} has {self.n_docs} documents; doc_id {doc_id} is out of range"
             )
-        if max_tokens is not None and (not isinstance(max_tokens, (int, np.integer)) or max_tokens < 0):
-            raise QueryError(f"max_tokens must be an integer >= 0, not {max_tokens!r}", field="max_tokens")
+        check_int(max_tokens, "max_tokens", none_ok=True)
         number = int(np.searchsorted(self._doc_bases, doc_id, side="right")) - 1
         local = int(doc_id) - int(self._doc_bases[number])
         doc = self._ask(self._group_of[number], "document", number, local, max_tokens)
