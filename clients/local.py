@@ -192,9 +192,7 @@ class LocalTransport(BaseTransport):
     @_route("POST", "/v1/ntd")
     def _ntd(self, op: Operation) -> Any:
         queries, kw = self._batch(op)
-        found = self.engine.next_token_distribution(
-            [_phrase(q) for q in queries], top_k=op.body["top_k"], **kw
-        )
+        found = self.engine.ntd([_phrase(q) for q in queries], top_k=op.body["top_k"], **kw)
         return self._answer([dataclasses.asdict(r) for r in found])
 
     @_route("POST", "/v1/prob")

@@ -25,6 +25,7 @@ import itertools
 import math
 import os
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -476,7 +477,7 @@ class Index:
     def _prompts(self, resolver: PhraseResolver, prompts: Sequence[Any], field: str) -> list[Ids | int]:
         return [resolver.parse_phrase(p, f"{field}[{i}]", i, allow_empty=True) for i, p in enumerate(prompts)]
 
-    def next_token_distribution(
+    def ntd(
         self,
         prompts: Sequence[Phrase],
         *,
@@ -484,8 +485,9 @@ class Index:
         deadline: float | None = None,
         space: str | None = None,
     ) -> list[NextTokenDistribution]:
-        """Exact distribution of the token following each prompt (an empty prompt gives unigram counts).
-        Each distinct next token costs a galloping search over the prompt's SA range, never a scan."""
+        """Exact next-token distribution (``ntd``, the name of ``POST /v1/ntd`` and of the clients'
+        method) of each prompt; an empty prompt gives unigram counts. Each distinct next token costs a
+        galloping search over the prompt's SA range, never a scan."""
         check_int(top_k, "top_k", minimum=1, none_ok=True)
         resolver = self._resolver(space)
         parsed = self._prompts(resolver, _batch(prompts, "prompts"), "prompts")
@@ -494,6 +496,15 @@ class Index:
         flat, offsets = flatten(patterns)
         merged = merge_next_tokens(self._fan_out("next_tokens", flat, offsets, deadline), n=len(patterns))
         return [self._distribution(merged, j, top_k) for j in range(len(patterns))]
+
+    def next_token_distribution(self, *args: Any, **kwargs: Any) -> list[NextTokenDistribution]:
+        """Deprecated name of :meth:`ntd`."""
+        warnings.warn(
+            "Index.next_token_distribution is deprecated: use Index.ntd (the name of POST /v1/ntd)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.ntd(*args, **kwargs)
 
     def _distribution(self, nt: NextTokens, j: int, top_k: int | None) -> NextTokenDistribution:
         total, ends = int(nt.totals[j]), int(nt.ends[j])
@@ -731,7 +742,7 @@ class Index:
         self.cooccurrence([[probe, probe]])
         self.cooccurrence([[probe, probe]], unit="occurrences")
         self.windowed_cooccurrence([[probe, probe]], 1)
-        self.next_token_distribution([probe], top_k=1)
+        self.ntd([probe], top_k=1)
         self.infgram_prob([(probe, probe)])
         self.documents([probe], limit=1, window=1)
         if self._words is not None:  # both paths of the word-boundary kernels (with and without start scan)

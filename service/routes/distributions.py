@@ -26,7 +26,7 @@ def ntd(request: NtdRequest, state: StateDep) -> Response:
         raise InvalidQuery(f"top_k: {request.top_k}, the limit is {state.settings.max_top_k}")
     index = state.index(request.index)
     prompts = phrases(state.settings, request.queries, allow_empty=True)  # '' = unigram distribution
-    results = index.next_token_distribution(
+    results = index.ntd(
         prompts, top_k=request.top_k, deadline=state.deadline(), space=request.space
     )
     return results_response(request.index, as_dicts(results))

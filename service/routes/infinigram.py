@@ -163,7 +163,7 @@ def _prob(index: Index, query: Ids, deadline: float) -> dict[str, Any]:
 
 
 def _ntd(index: Index, query: Ids, deadline: float) -> dict[str, Any]:
-    result = index.next_token_distribution([query], deadline=deadline)[0]
+    result = index.ntd([query], deadline=deadline)[0]
     by_id = {
         str(t.token_id): {"cont_cnt": t.count, "prob": t.prob, "token": (t.token or "").replace("Ġ", " ")}
         for t in result.tokens

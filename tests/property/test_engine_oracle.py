@@ -164,7 +164,7 @@ def test_windowed_cooccurrence(docs, cut, queries, window) -> None:
 def test_next_token_distribution_and_prob(docs, cut, prompts) -> None:
     ix = open_index(docs, cut, "uint32")
     n_tokens = sum(len(d) for d in docs)
-    for prompt, dist in zip(prompts, ix.next_token_distribution(prompts), strict=True):
+    for prompt, dist in zip(prompts, ix.ntd(prompts), strict=True):
         occ = (
             occurrences(docs, prompt)
             if prompt

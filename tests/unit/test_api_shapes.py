@@ -90,3 +90,17 @@ def test_the_windowed_endpoint_documents_its_rarest_clause_anchor(tmp_path) -> N
     operation = app.openapi()["paths"]["/v1/cooccurrence/windowed"]["post"]
     assert "rarest clause" in operation["summary"] and "first phrase" not in operation["summary"]
     assert "rarest clause" in (schemas.WindowedCooccurrenceRequest.__doc__ or "")
+
+
+def test_the_engine_names_the_next_token_distribution_as_the_api_does(sample_index) -> None:
+    """``ntd`` everywhere (``POST /v1/ntd``, the clients, the engine); the engine's old name still works,
+    with a DeprecationWarning."""
+    from service.engine import Index
+
+    index = Index.open(sample_index)
+    try:
+        with pytest.warns(DeprecationWarning, match="Index.ntd"):
+            old = index.next_token_distribution(["garbage"], top_k=2)
+        assert old == index.ntd(["garbage"], top_k=2)
+    finally:
+        index.close()

@@ -326,7 +326,7 @@ def test_local_client_equals_the_engine(local: LocalClient) -> None:
     assert all(o >= d for o, d in zip(occurrences, local.cooccurrence(queries), strict=True))
     assert local.windowed_cooccurrence(queries, 10) == engine.windowed_cooccurrence(queries, 10)
     ntd = local.ntd(["of the"], top_k=3)[0]
-    want = engine.next_token_distribution(["of the"], top_k=3)[0]
+    want = engine.ntd(["of the"], top_k=3)[0]
     assert ntd.prompt_count == want.prompt_count and [t.token_id for t in ntd.tokens] == [
         t.token_id for t in want.tokens
     ]
