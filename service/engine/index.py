@@ -74,7 +74,44 @@ class Index:
 
     ``groups`` are the shard groups that answer (:class:`~service.engine.shards.ShardGroup` or anything
     with its operations, such as the remote groups of :mod:`service.ray_serve`); together they hold every
-    shard of the manifest exactly once."""
+    shard of the manifest exactly once.
+
+    Every query method takes a batch and returns one result per query, in order; counts are exact and
+    summed over the shards. Open an index directory with :meth:`open`.
+
+    Parameters
+    ----------
+    max_occurrences : int, optional
+        Work budget: the most suffix-array occurrences one phrase spec of a document-level or windowed
+        query may touch (None: no limit).
+    cache_bytes, cache_min_occurrences : int, optional
+        Size of the LRU of frequent phrases' document sets, and how often a phrase must occur to enter it.
+    space : {"auto", "exact", "both"}, optional
+        The default leading-space policy of text phrases.
+
+    Raises
+    ------
+    QueryError
+        A query is malformed (empty phrase, token id outside the vocabulary, bad option); ``field`` names
+        what is wrong. ``DocumentNotFound`` (a QueryError) for a document id outside the index.
+    BudgetExceeded
+        A query needs more time (``deadline=``, an absolute ``time.monotonic()``) or work
+        (``max_occurrences``) than allowed; no partial result is returned.
+    IndexUnavailable
+        From :meth:`open`: the directory is not a readable taskgram index (the message names the file).
+
+    Examples
+    --------
+    >>> from service.engine import Index
+    >>> index = Index.open(index_dir)
+    >>> index.n_docs, index.count(["garbage collection", [22630, 4849]])
+    (350, [5, 5])
+    >>> index.cooccurrence([["garbage collection", {"any": ["reference count", "reference counts"]}]])
+    [2]
+    >>> [(t.token, t.count) for t in index.ntd(["garbage"], top_k=2)[0].tokens]
+    [('Ġcollector', 10), ('Ġcollection', 5)]
+    >>> index.close()
+    """
 
     def __init__(
         self,
@@ -134,8 +171,28 @@ class Index:
         """Open an index directory read-only, all its shards in one local group. Checks the manifest
         (format version, counts), every shard file's size against the manifest, samples of the arrays
         (suffix-array entries in range and not on a separator, documents followed by the separator), the
-        tokenizer's checksum and vocabulary, and with ``verify_checksums`` every file's sha256. Raises
-        :class:`IndexUnavailable` saying what is wrong."""
+        tokenizer's checksum and vocabulary, and with ``verify_checksums`` every file's sha256.
+
+        Parameters
+        ----------
+        directory : path
+            A taskgram index (``taskgram build``).
+        name : str, optional
+            The index's name (default: the folder's name).
+        verify_checksums : bool
+            Hash every file against the manifest (slow for large indexes).
+        cache_bytes, cache_min_occurrences, **options
+            See the class parameters.
+
+        Returns
+        -------
+        Index
+
+        Raises
+        ------
+        IndexUnavailable
+            Saying which file is missing, truncated, corrupt or of another format version.
+        """
         directory = Path(directory)
         name = name or directory.resolve().name
         manifest, tokenizer = open_header(directory, name)
