@@ -6,6 +6,8 @@
      ├── CorpusError         an input file cannot be read as a corpus ("FILE:LINE: what is wrong")
      ├── TokenizerError      a tokenizer cannot be loaded or used
      ├── BuildError          the build cannot proceed as configured (bad option, empty corpus, ...)
+     ├── DocumentTooLarge    a document longer than a shard (the build names it in a BuildError)
+     ├── RayBuildError       Ray cannot run the build as asked
      ├── IndexWriteError     the output folder cannot be written as asked
      ├── IndexFormatError    an index folder is missing, incomplete, corrupt or of another format
      └── ShardCheckError     a shard's arrays are inconsistent
