@@ -52,6 +52,7 @@ from clients.models import (
     NextTokenDistribution,
     ProbResult,
     Tokenized,
+    TraceResult,
 )
 from clients.transports import (
     AsyncBaseTransport,
@@ -457,6 +458,17 @@ class _Core:
                 raise TypeError(f"texts[{i}]: expected str, not {type(text).__name__}")
         raw = yield from self._g_batched("/v1/tokenize", index, items, self._space(space), cacheable=False)
         return [_parse(Tokenized, r) for r in raw]
+
+    def _g_trace(
+        self, texts: Sequence[Phrase], options: dict[str, Any], index: str | None
+    ) -> _Gen[list[TraceResult]]:
+        items = [
+            text if isinstance(text, str) else {"ids": _ids(text, f"texts[{i}]")}
+            for i, text in enumerate(_listed(texts, "texts"))
+        ]
+        body = {k: v for k, v in options.items() if v is not None or k in ("max_count", "seed")}
+        raw = yield from self._g_batched("/v1/trace", index, items, body, cacheable=False)
+        return [_parse(TraceResult, r) for r in raw]
 
     def _g_indexes(self) -> _Gen[list[IndexInfo]]:
         raw = yield from self._g_index_list()
@@ -971,6 +983,42 @@ class Client(_Core):
             self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
         )
 
+    def trace(
+        self,
+        texts: Sequence[Phrase],
+        *,
+        min_len: int = 1,
+        max_count: int | None = 10,
+        boundary: str = "word",
+        rank: str = "length",
+        max_spans: int | None = None,
+        docs_per_span: int = 10,
+        context: int = 100,
+        seed: int | None = 0,
+        index: str | None = None,
+        space: str | None = None,
+    ) -> list[TraceResult]:
+        """Maximal spans of each text (or token-id list) that occur verbatim in the corpus: exact counts,
+        sampled documents, span density (OLMoTrace's method, exact across shards).
+
+        Examples
+        --------
+        >>> [r.spans[0].text for r in client.trace(["the quick brown fox"])]  # doctest: +SKIP
+        ['the quick brown fox']
+        """
+        options = {
+            "min_len": min_len,
+            "max_count": max_count,
+            "boundary": boundary,
+            "rank": rank,
+            "max_spans": max_spans,
+            "docs_per_span": docs_per_span,
+            "context": context,
+            "seed": seed,
+            "space": space,
+        }
+        return self._run(self._g_trace(texts, options, index))
+
     def document(self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None) -> Document:
         """One document by its global id.
 
@@ -1221,6 +1269,42 @@ class AsyncClient(_Core):
             self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
         )
 
+    async def trace(
+        self,
+        texts: Sequence[Phrase],
+        *,
+        min_len: int = 1,
+        max_count: int | None = 10,
+        boundary: str = "word",
+        rank: str = "length",
+        max_spans: int | None = None,
+        docs_per_span: int = 10,
+        context: int = 100,
+        seed: int | None = 0,
+        index: str | None = None,
+        space: str | None = None,
+    ) -> list[TraceResult]:
+        """Maximal spans of each text (or token-id list) that occur verbatim in the corpus: exact counts,
+        sampled documents, span density (OLMoTrace's method, exact across shards).
+
+        Examples
+        --------
+        >>> [r.spans[0].text for r in await client.trace(["the quick brown fox"])]  # doctest: +SKIP
+        ['the quick brown fox']
+        """
+        options = {
+            "min_len": min_len,
+            "max_count": max_count,
+            "boundary": boundary,
+            "rank": rank,
+            "max_spans": max_spans,
+            "docs_per_span": docs_per_span,
+            "context": context,
+            "seed": seed,
+            "space": space,
+        }
+        return await self._run(self._g_trace(texts, options, index))
+
     async def document(
         self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None
     ) -> Document:
@@ -1269,7 +1353,7 @@ class LocalClient(Client):
 
     Raises
     ------
-    service.engine.IndexUnavailable
+    UnknownIndexError
         The folder is not a readable taskgram index (the message names the file).
 
     Examples

@@ -101,8 +101,8 @@ class LocalTransport(BaseTransport):
         options: dict[str, Any] = {"max_occurrences": max_occurrences}
         if space is not None:
             options["space"] = space
-        # an index that cannot be opened raises the engine's IndexUnavailable, naming the file
-        self.engine = Index.open(index_dir, name=name, verify_checksums=verify_checksums, **options)
+        with map_engine_errors():  # an index that cannot be opened: UnknownIndexError, naming the file
+            self.engine = Index.open(index_dir, name=name, verify_checksums=verify_checksums, **options)
         self.name: str = self.engine.name
         self.identity: str = self.engine.manifest.identity()
         self.timeout = timeout
@@ -218,6 +218,16 @@ class LocalTransport(BaseTransport):
                 for q in queries
             ]
         )
+
+    @_route("POST", "/v1/trace")
+    def _trace(self, op: Operation) -> Any:
+        queries, kw = self._batch(op)
+        names = ("min_len", "max_count", "boundary", "rank", "max_spans", "docs_per_span", "context", "seed")
+        options = {k: op.body[k] for k in names if k in op.body}
+        found = self.engine.trace(
+            [_phrase(q) for q in queries], **options, space=kw["space"] or "auto", deadline=kw["deadline"]
+        )
+        return self._answer([dataclasses.asdict(r) for r in found])
 
     @_route("POST", "/v1/tokenize")
     def _tokenize(self, op: Operation) -> Any:

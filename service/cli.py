@@ -1,7 +1,10 @@
 """``taskgram serve``: serve one or more indexes over HTTP (uvicorn).
 
     taskgram serve INDEX_DIR... [--name NAME=DIR] [--host 127.0.0.1] [--port 8000] [--workers N]
-                   [--api-key KEY] [--cors-origin URL] [--time-budget S] [--max-batch N] ...
+                   [--api-key KEY] [--cors-origin URL] [--time-budget S] [--max-batch N]
+                   [--eval-run RUN_DIR] ...
+
+The web explorer is at ``/ui`` (indexes, phrase search, co-occurrence, tracing, evaluation runs).
 
 An ``INDEX_DIR`` is served under its folder name; ``--name NAME=DIR`` chooses the name. Options not given
 on the command line come from ``TASKGRAM_*`` environment variables (see :mod:`service.settings`); API
@@ -57,6 +60,10 @@ def register(subparsers: Any) -> None:
         "--no-gc-tuning", dest="gc_tuning", action="store_false", default=True,
         help="keep Python's default garbage-collector settings (see TASKGRAM_GC_TUNING)",
     )  # fmt: skip
+    p.add_argument(
+        "--eval-run", action="append", default=None, metavar="DIR",
+        help="a `taskgram eval` run directory shown by the /ui explorer (repeatable)",
+    )  # fmt: skip
     p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     p.add_argument("--log-format", default=None, choices=["json", "text"])
     p.set_defaults(handler=serve)
@@ -104,6 +111,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         ("gc_tuning", "gc_tuning"),
         ("log_level", "log_level"),
         ("log_format", "log_format"),
+        ("eval_runs", "eval_run"),
     ):
         value = getattr(args, arg)
         if value is not None:

@@ -17,7 +17,7 @@ from taskgram import __version__
 from taskgram.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 # Modules that define ``register(subparsers)``; each adds its subcommands with ``set_defaults(handler=...)``.
-COMMAND_MODULES = ("indexer.cli", "service.cli", "clients.eval.cli")
+COMMAND_MODULES = ("indexer.cli", "service.cli", "clients.trace_cli", "clients.eval.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

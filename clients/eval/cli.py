@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clients.errors import TaskgramError
 from clients.eval.errors import EvalError
 from taskgram.api import COUNT_UNITS
 from taskgram.errors import UsageError
@@ -121,6 +122,14 @@ def register(subparsers: Any) -> None:
         "GSM8K BERTScore precision and final-answer accuracy",
     )
     p.add_argument(
+        "--trace-outputs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --generate: trace each output over the index (spans found verbatim, span density); "
+        "an output is novel when no span has N words or more",
+    )
+    p.add_argument(
         "--max-new-tokens", type=int, default=64, help="tokens per one-line greedy output (--generate)"
     )
     p.add_argument(
@@ -141,7 +150,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-figures", action="store_true", help="tables and report only")
     p.add_argument("--no-progress", action="store_true")
     # a stage that fails on a file (OSError names it) or a bad value is reported like bad input
-    p.set_defaults(handler=run_eval, failures=(EvalError, OSError, ValueError))
+    p.set_defaults(handler=run_eval, failures=(EvalError, TaskgramError, OSError, ValueError))
 
 
 def _open_backend(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -198,6 +207,8 @@ def run_eval(args: argparse.Namespace) -> int:
     ):
         if value < 1:
             raise UsageError(f"{flag} {value}: must be >= 1")
+    if args.trace_outputs is not None and (not args.generate or args.trace_outputs < 1):
+        raise UsageError("--trace-outputs N needs --generate and N >= 1")
     if (args.bertscore_model is None) != (args.bertscore_layers is None):
         raise UsageError("--bertscore-model and --bertscore-layers go together")
     if args.bertscore_layers is not None and args.bertscore_layers < 1:
@@ -230,6 +241,7 @@ def run_eval(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         infgram_context_chars=args.infgram_context_chars,
         generate=args.generate,
+        trace_outputs=args.trace_outputs,
         max_new_tokens=args.max_new_tokens,
         cot_max_new_tokens=args.cot_max_new_tokens,
         bertscore_model=args.bertscore_model,
