@@ -29,15 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from clients.eval.errors import CountingError
 from clients.eval.ngrams import NgramOptions
 from clients.eval.tasks import Example
+from taskgram.api import BOUNDARIES, COUNT_UNITS, Boundary, CountUnit
 
 PhraseVariants = list[str]  # an OR of surface forms of one phrase
 StopwordPolicy = Literal["auto", "always", "never"]
-CountUnit = Literal["documents", "occurrences"]
-COUNT_UNITS: tuple[str, ...] = ("documents", "occurrences")
-Boundary = Literal["token", "word"]
-BOUNDARIES: tuple[str, ...] = ("word", "token")
 
 
 @runtime_checkable
@@ -61,9 +59,6 @@ class CountBackend(Protocol):
         (``"word"`` or ``"token"``) always is."""
         ...
 
-
-class CountingError(RuntimeError):
-    """A count query failed or answered something malformed; the run must stop, not record a zero."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,17 +18,43 @@ scored; otherwise the mean log-probability per token of the reference output y u
 
 from __future__ import annotations
 
-import csv
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clients.eval.metrics import aggregate_per_output, correlate, grouped_inference, performance_bins
+from taskgram.files import write_csv_atomic
 
 if TYPE_CHECKING:
-    from clients.eval.pipeline import Run
     from clients.eval.taskgram_lm import TaskgramPair
     from clients.eval.tasks import Example
+
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the report needs to know of a run (the pipeline's ``Run.summary()`` builds it): where the
+    run writes, its configuration, the γ thresholds used, and what it recorded so far."""
+
+    run_dir: Path
+    config: dict[str, Any]  # EvalConfig.to_json()
+    models: list[str]  # the requested models, as given
+    perf_bins: int
+    perf_scale: str  # Fig. 3 bins: "log" or "linear"
+    perf_range: tuple[float, float] | None  # Fig. 3 pair-count range (None: the data's)
+    figures: bool
+    seed: int
+    permutations: int  # within-example permutations of the ρ test
+    bootstrap: int  # cluster-bootstrap resamples of ρ
+    model_identities: Mapping[str, Any]  # model -> its files' hash
+    gammas: Mapping[tuple[str, int], float | None]
+    index: dict[str, Any]  # the index identity
+    stats: dict[str, Any]
+    timings: Mapping[str, float]
+    errors: list[dict[str, Any]]
+
 
 MEM_HEADER = [
     "task",
@@ -72,16 +98,6 @@ PERF_HEADER = [
 ]
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    tmp.replace(path)
-
-
 def example_metric(task: str, rec: dict[str, Any] | None) -> tuple[str, float | None]:
     """(metric name, value) of one example under one model."""
     if task.startswith("mmlu") and rec is not None and rec["choices"]:
@@ -95,7 +111,7 @@ def example_metric(task: str, rec: dict[str, Any] | None) -> tuple[str, float | 
 
 
 def _mem_rows(
-    run: Run,
+    run: RunSummary,
     head: list[Any],
     scorer: str,
     total: int,
@@ -103,7 +119,6 @@ def _mem_rows(
 ) -> list[list[Any]]:
     """Two rows (aggregation ``pair`` and ``sy_mean``) for ``head`` = [task, n, filter, γ]; ``items``:
     (example id, s^y, log P_taskgram or log P_∞, log P_LLM) per pair with both scores."""
-    cfg = run.cfg
     task, n, filt, gamma, model, params = head
     out = []
     groups = [i[0] for i in items]
@@ -118,7 +133,7 @@ def _mem_rows(
             dropped = total - len(items)  # pairs, as for ``pair``: the items are (example, s^y)
         c = correlate(xs, ys)
         gi = grouped_inference(
-            xs, ys, g, permutations=cfg.permutations, resamples=cfg.bootstrap, seed=cfg.seed
+            xs, ys, g, permutations=run.permutations, resamples=run.bootstrap, seed=run.seed
         )
         out.append(
             [
@@ -153,7 +168,7 @@ def _mem_rows(
 
 
 def write_report(
-    run: Run,
+    run: RunSummary,
     examples: dict[str, list[Example]],
     taskgram: dict[tuple[str, int], list[TaskgramPair]],
     llm_results: dict[str, dict],
@@ -172,7 +187,6 @@ def write_report(
         plot_scatter,
     )
 
-    cfg = run.cfg
     tables = run.run_dir / "tables"
     models = list(llm_results)
     params = {m: llm_results[m].get("parameters") for m in models}
@@ -192,7 +206,7 @@ def write_report(
             row.append(inf.get(task, {}).get(p.example_id, {}).get(name + p.sy) if inf else None)
             row += [p.in_h, p.in_all]
             rows.append(row)
-        _write_csv(
+        write_csv_atomic(
             tables / f"taskgram-{task}-n{n}.csv",
             ["example_id", "sx", "sy", "cosine", "pair_count", "sx_count", "log_p_taskgram"]
             + [f"log_p_llm[{m}]" for m in models]
@@ -221,7 +235,7 @@ def write_report(
             sums: dict[str, int] = {e.id: 0 for e in examples[task]}
             for r in sel:
                 sums[r[0]] += r[4]
-            lo, hi = (cfg.perf_range[0], cfg.perf_range[1]) if cfg.perf_range else (None, None)
+            lo, hi = (run.perf_range[0], run.perf_range[1]) if run.perf_range else (None, None)
             for m in models:
                 scores = llm_results[m]["scores"].get(task, {})
                 from_generation = (generated or {}).get(m, {}).get(task)
@@ -237,10 +251,10 @@ def write_report(
                 bins = performance_bins(
                     [c for c, _ in ok],
                     [v for _, v in ok],
-                    n_bins=cfg.perf_bins,
+                    n_bins=run.perf_bins,
                     lo=lo,
                     hi=hi,
-                    scale=cfg.perf_scale,
+                    scale=run.perf_scale,
                 )
                 for b in bins:
                     perf_rows.append(
@@ -251,15 +265,15 @@ def write_report(
                             m,
                             params[m],
                             metric_name,
-                            cfg.perf_scale,
+                            run.perf_scale,
                             b.lo,
                             b.hi,
                             b.n_examples,
                             b.mean_metric,
                         ]
                     )
-    _write_csv(tables / "memorization.csv", MEM_HEADER, mem_rows)
-    _write_csv(tables / "performance.csv", PERF_HEADER, perf_rows)
+    write_csv_atomic(tables / "memorization.csv", MEM_HEADER, mem_rows)
+    write_csv_atomic(tables / "performance.csv", PERF_HEADER, perf_rows)
     overall: dict[str, dict[str, Any]] = {}
     for m in models:
         per_task = {}
@@ -280,7 +294,7 @@ def write_report(
         if path is not None:
             figures.append({"path": str(path), "shows": what})
 
-    for filt in dict.fromkeys(r[2] for r in mem_rows) if cfg.figures else ():
+    for filt in dict.fromkeys(r[2] for r in mem_rows) if run.figures else ():
         sub = [r for r in mem_rows if r[2] == filt]
         pairs_desc = "H_n(T) (cosine > γ)" if filt == "gamma" else "all pairs"
         add(
@@ -297,7 +311,7 @@ def write_report(
         if psub:
             add(
                 plot_fig3(psub, PERF_HEADER, fig_dir / f"performance-{filt}.png"),
-                f"Fig. 3: mean performance per {cfg.perf_scale}-spaced bin of the example's total pair "
+                f"Fig. 3: mean performance per {run.perf_scale}-spaced bin of the example's total pair "
                 f"count over {pairs_desc}, per task and n (numbers: examples per bin)",
             )
         if any(r[0] == "gsm8k" for r in sub):
@@ -306,12 +320,12 @@ def write_report(
                 f"GSM8K generalization over {pairs_desc}: the fraction of discordant item pairs and "
                 "(1 − τ_b)/2 against model size, per n and scorer",
             )
-    if scatter and cfg.figures:
+    if scatter and run.figures:
         add(
             plot_scatter(scatter, models[0] if models else "", fig_dir / "taskgram-vs-llm.png"),
             "log P_task-gram against log P_LLM over all nonzero pairs, a panel per task and n",
         )
-    if novelty and cfg.figures:
+    if novelty and run.figures:
         add(
             plot_novel_pairs(novelty, fig_dir / "wmt-novel-pairs.png"),
             "novel (never co-occurring) source/generated pairs per translation task and n, per model",
@@ -325,12 +339,12 @@ def write_report(
         for m in models
     }
     return {
-        "config": cfg.to_json(),
-        "index": run.index_identity,
+        "config": run.config,
+        "index": run.index,
         "models": {m: llm_results[m]["name"] for m in models},
         "model_files": dict(run.model_identities),
         "model_parameters": params,
-        "requested_models": list(cfg.models),
+        "requested_models": list(run.models),
         "stats": run.stats,
         "sy_not_located": not_located,
         "sy_dropped_too_long": dropped_long,

@@ -14,9 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
-class InconsistentCounts(RuntimeError):
-    """C(pair) > C(s^x): the backend's counts contradict each other."""
+from clients.eval.errors import InconsistentCounts
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,15 @@ Framework-free (no FastAPI); every query method takes a batch. See :mod:`service
 phrase syntax and the leading-space policy, :mod:`service.engine.docsets` for the co-occurrence design.
 """
 
-from service.engine.errors import BudgetExceeded, EngineError, IndexUnavailable, QueryError
+from service.engine.errors import (
+    BudgetExceeded,
+    DocumentNotFound,
+    EngineError,
+    IndexUnavailable,
+    QueryError,
+)
 from service.engine.index import Index, IndexSet
-from service.engine.query import SPACE_POLICIES, Phrase, PhraseSpec, SpacePolicy
+from service.engine.query import Phrase, PhraseSpec
 from service.engine.results import (
     Document,
     DocumentHit,
@@ -18,12 +24,15 @@ from service.engine.results import (
     ProbResult,
     TokenProb,
 )
+from taskgram.api import COUNT_UNITS, SPACE_POLICIES, SpacePolicy
 
 __all__ = [
+    "COUNT_UNITS",
     "SPACE_POLICIES",
     "BudgetExceeded",
     "Document",
     "DocumentHit",
+    "DocumentNotFound",
     "DocumentsResult",
     "EngineError",
     "Index",

@@ -88,15 +88,17 @@ def test_normalization_mismatch_is_refused_unless_allowed(tmp_path: Path) -> Non
         run.run()
 
 
-def test_cli_refuses_an_index_built_without_normalization(tmp_path: Path, build_small_index) -> None:
+def test_cli_refuses_an_index_built_without_normalization(
+    tmp_path: Path, build_small_index, capsys: pytest.CaptureFixture[str]
+) -> None:
     from taskgram.cli import main
 
     index = build_small_index(DOCS)  # the builder's default: --normalization none
     args = ["eval", "--index", str(index), "--tasks-dir", str(FIXTURES), "--run-dir", str(tmp_path / "r")]
     args += ["--tasks", "gsm8k", "--n", "2", "--no-semantic-filter", "--no-progress", "--no-figures"]
-    assert main(args) == 1
-    report = json.loads((tmp_path / "r" / "report.json").read_text(encoding="utf-8"))
-    assert "--normalization nfkc-lower" in report["errors"][-1]["error"]
+    assert main(args) == 2  # refused like any bad input: one line naming the option to build with
+    err = capsys.readouterr().err
+    assert err.startswith("taskgram eval: error: ") and "--normalization nfkc-lower" in err
 
 
 def test_contamination_is_reported_and_decontaminate_drops(tmp_path: Path) -> None:
@@ -265,9 +267,9 @@ def test_preset_paper_sets_the_paper_options_and_names_what_it_cannot_meet(
 
     args = ["eval", "--index", str(tmp_path / "no-index"), "--tasks-dir", str(FIXTURES)]
     args += ["--run-dir", str(tmp_path / "run"), "--preset", "paper", "--sample", "10"]
-    with pytest.raises(SystemExit):  # no index here: the backend check comes after the preset
-        main(args)
+    assert main(args) == 2  # no index here: the backend check comes after the preset
     err = capsys.readouterr().err
+    assert "taskgram eval: error: --index" in err
     assert "--sample: the paper used 0, this run 10" in err
     assert "Pythia" in err and "LASER" in err and "the Pile" in err and "roberta-large" in err
     from clients.eval.preset import PAPER
