@@ -13,12 +13,15 @@ Exception tree (status code, problem type suffix)::
      ├── PayloadTooLarge            413  payload-too-large  body bytes or batch size over the limits
      ├── InvalidQuery               422  invalid-query      a query the limits or the engine refuse
      ├── Overloaded                 503  budget-exceeded    the request's time/work budget ran out
+     ├── ShardsDown                 503  shards-unavailable shard groups (Ray Serve) down or late; the
+     │                                                      body names them: ``missing_shards``
      └── CompatError                4xx/5xx                 infini-gram compatible ``POST /`` only: answered
                                                             as ``{"error": "..."}`` like infini-gram's API
 
 Engine exceptions map onto it: ``QueryError`` -> InvalidQuery, ``BudgetExceeded`` -> Overloaded,
-``IndexUnavailable`` -> UnknownIndex, any other ``EngineError`` or unexpected exception -> 500 with a
-reference number that is also written to the server log with the traceback.
+``IndexUnavailable`` -> UnknownIndex, ``ShardsUnavailable`` -> ShardsDown, any other ``EngineError`` or
+unexpected exception -> 500 with a reference number that is also written to the server log with the
+traceback.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from service.engine import BudgetExceeded, EngineError, IndexUnavailable, QueryError
+from service.engine import BudgetExceeded, EngineError, IndexUnavailable, QueryError, ShardsUnavailable
 
 log = logging.getLogger("taskgram.service")
 
@@ -92,6 +95,18 @@ class Overloaded(ServiceError):
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
 
 
+class ShardsDown(ServiceError):
+    """Part of a distributed index did not answer; never a partial sum. ``missing_shards`` (shard
+    numbers) and ``shard_groups`` (group name -> what happened) go into the problem body."""
+
+    status, slug, title = 503, "shards-unavailable", "Shards unavailable"
+
+    def __init__(self, detail: str, *, shards: list[int], groups: dict[str, str], retry_after_s: int = 1):
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+        self.shards = shards
+        self.groups = groups
+
+
 class CompatError(ServiceError):
     """An error of the infini-gram compatible endpoint ``POST /``: its clients read ``{"error": ...}``.
     infini-gram answers some bad queries with status 200; here every error has a 4xx/5xx status."""
@@ -140,6 +155,8 @@ def from_engine_error(err: EngineError) -> ServiceError:
         return Overloaded(str(err))
     if isinstance(err, IndexUnavailable):
         return UnknownIndex(str(err))
+    if isinstance(err, ShardsUnavailable):
+        return ShardsDown(str(err), shards=err.shards, groups=err.groups)
     return ServiceError("the query engine failed")
 
 
@@ -195,6 +212,8 @@ def install_error_handlers(app: FastAPI) -> None:
         mapped = from_engine_error(err)
         if type(mapped) is ServiceError:
             return _internal(err, request)
+        if isinstance(mapped, ShardsDown):
+            return answer(request, mapped, missing_shards=mapped.shards, shard_groups=mapped.groups)
         return answer(request, mapped)
 
     @app.exception_handler(RequestValidationError)

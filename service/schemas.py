@@ -346,3 +346,7 @@ class HealthResponse(_Response):
     version: str
     indexes: list[str]
     limits: dict[str, int | float]
+    shard_groups: dict[str, list[dict[str, Any]]] | None = Field(
+        default=None,
+        description="taskgram serve --ray only: per index, each shard group's shards and state (up/down)",
+    )

@@ -5,7 +5,13 @@ Framework-free (no FastAPI); every query method takes a batch. See :mod:`service
 phrase syntax and the leading-space policy, :mod:`service.engine.docsets` for the co-occurrence design.
 """
 
-from service.engine.errors import BudgetExceeded, EngineError, IndexUnavailable, QueryError
+from service.engine.errors import (
+    BudgetExceeded,
+    EngineError,
+    IndexUnavailable,
+    QueryError,
+    ShardsUnavailable,
+)
 from service.engine.index import Index, IndexSet
 from service.engine.query import SPACE_POLICIES, Phrase, PhraseSpec, SpacePolicy
 from service.engine.results import (
@@ -36,6 +42,7 @@ __all__ = [
     "PhraseSpec",
     "ProbResult",
     "QueryError",
+    "ShardsUnavailable",
     "SpacePolicy",
     "TokenProb",
 ]
