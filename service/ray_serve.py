@@ -301,7 +301,7 @@ def _ranges_text(numbers: Sequence[int]) -> str:
 
 
 def open_remote_index(
-    directory: str, name: str, groups: Sequence[tuple[list[int], Any]], settings: Any
+    directory: str | os.PathLike[str], name: str, groups: Sequence[tuple[list[int], Any]], settings: Any
 ) -> RemoteIndex:
     """The merge layer of index ``name`` over its group deployments (``groups``: shard numbers and
     handle of each)."""
@@ -346,9 +346,10 @@ class TaskgramIngress:
 
 @dataclass(frozen=True)
 class RayOptions:
-    """How ``taskgram serve --ray`` lays out the deployments."""
+    """How ``taskgram serve --ray`` lays out the deployments. ``shards_per_replica`` may differ per index
+    (a mapping from index name)."""
 
-    shards_per_replica: int = 1
+    shards_per_replica: int | Mapping[str, int] = 1
     replicas: int = 1
     ingress_replicas: int = 1
     cpus_per_replica: float = 1.0
@@ -362,16 +363,19 @@ def build_application(settings: Any, options: RayOptions) -> Any:
 
     from indexer.format import read_manifest
 
+    deployment_of: Any = serve.deployment  # its overloads do not type the class + options form
     ingress_cls = serve.ingress()(TaskgramIngress)
     groups: dict[str, list[tuple[list[int], Any]]] = {}
     for name, directory in settings.indexes.items():
         manifest = read_manifest(Path(directory))
         groups[name] = []
-        for g, shards in enumerate(plan_groups(len(manifest.shards), options.shards_per_replica)):
+        k = options.shards_per_replica
+        per_group = k if isinstance(k, int) else k[name]
+        for g, shards in enumerate(plan_groups(len(manifest.shards), per_group)):
             actor_options: dict[str, Any] = {"num_cpus": options.cpus_per_replica}
             if options.pin_groups:
                 actor_options["resources"] = {f"taskgram:{name}:{g}": 0.001}
-            deployment = serve.deployment(ShardGroupServer).options(
+            deployment = deployment_of(ShardGroupServer).options(
                 name=group_name(name, shards),
                 num_replicas=options.replicas,
                 ray_actor_options=actor_options,
@@ -385,7 +389,7 @@ def build_application(settings: Any, options: RayOptions) -> Any:
                 warmup=settings.warmup,
             )
             groups[name].append((shards, bound))
-    ingress = serve.deployment(ingress_cls).options(
+    ingress = deployment_of(ingress_cls).options(
         name="taskgram-ingress",
         num_replicas=options.ingress_replicas,
         ray_actor_options={"num_cpus": options.cpus_per_replica},
