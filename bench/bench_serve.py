@@ -43,7 +43,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 SHARED = REPO / ".." / "shared" / "data"
-CORPUS = SHARED / "corpus" / "techdocs-en.jsonl.zst"
 INSIDE = "TASKGRAM_BENCH_IN_NAMESPACE"
 
 
@@ -84,18 +83,18 @@ def reexec_in_namespace() -> int | None:
     return subprocess.run([*prefix, "sh", "-c", cmd], env=env).returncode
 
 
-def ensure_index(work: Path, memory: str) -> Path:
+def ensure_index(work: Path, memory: str, corpus: Path) -> Path:
     out = work / f"techdocs-{memory}"
     if (out / "manifest.json").is_file():
         return out
-    log(f"building {out} from {CORPUS} (--memory {memory}) ...")
+    log(f"building {out} from {corpus} (--memory {memory}) ...")
     subprocess.run(
         [
             sys.executable,
             "-m",
             "taskgram.cli",
             "build",
-            str(CORPUS),
+            str(corpus),
             "--output",
             str(out),
             "--memory",
@@ -230,6 +229,7 @@ def main() -> int:
     )
     parser.add_argument("--index", type=Path, default=None, help="a multi-shard index (default: build one)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/taskgram-bench"))
+    parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
     parser.add_argument("--memory", default="48M", help="--memory of the default index's build")
     parser.add_argument("--groupings", default="0,2", help="shards per replica of each Ray run (0 = all)")
     parser.add_argument("--replicas", default="1", help="replicas of each group, per Ray run (e.g. 1,2)")
@@ -247,8 +247,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.phrases, args.pairs, args.singles, args.rounds, args.load_seconds = 5000, 1000, 50, 1, 5.0
-    if args.index is None and not CORPUS.is_file():
-        log(f"skipped: {CORPUS} is absent (give --index)")
+    workloads = args.shared / "workloads"
+    corpus = args.shared / "corpus" / "techdocs-en.jsonl.zst"
+    if not (workloads / "phrases.jsonl.zst").is_file() or (args.index is None and not corpus.is_file()):
+        log(f"skipped: {args.shared} (workloads, techdocs corpus) is absent")
         return 0
     try:
         import ray  # noqa: F401
@@ -262,15 +264,13 @@ def main() -> int:
     from indexer.format import read_manifest
 
     args.work.mkdir(parents=True, exist_ok=True)
-    index = args.index or ensure_index(args.work, args.memory)
+    index = args.index or ensure_index(args.work, args.memory, corpus)
     args.index = index
     n_shards = len(read_manifest(index).shards)
     name = index.resolve().name
-    phrases = [r["phrase"] for r in read_jsonl_zst(SHARED / "workloads" / "phrases.jsonl.zst")][
-        : args.phrases
-    ]
+    phrases = [r["phrase"] for r in read_jsonl_zst(workloads / "phrases.jsonl.zst")][: args.phrases]
     pairs: list[list[str]] = []
-    files = sorted((SHARED / "workloads").glob("pairs-*.jsonl.zst"))
+    files = sorted(workloads.glob("pairs-*.jsonl.zst"))
     per_file = args.pairs // max(1, len(files))
     for path in files:
         pairs += [[r["x"], r["y"]] for r in read_jsonl_zst(path)[:per_file]]
