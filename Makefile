@@ -59,3 +59,11 @@ eval-setup:
 .PHONY: coverage-nojit
 coverage-nojit: setup
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/unit/indexer/test_kernels.py tests/unit/service/test_engine_kernels.py
+
+# The images built and the compose stack run for real, on the host network (docker/check.sh: starts an
+# engine and makes a base image when there is none, tears everything down; docs/deployment.md).
+# DOCKER_CHECK_ARGS=--remove-images also removes the images, the base image and the build cache.
+DOCKER_CHECK_ARGS ?=
+.PHONY: docker-check
+docker-check:
+	docker/check.sh $(DOCKER_CHECK_ARGS)

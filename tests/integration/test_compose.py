@@ -260,7 +260,11 @@ def test_compose_layout_is_the_documented_one() -> None:
     assert "deploy" not in cpu
     for evaluation in (gpu, cpu):
         assert evaluation["depends_on"]["service"]["condition"] == "service_healthy"
-    assert {k: v for k, v in gpu.items() if k not in ("profiles", "deploy")} == {
+    # the GPU container is healthy only while it sees a GPU (torch in the image itself)
+    test = gpu["healthcheck"]["test"]
+    assert test[0] == "CMD" and "torch.cuda.is_available()" in " ".join(test)
+    assert "healthcheck" not in cpu
+    assert {k: v for k, v in gpu.items() if k not in ("profiles", "deploy", "healthcheck")} == {
         k: v for k, v in cpu.items() if k != "profiles"
     }
     # only the evaluation needs a profile: `docker compose up` on a CPU box starts indexer and service
