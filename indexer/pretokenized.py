@@ -33,16 +33,17 @@ build's memory. Every id is checked against the vocabulary size (and for negativ
 from __future__ import annotations
 
 import glob
+import json
 import os
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from indexer.corpus import CorpusError, ReadStats
-from indexer.pipeline import DocBatch
+from indexer.corpus import CorpusError, DocBatch, ReadStats
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
 MEGATRON_VERSION = 1
@@ -317,9 +318,9 @@ class PretokenizedSource:
                 last = min(max(last, doc + 1), tf.n_docs)
                 start, stop = int(b[doc]), int(b[last])
                 tokens = tf.read(start, stop)
-                _check_ids(tokens, vocab_size, tf, start)
+                check_ids(tokens, vocab_size, tf, start)
                 lengths = np.diff(b[doc : last + 1])
-                metadata = [{"source": tf.display, "doc": i} for i in range(doc, last)]
+                metadata = [doc_metadata(tf, i) for i in range(doc, last)]
                 stats.docs += last - doc
                 stats.empty_docs += int(np.count_nonzero(lengths == 0))
                 if on_tokens is not None:
@@ -328,7 +329,20 @@ class PretokenizedSource:
                 doc = last
 
 
-def _check_ids(tokens: np.ndarray, vocab_size: int, tf: TokenFile, start: int) -> None:
+def doc_metadata(tf: TokenFile, doc: int) -> dict[str, Any]:
+    """The metadata record of document ``doc`` of a token file."""
+    return {"source": tf.display, "doc": doc}
+
+
+def metadata_lines(tf: TokenFile, lo: int, hi: int) -> bytes:
+    """The metadata records of documents ``[lo, hi)`` as JSON lines (the build's spool format)."""
+    dumps = json.dumps
+    return "".join(dumps(doc_metadata(tf, i), separators=(",", ":")) + "\n" for i in range(lo, hi)).encode()
+
+
+def check_ids(tokens: np.ndarray, vocab_size: int, tf: TokenFile, start: int) -> None:
+    """Raise CorpusError (naming the file, document and position) for a negative id or one beyond the
+    vocabulary in ``tokens``, which start at token ``start`` of ``tf``."""
     if not len(tokens):
         return
     bad_mask = None

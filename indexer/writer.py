@@ -45,6 +45,7 @@ DONE_RECORD = "shard.json"
 BUILD_STATE = "build-state.json"
 PARTIAL_SUFFIX = ".partial"
 METADATA_SPOOL = "metadata.spool.jsonl"
+PIECES_DIR = "pieces"  # tokenized text spooled by a build (indexer.shardwork), removed when it is published
 WRITE_CHUNK_BYTES = 8 << 20
 
 ProgressFn = Callable[[int], None]
@@ -96,6 +97,13 @@ class ShardWriter:
             self._spool.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
             self._spool.write("\n")
         self.n_metadata += len(records)
+
+    def add_metadata_lines(self, lines: bytes, count: int) -> None:
+        """Add ``count`` metadata records already serialized as JSON lines (as ``add_metadata`` writes)."""
+        if self._spool is None:
+            raise RuntimeError("shard already written")
+        self._spool.write(lines.decode("utf-8"))
+        self.n_metadata += count
 
     def _spooled(self) -> Iterator[dict[str, Any]]:
         with open(self.partial / METADATA_SPOOL, encoding="utf-8") as f:
@@ -196,7 +204,7 @@ def remove_partials(index_dir: Path) -> list[str]:
 
 def is_build_entry(name: str) -> bool:
     """Whether a name in an index folder is something a build writes (and ``--force`` may remove)."""
-    if name in (MANIFEST_FILE, TOKENIZER_FILE, BUILD_STATE) or name.endswith(".tmp"):
+    if name in (MANIFEST_FILE, TOKENIZER_FILE, BUILD_STATE, PIECES_DIR) or name.endswith(".tmp"):
         return True
     if name.startswith("shard-"):
         stem = name[: -len(PARTIAL_SUFFIX)] if name.endswith(PARTIAL_SUFFIX) else name

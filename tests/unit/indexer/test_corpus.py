@@ -165,7 +165,7 @@ def test_discovery_errors(tmp_path):
         discover_inputs([tmp_path / "absent.jsonl"])
     with pytest.raises(CorpusError, match="matches no file"):
         discover_inputs([str(tmp_path / "*.jsonl")])
-    odd = tmp_path / "data.parquet"
+    odd = tmp_path / "data.xlsx"
     odd.write_bytes(b"x")
     with pytest.raises(CorpusError, match="unsupported input type"):
         discover_inputs([odd])

@@ -1,0 +1,234 @@
+"""Running a build's tasks (``indexer.shardwork``): in this process, in local worker processes, or on Ray.
+
+The schedule is the same for every executor:
+
+* text pieces are tokenized by the workers, at most ``2 × workers`` pieces ahead of the plan;
+* their results are taken in input order and fed to the shard planner, so shard ``k`` is planned as
+  soon as the pieces it needs are tokenized (sorting starts while later pieces are still tokenized);
+* at most ``slots`` shards are read, sorted and written at once (the memory budget holds that many);
+  one worker writes and hashes a shard while another sorts the next.
+
+Executors only differ in where a task runs: :class:`InlineExecutor` (this process, ``--workers 1``),
+:class:`ProcessExecutor` (a pool of worker processes) and ``indexer.ray_build.RayExecutor``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from indexer.shardwork import (
+    BuildSpec,
+    Piece,
+    PieceResult,
+    ShardResult,
+    ShardSpec,
+    build_shard,
+    init_worker,
+    tokenize_piece,
+)
+
+log = logging.getLogger("taskgram.build")
+
+
+class Executor(Protocol):
+    shard_slots: int  # shards built at once
+
+    def submit_piece(self, spec: BuildSpec, piece: Piece) -> Any: ...
+
+    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> Any: ...
+
+    def wait_any(self, handles: list[Any]) -> None:
+        """Return when at least one of ``handles`` is done."""
+
+    def done(self, handle: Any) -> bool: ...
+
+    def result(self, handle: Any) -> Any: ...
+
+    def close(self, cancel: bool) -> None: ...
+
+
+class _Done:
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.value, self.error = fn(), None
+        except Exception as err:
+            self.value, self.error = None, err
+
+
+class InlineExecutor:
+    """Runs every task at once, in this process (one worker: no pool, no copies)."""
+
+    shard_slots = 1
+
+    def __init__(self) -> None:
+        self._env = {k: os.environ.get(k) for k in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS")}
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core: the tokenizer's own threads too
+
+    def submit_piece(self, spec: BuildSpec, piece: Piece) -> _Done:
+        return _Done(lambda: tokenize_piece(spec, piece))
+
+    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> _Done:
+        return _Done(lambda: build_shard(spec, shard, sources))
+
+    def wait_any(self, handles: list[Any]) -> None:
+        return None
+
+    def done(self, handle: _Done) -> bool:
+        return True
+
+    def result(self, handle: _Done) -> Any:
+        if handle.error is not None:
+            raise handle.error
+        return handle.value
+
+    def close(self, cancel: bool) -> None:
+        for key, value in self._env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+_COUNTER: Any = None
+
+
+def _init_pool_worker(counter: Any, threads: int) -> None:
+    with counter.get_lock():
+        counter.value += 1
+        number = counter.value
+    init_worker(f"worker {number}", threads)
+
+
+class ProcessExecutor:
+    """A pool of ``workers`` processes (forkserver: they never inherit this process's threads)."""
+
+    def __init__(self, workers: int, shard_slots: int) -> None:
+        import multiprocessing
+
+        self.shard_slots = shard_slots
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["indexer.shardwork", "indexer.kernels"])
+        cores = len(os.sched_getaffinity(0))
+        counter = ctx.Value("i", 0)
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_init_pool_worker,
+            initargs=(counter, max(1, cores // workers)),
+        )
+
+    def submit_piece(self, spec: BuildSpec, piece: Piece) -> Future[Any]:
+        return self.pool.submit(tokenize_piece, spec, piece)
+
+    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> Future[Any]:
+        return self.pool.submit(build_shard, spec, shard, sources)
+
+    def wait_any(self, handles: list[Any]) -> None:
+        wait(handles, return_when=FIRST_COMPLETED)
+
+    def done(self, handle: Future[Any]) -> bool:
+        return handle.done()
+
+    def result(self, handle: Future[Any]) -> Any:
+        return handle.result()
+
+    def close(self, cancel: bool) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=cancel)
+
+
+@dataclass
+class ScheduleResult:
+    pieces: list[PieceResult] = field(default_factory=list)
+    shards: list[ShardResult] = field(default_factory=list)
+
+
+def run_schedule(
+    executor: Executor,
+    spec: BuildSpec,
+    *,
+    workers: int,
+    slots: int,
+    pieces: Iterable[Piece] | None,
+    plan_piece: Callable[[PieceResult], list[ShardSpec]],
+    shard_plan: Iterator[ShardSpec] | None = None,
+    finish_plan: Callable[[], list[ShardSpec]],
+    sources: Any = None,
+    on_piece: Callable[[PieceResult], None] | None = None,
+    on_shard: Callable[[ShardResult], None] | None = None,
+) -> ScheduleResult:
+    """Run the tasks of a build: tokenize ``pieces`` (text) and feed their results, in order, to
+    ``plan_piece``, which returns the shards they close; or take the shards of ``shard_plan``
+    (pre-tokenized). Build every shard, at most ``slots`` at once; return the results in order."""
+    out = ScheduleResult()
+    piece_iter = iter(pieces) if pieces is not None else iter(())
+    in_flight: deque[Any] = deque()  # piece handles, in input order
+    waiting: deque[ShardSpec] = deque()  # planned shards not yet started
+    running: dict[int, Any] = {}  # shard index -> handle
+    finished: dict[int, ShardResult] = {}
+    more_pieces = pieces is not None
+    planned_all = False
+    ahead = 2 * workers
+
+    def start_shards() -> None:
+        while waiting and len(running) < slots:
+            shard = waiting.popleft()
+            running[shard.index] = executor.submit_shard(spec, shard, sources)
+
+    def collect_shards() -> None:
+        for index, handle in list(running.items()):
+            if executor.done(handle):
+                result = executor.result(handle)
+                del running[index]
+                finished[index] = result
+                if on_shard is not None:
+                    on_shard(result)
+
+    try:
+        while True:
+            while more_pieces and len(in_flight) < ahead:
+                piece = next(piece_iter, None)
+                if piece is None:
+                    more_pieces = False
+                    break
+                in_flight.append(executor.submit_piece(spec, piece))
+            if shard_plan is not None and not planned_all:
+                # pre-tokenized: the plan is known up front; keep the next shards queued
+                while len(waiting) < slots:
+                    nxt = next(shard_plan, None)
+                    if nxt is None:
+                        planned_all = True
+                        break
+                    waiting.append(nxt)
+            start_shards()
+            if in_flight and executor.done(in_flight[0]):
+                result = executor.result(in_flight.popleft())
+                out.pieces.append(result)
+                if on_piece is not None:
+                    on_piece(result)
+                waiting.extend(plan_piece(result))
+                start_shards()
+                continue
+            collect_shards()
+            start_shards()
+            if not in_flight and not more_pieces and (shard_plan is None or planned_all):
+                if not planned_all and shard_plan is None:
+                    waiting.extend(finish_plan())
+                    planned_all = True
+                    start_shards()
+                if not running and not waiting:
+                    break
+            handles = ([in_flight[0]] if in_flight else []) + list(running.values())
+            if handles:
+                executor.wait_any(handles)
+    except BaseException:
+        executor.close(cancel=True)
+        raise
+    executor.close(cancel=False)
+    out.shards = [finished[i] for i in sorted(finished)]
+    return out

@@ -1,0 +1,112 @@
+"""The build on Ray (``build_index(use_ray=True)``), run only inside a loopback-only network namespace.
+
+Each test runs ``ray_helper.py`` under ``unshare -n`` with only ``lo`` up: Ray can reach nothing but
+127.0.0.1 (the helper also checks that every node Ray lists is 127.0.0.1). Several nodes are simulated
+with ``ray.cluster_utils.Cluster``. Skipped, with the reason, where Ray is not installed or network
+namespaces are not permitted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.format import read_manifest
+from indexer.pipeline import build_index
+
+HELPER = Path(__file__).with_name("ray_helper.py")
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample-en.jsonl.zst"
+
+
+def _namespace_prefix() -> list[str]:
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install 'taskgram[ray]')")
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip (util-linux, iproute2) for a loopback-only network namespace")
+    for prefix in (["unshare", "-n"], ["unshare", "-rn"]):
+        probe = subprocess.run([*prefix, "sh", "-c", "ip link set lo up"], capture_output=True)
+        if probe.returncode == 0:
+            return prefix
+    pytest.skip(f"network namespaces are not permitted here: {probe.stderr.decode().strip()}")
+
+
+def _run_helper(tmp_path: Path, config: dict) -> dict:
+    prefix = _namespace_prefix()
+    path = tmp_path / "ray-config.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    cmd = f"ip link set lo up && exec {sys.executable} {HELPER} {path}"
+    proc = subprocess.run([*prefix, "sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["nodes"] == ["127.0.0.1"]
+    return report
+
+
+def _shard_files(index: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(index)): p.read_bytes() for p in sorted(index.glob("shard-*/*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_ray_text_build_on_two_nodes_equals_local_build(tmp_path, pythia_tokenizer):
+    local = build_index(
+        [SAMPLE],
+        tmp_path / "local",
+        tokenizer=pythia_tokenizer,
+        memory_budget_bytes="2M",
+        progress=False,
+        workers=2,
+    )
+    out = tmp_path / "ray"
+    report = _run_helper(
+        tmp_path,
+        {"nodes": 2, "build": {"inputs": [str(SAMPLE)], "output": str(out), "memory_budget_bytes": "2M"}},
+    )
+    assert report["n_nodes"] == 2
+    on_ray = read_manifest(out)
+    assert len(on_ray.shards) == len(local.shards) > 2
+    assert on_ray.shards == local.shards  # names, counts, sizes and sha256 of every file
+    assert _shard_files(out) == _shard_files(tmp_path / "local")
+    assert not list(out.glob("*.partial")) and not (out / "pieces").exists()
+
+
+@pytest.mark.slow
+def test_ray_worker_killed_mid_shard_is_retried_and_rerun_keeps_finished_shards(tmp_path):
+    rng = np.random.default_rng(7)
+    tokens = rng.integers(0, 50, size=6_000_000, dtype=np.uint16)  # ~1 M-token shards: a sort takes a while
+    data = tmp_path / "tokens.u16"
+    tokens.tofile(data)
+    np.arange(0, 6_000_001, 100_000, dtype="<u8").tofile(tmp_path / "tokens.u16.offsets")
+    opts = {"pretokenized": "raw-u16", "tokenizer": None, "vocab_size": 50, "memory_budget_bytes": "40M"}
+    local = build_index([data], tmp_path / "local", progress=False, workers=1, **opts)
+    assert len(local.shards) >= 4
+
+    out = tmp_path / "ray"
+    report = _run_helper(
+        tmp_path, {"nodes": 2, "kill": True, "build": {"inputs": [str(data)], "output": str(out), **opts}}
+    )
+    assert len(report["killed"]) == 1
+    assert read_manifest(out).shards == local.shards
+    assert not list(out.glob("*.partial"))
+
+    # An interrupted build (its state file, no manifest, a shard missing) rerun on Ray keeps the other
+    # shards and rebuilds that one.
+    state = {"fingerprint": read_manifest(out).build["fingerprint"]}
+    (out / "manifest.json").unlink()
+    (out / "build-state.json").write_text(json.dumps(state))
+    shutil.rmtree(out / "shard-00001")
+    stamps = {p.name: (p / "tokens.bin").stat().st_mtime_ns for p in out.glob("shard-*")}
+    report = _run_helper(tmp_path, {"nodes": 1, "build": {"inputs": [str(data)], "output": str(out), **opts}})
+    assert report["resumed"] == len(local.shards) - 1
+    assert {p: (out / p / "tokens.bin").stat().st_mtime_ns for p in stamps} == stamps
+    assert read_manifest(out).shards == local.shards
