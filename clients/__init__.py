@@ -30,6 +30,9 @@ from clients.models import (
     ProbResult,
     Tokenized,
     TokenProb,
+    TraceDocument,
+    TraceResult,
+    TraceSpan,
 )
 
 __all__ = [
@@ -61,6 +64,9 @@ __all__ = [
     "TaskgramError",
     "TokenProb",
     "Tokenized",
+    "TraceDocument",
+    "TraceResult",
+    "TraceSpan",
     "TransportError",
     "UnknownIndexError",
 ]

@@ -62,6 +62,7 @@ from clients.models import (
     NextTokenDistribution,
     ProbResult,
     Tokenized,
+    TraceResult,
 )
 
 __all__ = ["AsyncClient", "Client", "LocalClient", "Phrase", "PhraseSpec", "ResultCache"]
@@ -479,6 +480,17 @@ class _Core:
         raw = yield from self._g_batched("/v1/tokenize", index, items, self._space(space), cacheable=False)
         return [_parse(Tokenized, r) for r in raw]
 
+    def _g_trace(
+        self, texts: Sequence[Phrase], options: dict[str, Any], index: str | None
+    ) -> _Gen[list[TraceResult]]:
+        items = [
+            text if isinstance(text, str) else {"ids": _ids(text, f"texts[{i}]")}
+            for i, text in enumerate(_listed(texts, "texts"))
+        ]
+        body = {k: v for k, v in options.items() if v is not None or k in ("max_count", "seed")}
+        raw = yield from self._g_batched("/v1/trace", index, items, body, cacheable=False)
+        return [_parse(TraceResult, r) for r in raw]
+
     def _g_indexes(self) -> _Gen[list[IndexInfo]]:
         raw = yield from self._g_index_list()
         return [_parse(IndexInfo, r) for r in raw]
@@ -753,6 +765,42 @@ class Client(_HttpBase):
             self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
         )
 
+    def trace(
+        self,
+        texts: Sequence[Phrase],
+        *,
+        min_len: int = 1,
+        max_count: int | None = 10,
+        boundary: str = "word",
+        rank: str = "length",
+        max_spans: int | None = None,
+        docs_per_span: int = 10,
+        context: int = 100,
+        seed: int | None = 0,
+        index: str | None = None,
+        space: str | None = None,
+    ) -> list[TraceResult]:
+        """Maximal spans of each text (or token-id list) that occur verbatim in the corpus: exact counts,
+        sampled documents, span density (OLMoTrace's method, exact across shards).
+
+        Examples
+        --------
+        >>> [r.spans[0].text for r in client.trace(["the quick brown fox"])]  # doctest: +SKIP
+        ['the quick brown fox']
+        """
+        options = {
+            "min_len": min_len,
+            "max_count": max_count,
+            "boundary": boundary,
+            "rank": rank,
+            "max_spans": max_spans,
+            "docs_per_span": docs_per_span,
+            "context": context,
+            "seed": seed,
+            "space": space,
+        }
+        return self._run(self._g_trace(texts, options, index))
+
     def document(self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None) -> Document:
         """One document by global id."""
         return self._run(self._g_document(doc_id, max_tokens, index))
@@ -932,6 +980,42 @@ class AsyncClient(_HttpBase):
             self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
         )
 
+    async def trace(
+        self,
+        texts: Sequence[Phrase],
+        *,
+        min_len: int = 1,
+        max_count: int | None = 10,
+        boundary: str = "word",
+        rank: str = "length",
+        max_spans: int | None = None,
+        docs_per_span: int = 10,
+        context: int = 100,
+        seed: int | None = 0,
+        index: str | None = None,
+        space: str | None = None,
+    ) -> list[TraceResult]:
+        """Maximal spans of each text (or token-id list) that occur verbatim in the corpus: exact counts,
+        sampled documents, span density (OLMoTrace's method, exact across shards).
+
+        Examples
+        --------
+        >>> [r.spans[0].text for r in await client.trace(["the quick brown fox"])]  # doctest: +SKIP
+        ['the quick brown fox']
+        """
+        options = {
+            "min_len": min_len,
+            "max_count": max_count,
+            "boundary": boundary,
+            "rank": rank,
+            "max_spans": max_spans,
+            "docs_per_span": docs_per_span,
+            "context": context,
+            "seed": seed,
+            "space": space,
+        }
+        return await self._run(self._g_trace(texts, options, index))
+
     async def document(
         self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None
     ) -> Document:
@@ -1051,6 +1135,22 @@ class LocalClient(Client):
                 )
                 for q in queries
             ]
+        elif path == "/v1/trace":
+            names = (
+                "min_len",
+                "max_count",
+                "boundary",
+                "rank",
+                "max_spans",
+                "docs_per_span",
+                "context",
+                "seed",
+            )
+            options = {k: body[k] for k in names if k in body}
+            found = engine.trace(
+                [_decode_phrase(q) for q in queries], **options, space=space or "auto", deadline=deadline
+            )
+            results = [dataclasses.asdict(r) for r in found]
         elif path == "/v1/tokenize":
             results = []
             for text in queries:

@@ -22,6 +22,9 @@ __all__ = [
     "ProbResult",
     "TokenProb",
     "Tokenized",
+    "TraceDocument",
+    "TraceResult",
+    "TraceSpan",
 ]
 
 
@@ -119,3 +122,48 @@ class Health(_Model):
     version: str
     indexes: list[str]
     limits: dict[str, float]
+
+
+class TraceDocument(_Model):
+    """One occurrence of a traced span in its document: ``text[span[0]:span[1]]`` is the span (tokens of
+    ``token_ids`` when the index has no tokenizer)."""
+
+    doc_id: int
+    shard: int
+    metadata: dict[str, Any]
+    position: int
+    text: str | None
+    span: tuple[int, int]
+    token_ids: list[int]
+    token_span: tuple[int, int]
+    snippet_start: int
+    doc_len: int
+
+
+class TraceSpan(_Model):
+    """A maximal span of the traced text found verbatim in the corpus: tokens ``[start, end)``,
+    characters ``[char_start, char_end)`` of ``TraceResult.text``, exact ``count``, sampled documents."""
+
+    start: int
+    end: int
+    length: int
+    count: int
+    char_start: int | None
+    char_end: int | None
+    text: str | None
+    rank: int
+    unigram_logprob: float
+    documents: list[TraceDocument]
+
+
+class TraceResult(_Model):
+    """The trace of one text: ``spans`` in text order, ``span_density`` (spans per token), ``coverage``
+    (fraction of tokens inside a span), ``longest`` (longest span in tokens)."""
+
+    token_ids: list[int]
+    text: str | None
+    spans: list[TraceSpan]
+    n_tokens: int
+    span_density: float
+    coverage: float
+    longest: int

@@ -15,11 +15,14 @@ Supported inputs (``discover_inputs``):
 
 Document metadata (stored per document in the index, see ``indexer.format``)::
 
-    {"source": "<input path as listed>", "line": <1-based line number>,     # JSON lines
+    {"source": "<input file>", "line": <1-based line number>,              # JSON lines
      "meta": <the record's "meta" value, when the record has one>,        # the Pile's shape
      "fields": {<other top-level fields except the text field>}}         # only when there are any
-    {"source": "<input path>"}                                           # plain text files
-    {"source": "<input path>", "row": <0-based row number>}              # Parquet and Arrow
+    {"source": "<input file>"}                                           # plain text files
+    {"source": "<input file>", "row": <0-based row number>}              # Parquet and Arrow
+
+``source`` is the file's path relative to the directory given as input, or its file name when the file
+was given directly: never the build machine's absolute path (that is only in the manifest's ``inputs``).
 
 Blank lines (only whitespace) are not documents; they are counted (``ReadStats.blank_lines``). A record
 whose text is the empty string IS a document (an empty one: it keeps document numbering aligned with the
@@ -88,6 +91,9 @@ class InputFile:
     display: str
     format: str
     bytes: int
+    #: the name recorded in document metadata: the path relative to the directory given as input, or
+    #: the file name for a file given directly (never the build machine's absolute path)
+    source: str = ""
 
 
 @dataclass
@@ -172,7 +178,7 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]]) -> InputPlan:
     plan = InputPlan(files=[])
     seen: set[Path] = set()
 
-    def add(path: Path, display: str, explicit: bool) -> None:
+    def add(path: Path, display: str, explicit: bool, base: Path | None = None) -> None:
         fmt = text_format_of(path)
         if fmt is None:
             if explicit:
@@ -189,14 +195,16 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]]) -> InputPlan:
         if resolved in seen:
             return
         seen.add(resolved)
-        plan.files.append(InputFile(path, display, fmt, path.stat().st_size))
+        source = path.relative_to(base).as_posix() if base is not None else path.name
+        plan.files.append(InputFile(path, display, fmt, path.stat().st_size, source))
 
     def add_dataset(folder: Path, display: str) -> None:
         for arrow in arrow_files_of_dataset(folder, display):
             resolved = arrow.resolve()
             if resolved not in seen:
                 seen.add(resolved)
-                plan.files.append(InputFile(arrow, str(arrow), "arrow", arrow.stat().st_size))
+                source = arrow.relative_to(folder).as_posix()  # inside the dataset folder given
+                plan.files.append(InputFile(arrow, str(arrow), "arrow", arrow.stat().st_size, source))
 
     for item in inputs:
         text = str(item)
@@ -209,7 +217,7 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]]) -> InputPlan:
         elif path.is_dir():
             children = sorted(p for p in path.rglob("*") if p.is_file())
             for child in children:
-                add(child, str(child), explicit=False)
+                add(child, str(child), explicit=False, base=path)
         elif path.is_file():
             add(path, text, explicit=True)
         elif glob.has_magic(text):
@@ -219,7 +227,7 @@ def discover_inputs(inputs: Sequence[str | os.PathLike[str]]) -> InputPlan:
             for match in matches:
                 if Path(match).is_dir():
                     for child in sorted(p for p in Path(match).rglob("*") if p.is_file()):
-                        add(child, str(child), explicit=False)
+                        add(child, str(child), explicit=False, base=Path(match))
                 else:
                     add(Path(match), match, explicit=True)
         else:
@@ -465,7 +473,7 @@ def _document_of_record(
             "text_not_a_string",
             f"field {text_field!r} is {type(text).__name__}, not a string",
         )
-    metadata: dict[str, Any] = {"source": display, "line": number}
+    metadata: dict[str, Any] = {"source": input_file.source or input_file.path.name, "line": number}
     top = text_field.split(".", 1)[0]
     if "meta" in record and top != "meta":
         metadata["meta"] = record["meta"]
@@ -500,7 +508,7 @@ def iter_text_documents(
         stats.text_bytes += len(data)
         if not text:
             stats.empty_docs += 1
-        yield TextDocument(text, {"source": input_file.display})
+        yield TextDocument(text, {"source": input_file.source or input_file.path.name})
         return
     if input_file.format in COLUMNAR_FORMATS:
         yield from iter_columnar_documents(input_file, text_field, stats, on_bytes=on_bytes)
@@ -652,5 +660,5 @@ def iter_columnar_documents(
                 on_bytes(size)
             if not text:
                 stats.empty_docs += 1
-            yield TextDocument(text, {"source": display, "row": row})
+            yield TextDocument(text, {"source": input_file.source or input_file.path.name, "row": row})
             row += 1

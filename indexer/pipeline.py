@@ -330,7 +330,9 @@ def plan_build(
             vocab_size = tok.vocab_size
         elif tok is not None and vocab_size < tok.vocab_size:
             raise BuildError(f"--vocab-size {vocab_size} is smaller than the tokenizer's {tok.vocab_size}")
-        input_infos = [InputInfo(path=s.display, bytes=s.bytes, format=s.format) for s in source.files]
+        input_infos = [
+            InputInfo(path=str(s.path.resolve()), bytes=s.bytes, format=s.format) for s in source.files
+        ]
         input_keys = [
             {"path": str(s.path.resolve()), "bytes": s.bytes, "mtime_ns": os.stat(s.path).st_mtime_ns}
             for s in source.files
@@ -342,7 +344,9 @@ def plan_build(
             raise BuildError(f"--vocab-size {vocab_size} is smaller than the tokenizer's {tok.vocab_size}")
         vocab_size = vocab_size or tok.vocab_size
         text_files = plan.files
-        input_infos = [InputInfo(path=f.display, bytes=f.bytes, format=f.format) for f in plan.files]
+        input_infos = [
+            InputInfo(path=str(f.path.resolve()), bytes=f.bytes, format=f.format) for f in plan.files
+        ]
         input_keys = [
             {"path": str(f.path.resolve()), "bytes": f.bytes, "mtime_ns": os.stat(f.path).st_mtime_ns}
             for f in plan.files

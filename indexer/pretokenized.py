@@ -27,7 +27,7 @@ number of tokens; document ``i`` is ``tokens[offsets[i]:offsets[i+1]]``.
 Token files are read in chunks with ordinary reads (not memory-mapped), so reading adds little to the
 build's memory. Every id is checked against the vocabulary size (and for negative values); a bad id is a
 ``CorpusError`` naming the file, the document and the position. Document metadata:
-``{"source": FILE, "doc": i}`` (0-based document number within that file).
+``{"source": FILE, "doc": i}`` (FILE = the token file's name; 0-based document number within that file).
 """
 
 from __future__ import annotations
@@ -330,8 +330,9 @@ class PretokenizedSource:
 
 
 def doc_metadata(tf: TokenFile, doc: int) -> dict[str, Any]:
-    """The metadata record of document ``doc`` of a token file."""
-    return {"source": tf.display, "doc": doc}
+    """The metadata record of document ``doc`` of a token file (named by its file name: the absolute
+    path is only in the manifest)."""
+    return {"source": tf.path.name, "doc": doc}
 
 
 def metadata_lines(tf: TokenFile, lo: int, hi: int) -> bytes:

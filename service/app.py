@@ -125,7 +125,8 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
     """Build the application. ``indexes`` serves already opened indexes (embedding the service in a
     larger program); by default the lifespan opens ``settings.indexes``."""
     from service import compat
-    from service.routes import counts, distributions, documents, meta, tokenize
+    from service.routes import counts, distributions, documents, meta, runs, tokenize, trace
+    from service.ui import install_ui
     from taskgram import __version__
 
     @asynccontextmanager
@@ -170,9 +171,10 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
     auth = [Depends(require_api_key)]
     app.include_router(meta.public_router, prefix="/v1")
     errors = problem_responses(400, 401, 404, 413, 422, 503)
-    for module in (meta, counts, distributions, documents, tokenize):
+    for module in (meta, counts, distributions, documents, tokenize, trace, runs):
         app.include_router(module.router, prefix="/v1", dependencies=auth, responses=errors)
     app.include_router(compat.router, dependencies=auth)
+    install_ui(app)  # the /ui explorer: static assets; its API calls carry the key
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -1,11 +1,13 @@
 """``taskgram serve``: serve one or more indexes over HTTP (uvicorn).
 
     taskgram serve INDEX_DIR... [--name NAME=DIR] [--host 127.0.0.1] [--port 8000] [--workers N]
-                   [--api-key KEY] [--cors-origin URL] [--time-budget S] [--max-batch N] ...
+                   [--api-key KEY] [--cors-origin URL] [--time-budget S] [--max-batch N]
+                   [--eval-run RUN_DIR] ...
                    [--ray [ADDRESS] --shards-per-replica K --replicas R]
 
-With ``--ray`` the shards are served by Ray Serve deployments, one per group of K shards, behind the same
-API (:mod:`service.ray_serve`).
+The web explorer is at ``/ui`` (indexes, phrase search, co-occurrence, tracing, evaluation runs). With
+``--ray`` the shards are served by Ray Serve deployments, one per group of K shards, behind the same API
+(:mod:`service.ray_serve`).
 
 An ``INDEX_DIR`` is served under its folder name; ``--name NAME=DIR`` chooses the name. Options not given
 on the command line come from ``TASKGRAM_*`` environment variables (see :mod:`service.settings`); API
@@ -58,6 +60,10 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--no-gc-tuning", dest="gc_tuning", action="store_false", default=True,
         help="keep Python's default garbage-collector settings (see TASKGRAM_GC_TUNING)",
+    )  # fmt: skip
+    p.add_argument(
+        "--eval-run", action="append", default=None, metavar="DIR",
+        help="a `taskgram eval` run directory shown by the /ui explorer (repeatable)",
     )  # fmt: skip
     ray = p.add_argument_group(
         "Ray Serve", "serve the shards across machines: one deployment per group of shards, the same API"
@@ -120,6 +126,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         ("gc_tuning", "gc_tuning"),
         ("log_level", "log_level"),
         ("log_format", "log_format"),
+        ("eval_runs", "eval_run"),
     ):
         value = getattr(args, arg)
         if value is not None:

@@ -15,6 +15,9 @@ Where the answers differ from infini-gram's, on purpose:
 * ``search_docs`` samples documents (without replacement) among those containing the query, where
   infini-gram samples occurrences with replacement; ``idxs`` are the global document ids.
 * errors are ``{"error": "..."}`` with a 4xx/5xx status (infini-gram answers some with status 200).
+* an index built from token ids without a tokenizer answers ``query_ids`` queries; the fields made of
+  text are ``null``: ``tokens``, ``longest_suffix`` (infgram_prob) and each document's ``spans``
+  (search_docs); ``token`` of ``ntd`` entries is ``null``. Text ``query`` is refused with 400.
 """
 
 from __future__ import annotations
@@ -165,7 +168,11 @@ def _prob(index: Index, query: Ids, deadline: float) -> dict[str, Any]:
 def _ntd(index: Index, query: Ids, deadline: float) -> dict[str, Any]:
     result = index.next_token_distribution([query], deadline=deadline)[0]
     by_id = {
-        str(t.token_id): {"cont_cnt": t.count, "prob": t.prob, "token": (t.token or "").replace("Ġ", " ")}
+        str(t.token_id): {
+            "cont_cnt": t.count,
+            "prob": t.prob,
+            "token": None if t.token is None else t.token.replace("Ġ", " "),
+        }
         for t in result.tokens
     }
     return {"prompt_cnt": result.prompt_count, "result_by_token_id": by_id, "approx": False}
@@ -183,7 +190,7 @@ def _infgram_prob(index: Index, query: Ids, deadline: float) -> dict[str, Any]:
         "cont_cnt": token.cont_count,
         "prob": token.prob,
         "suffix_len": token.suffix_len,
-        "longest_suffix": index.decode(suffix) if suffix else "",
+        "longest_suffix": (index.decode(suffix) if suffix else "") if index.has_tokenizer else None,
     }
 
 
@@ -212,7 +219,10 @@ def _search_docs(
     documents = []
     for hit in result.docs:
         text = hit.text or ""
-        spans: list[tuple[str, str | None]] = []
+        spans: list[tuple[str, str | None]] | None = [] if hit.text is not None else None
+        if spans is None:  # no tokenizer: no text to highlight (token_ids carry the document)
+            documents.append(_compat_document(hit, None))
+            continue
         cursor = 0
         for start, end, phrase_index in sorted(hit.spans):
             if start < cursor or phrase_index >= labels:
@@ -223,23 +233,25 @@ def _search_docs(
             cursor = end
         if cursor < len(text):
             spans.append((text[cursor:], None))
-        documents.append(
-            {
-                "doc_ix": hit.doc_id,
-                "doc_len": hit.doc_len,
-                "disp_len": len(hit.token_ids),
-                "needle_offset": hit.snippet_start,
-                "metadata": json.dumps(hit.metadata, ensure_ascii=False),
-                "token_ids": hit.token_ids,
-                "blocked": False,
-                "spans": spans,
-            }
-        )
+        documents.append(_compat_document(hit, spans))
     idxs = [hit.doc_id for hit in result.docs]
     message = (
         "0 occurrences found" if cnt == 0 else f"{cnt} occurrences found. Displaying the documents #{idxs}"
     )
     return {"cnt": cnt, "approx": False, "idxs": idxs, "documents": documents, "message": message}
+
+
+def _compat_document(hit: Any, spans: list[tuple[str, str | None]] | None) -> dict[str, Any]:
+    return {
+        "doc_ix": hit.doc_id,
+        "doc_len": hit.doc_len,
+        "disp_len": len(hit.token_ids),
+        "needle_offset": hit.snippet_start,
+        "metadata": json.dumps(hit.metadata, ensure_ascii=False),
+        "token_ids": hit.token_ids,
+        "blocked": False,
+        "spans": spans,
+    }
 
 
 @router.post(
@@ -297,7 +309,8 @@ def _answer(state: ServiceState, request: CompatRequest) -> Response:
             result = _search_docs(index, settings, query, request, deadline)
         result["latency"] = (time.perf_counter() - start) * 1000
         result["token_ids"] = query
-        result["tokens"] = _tokens(index, query)
+        # an index built from token ids without a tokenizer has no token strings: "tokens" is null
+        result["tokens"] = _tokens(index, query) if index.has_tokenizer else None
     except EngineError as err:
         raise CompatError.wrap(from_engine_error(err)) from err
     body = json.dumps(result, ensure_ascii=False, separators=(",", ":"), allow_nan=False)

@@ -350,3 +350,73 @@ class HealthResponse(_Response):
         default=None,
         description="taskgram serve --ray only: per index, each shard group's shards and state (up/down)",
     )
+
+
+# ------------------------------------------------------------------------------------------------------
+# Tracing (POST /v1/trace; mirrors service.engine.trace)
+
+
+class TraceRequest(_Model):
+    """Maximal spans of each text (or token-id list) that occur verbatim in the corpus (OLMoTrace's
+    method, exact across shards): see ``service.engine.trace``."""
+
+    index: IndexName
+    queries: list[str | IdsPhrase] = Field(min_length=1, description="texts, or {'ids': [...]} token ids")
+    min_len: int = Field(default=1, ge=1, description="shortest span kept, in tokens")
+    max_count: int | None = Field(default=10, ge=1, description="keep spans occurring at most this often")
+    boundary: Literal["word", "token"] = Field(
+        default="word", description="'word': spans start and end at word boundaries; 'token': anywhere"
+    )
+    rank: Literal["length", "unigram_logprob"] = Field(
+        default="length", description="span order: longest first, or lowest unigram log-probability sum"
+    )
+    max_spans: int | None = Field(default=None, ge=1, description="keep only the best-ranked spans")
+    docs_per_span: int = Field(default=10, ge=0, description="occurrences shown per span (sampled)")
+    context: int = Field(default=100, ge=0, description="snippet tokens on each side of an occurrence")
+    seed: int | None = Field(default=0, ge=0, description="seed of the occurrence sample")
+    space: Literal["auto", "exact"] | None = Field(
+        default=None, description="leading-space policy of the texts (default: the server's, 'auto')"
+    )
+
+
+class TraceDocumentModel(_Response):
+    doc_id: int
+    shard: int
+    metadata: dict[str, Any]
+    position: int = Field(description="the span's first token in the document")
+    text: str | None = Field(description="the snippet; null for an index without a tokenizer")
+    span: tuple[int, int] = Field(
+        description="[start, end) characters of the span in text (tokens if no text)"
+    )
+    token_ids: list[int]
+    token_span: tuple[int, int] = Field(description="[start, end) of the span in token_ids")
+    snippet_start: int
+    doc_len: int
+
+
+class TraceSpanModel(_Response):
+    start: int = Field(description="first token of the span in the query")
+    end: int = Field(description="one past its last token")
+    length: int
+    count: int = Field(description="exact occurrences in the corpus")
+    char_start: int | None
+    char_end: int | None
+    text: str | None
+    rank: int = Field(description="1 = best under the request's rank")
+    unigram_logprob: float
+    documents: list[TraceDocumentModel]
+
+
+class TraceResultModel(_Response):
+    token_ids: list[int]
+    text: str | None = Field(description="the text the character offsets index")
+    spans: list[TraceSpanModel]
+    n_tokens: int
+    span_density: float = Field(description="spans per token")
+    coverage: float = Field(description="fraction of tokens inside a span")
+    longest: int
+
+
+class TraceResults(_Response):
+    index: str
+    results: list[TraceResultModel]

@@ -27,6 +27,7 @@ Environment variables (all optional except the indexes):
 ``TASKGRAM_LOG_LEVEL``             DEBUG | INFO | WARNING | ERROR | CRITICAL (default INFO)
 ``TASKGRAM_LOG_FORMAT``            json | text (default json)
 ``TASKGRAM_ACCESS_LOG``            one log record per request (default true)
+``TASKGRAM_EVAL_RUNS``             JSON list of ``taskgram eval`` run directories shown by ``/ui``
 =================================  =========================================================================
 """
 
@@ -98,6 +99,24 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = Field(default=True, description="one log record per request (no bodies, no secrets)")
+    eval_runs: list[Path] = Field(
+        default_factory=list,
+        description="`taskgram eval` run directories served read-only at /v1/runs (the /ui explorer's "
+        "evaluation page), each under its folder name",
+    )
+
+    @field_validator("eval_runs")
+    @classmethod
+    def _check_runs(cls, value: list[Path]) -> list[Path]:
+        names: set[str] = set()
+        for directory in value:
+            if not directory.is_dir():
+                raise ValueError(f"eval run {directory} is not a directory")
+            name = directory.resolve().name
+            if name in names or not _INDEX_NAME_RE.match(name):
+                raise ValueError(f"eval run {directory}: folder name {name!r} is repeated or not URL-safe")
+            names.add(name)
+        return [d.resolve() for d in value]
 
     @field_validator("indexes")
     @classmethod

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from taskgram import __version__
 
 # Modules that define ``register(subparsers)``; each adds its subcommands with ``set_defaults(handler=...)``.
-COMMAND_MODULES = ("indexer.cli", "service.cli", "clients.eval.cli")
+COMMAND_MODULES = ("indexer.cli", "service.cli", "clients.trace_cli", "clients.eval.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -117,6 +117,14 @@ def register(subparsers: Any) -> None:
         "GSM8K BERTScore precision and final-answer accuracy",
     )
     p.add_argument(
+        "--trace-outputs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --generate: trace each output over the index (spans found verbatim, span density); "
+        "an output is novel when no span has N words or more",
+    )
+    p.add_argument(
         "--max-new-tokens", type=int, default=64, help="tokens per one-line greedy output (--generate)"
     )
     p.add_argument(
@@ -185,6 +193,9 @@ def run_eval(args: argparse.Namespace) -> int:
         if value < 1:
             print(f"taskgram eval: {flag} {value}: must be >= 1", file=sys.stderr)
             return 2
+    if args.trace_outputs is not None and (not args.generate or args.trace_outputs < 1):
+        print("taskgram eval: --trace-outputs N needs --generate and N >= 1", file=sys.stderr)
+        return 2
     if (args.bertscore_model is None) != (args.bertscore_layers is None):
         print("taskgram eval: --bertscore-model and --bertscore-layers go together", file=sys.stderr)
         return 2
@@ -218,6 +229,7 @@ def run_eval(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         infgram_context_chars=args.infgram_context_chars,
         generate=args.generate,
+        trace_outputs=args.trace_outputs,
         max_new_tokens=args.max_new_tokens,
         cot_max_new_tokens=args.cot_max_new_tokens,
         bertscore_model=args.bertscore_model,

@@ -107,6 +107,7 @@ class EvalConfig:
     cot_max_new_tokens: int = 256  # GSM8K worked solutions
     bertscore_model: str | None = None  # None: all-MiniLM-L6-v2 (offline), its 6 layers
     bertscore_layers: int = 6
+    trace_outputs: int | None = None  # --generate: trace each output; novel = no span of >= N words
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -525,6 +526,8 @@ class Run:
             for task, exs in chosen.items():
                 outs = data["outputs"][task]
                 per_example[task] = {i: {"output": outs[i]} for i in outs}
+                if self.cfg.trace_outputs is not None:
+                    self._trace_outputs(result, per_example[task], task, model, outs)
 
                 try:
                     measures = task_measures(
@@ -586,6 +589,27 @@ class Run:
             _write_json(tables / f"generations-{slug(model)}.json", per_example)
         result["tables"] = write_tables(tables, result)
         return result
+
+    def _trace_outputs(
+        self, result: dict[str, Any], per_example: dict[str, Any], task: str, model: str, outs: dict[str, str]
+    ) -> None:
+        """Traced spans and span density of each output (``--trace-outputs N``), into per_example and
+        ``tables/generation-trace.csv``."""
+        from clients.eval.tracing import TRACE_HEADER, trace_outputs, trace_summary
+
+        min_words = int(self.cfg.trace_outputs or 0)
+        try:
+            traced = trace_outputs(self.backend, outs, min_words)
+        except Exception as err:  # a failed trace stops the run: never a novel output
+            raise EvalError(f"tracing generated {task} outputs of {model}: {err}") from err
+        for i, rec in traced.items():
+            per_example[i]["trace"] = rec
+        result.setdefault("trace", []).append(trace_summary(task, model, min_words, traced))
+        _write_csv_rows(
+            self.run_dir / "tables" / "generation-trace.csv",
+            TRACE_HEADER,
+            [[row[h] for h in TRACE_HEADER] for row in result["trace"]],
+        )
 
     def _cosines(self, spec: str, pairs: list[tuple[str, str]]) -> Any:
         """Cosines of pairs with the embedder named ``spec`` (the semantic filter's)."""

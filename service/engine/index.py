@@ -694,6 +694,19 @@ class Index:
         return document(int(doc_id), doc, self._decoder())
 
     # ----------------------------------------------------------------------------------------------
+    # Tracing
+
+    def trace(self, queries: Sequence[Any], **options: Any) -> list[Any]:
+        """Maximal spans of each text (or token-id list) that occur in the corpus, with exact counts and
+        sampled documents: see :mod:`service.engine.trace` for the method and the options."""
+        from service.engine.trace import Tracer
+
+        tracer = self.__dict__.get("_tracer")
+        if tracer is None:
+            tracer = self.__dict__.setdefault("_tracer", Tracer(self))
+        return tracer.trace(queries, **options)
+
+    # ----------------------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
         """Manifest summary (for GET /v1/indexes)."""
@@ -734,6 +747,8 @@ class Index:
             self.count(probes, boundary="word")
             self.doc_freq(probes, boundary="word")
             self.cooccurrence([probes * 2], unit="occurrences", boundary="word")
+        if len(self.shards) == len(self.manifest.shards):  # tracing runs over shards mapped here
+            self.trace([probe], boundary="token", docs_per_span=1, context=1)
 
     def cache_info(self) -> dict[str, int]:
         """The document-set caches of the shard groups, added up."""

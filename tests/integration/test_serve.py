@@ -86,6 +86,10 @@ def _every_query(client: Any) -> list[Any]:
         client.documents(["the"], limit=2, sample=True, seed=3),
         client.document(5, max_tokens=50),
         client.tokenize(["hello world", " x"]),
+        client.trace(["the function returns the value of the first argument", [273, 253]], docs_per_span=2),
+        client.trace(
+            ["return the value"], boundary="token", max_count=None, rank="unigram_logprob", context=5
+        ),
     ]
 
 

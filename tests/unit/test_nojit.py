@@ -412,6 +412,32 @@ def check_engine_find_in() -> None:
         assert got.tolist() == _occurrences(doc.tolist(), pat), pat
 
 
+def check_engine_trace_longest_matches() -> None:
+    from indexer.kernels import build_suffix_array
+    from service.engine import kernels as K
+    from service.engine.trace import _longest_matches
+
+    rng = np.random.default_rng(7)
+    for dtype, sep in ((np.uint16, SEP16), (np.uint32, SEP32)):
+        values = _documents(rng, 20, 3, 25, sep)
+        tokens = _ro(values, dtype)
+        sa = build_suffix_array(tokens, sep)
+        sa.setflags(write=False)
+        starts = K._first_token_starts(tokens, sa, np.int64(5))
+        starts.setflags(write=False)
+        for _ in range(20):
+            q = rng.integers(0, 5, size=int(rng.integers(1, 12)))
+            positions = _ro(np.flatnonzero(rng.random(len(q)) < 0.7), np.int64)
+            length, lo, hi = _longest_matches(tokens, sa, starts, _ro(q, np.int64), positions)
+            for j, p in enumerate(positions.tolist()):
+                best = 0
+                while p + best < len(q) and _occurrences(values, tuple(q[p : p + best + 1].tolist())):
+                    best += 1
+                assert int(length[j]) == best, (q.tolist(), p)
+                want = _occurrences(values, tuple(q[p : p + best].tolist())) if best else []
+                assert sorted(sa[lo[j] : hi[j]].tolist()) == want, (q.tolist(), p)
+
+
 CHECKS: dict[str, Callable[[], None]] = {
     name[len("check_") :]: fn
     for name, fn in sorted(globals().items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -65,7 +66,7 @@ def test_round_trip_documents_suffix_array_and_metadata(build_small_index, pythi
     assert all(int(tokens[int(o) - 1]) == manifest.separator_id for o in arrays.doc_offsets[1:])
     meta = all_metadata(index)
     assert [m["line"] for m in meta] == list(range(1, len(TEXTS) + 1))
-    assert all(m["source"].endswith("corpus.jsonl") for m in meta)
+    assert all(m["source"] == "corpus.jsonl" for m in meta)
     assert manifest.build["read"]["empty_docs"] == 1
 
 
@@ -282,3 +283,26 @@ def test_same_input_by_relative_path_is_the_same_build(tmp_path, pythia_tokenize
     monkeypatch.chdir(tmp_path)
     again = build_index(["c.jsonl"], "idx", tokenizer=pythia_tokenizer, progress=False)
     assert again == first
+
+
+def test_metadata_names_inputs_relative_to_the_argument_manifest_keeps_absolute_paths(
+    tmp_path: Path, pythia_tokenizer: Any
+) -> None:
+    """Document metadata never shows the build machine's directory layout; the manifest does."""
+    corpus = tmp_path / "home" / "someone" / "corpus"
+    (corpus / "part").mkdir(parents=True)
+    (corpus / "part" / "a.jsonl").write_text(json.dumps({"text": "first document"}) + "\n")
+    (corpus / "b.jsonl").write_text(json.dumps({"text": "second document"}) + "\n")
+    single = tmp_path / "elsewhere" / "c.jsonl"
+    single.parent.mkdir()
+    single.write_text(json.dumps({"text": "third document"}) + "\n")
+    out = tmp_path / "idx"
+    manifest = build_index([corpus, single], out, tokenizer=pythia_tokenizer, progress=False)
+    meta = all_metadata(out)
+    assert [m["source"] for m in meta] == ["b.jsonl", "part/a.jsonl", "c.jsonl"]
+    assert not any(str(tmp_path) in json.dumps(m) for m in meta)
+    assert [i.path for i in manifest.inputs] == [
+        str((corpus / "b.jsonl").resolve()),
+        str((corpus / "part" / "a.jsonl").resolve()),
+        str(single.resolve()),
+    ]

@@ -91,7 +91,8 @@ def test_megatron_round_trip(tmp_path, code, np_dtype, seqs_per_doc):
     a = open_shard(tmp_path / "idx", manifest, manifest.shards[0])
     assert list(map(int, a.suffix_array)) == naive_sa(a.tokens, manifest.separator_id)
     meta = list(iter_metadata(a))
-    assert meta[2] == {"source": str(tmp_path / "ds.bin"), "doc": 2}
+    assert meta[2] == {"source": "ds.bin", "doc": 2}  # the file name; the absolute path only in the manifest
+    assert manifest.inputs[0].path == str((tmp_path / "ds.bin").resolve())
 
 
 def test_megatron_prefix_bin_and_idx_name_the_same_dataset(tmp_path):

@@ -231,3 +231,36 @@ def test_body_over_the_limit_is_an_error_object(tiny_index: Path) -> None:
         assert response.status_code == 413 and "limit" in response.json()["error"]
         schema = api.get("/openapi.json").json()["paths"]["/"]["post"]["responses"]
         assert {"400", "413", "503"} <= set(schema)
+
+
+def test_query_ids_on_an_index_without_tokenizer(tmp_path: Path) -> None:
+    """An index built from token ids (no tokenizer) answers query_ids; the text fields are null."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compat_writer", Path(__file__).parent / "conftest.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    docs = [[1, 2, 3, 1, 2], [2, 3], [4]]
+    root = module.write_index(tmp_path / "ids", docs, vocab_size=5)
+    settings = Settings(indexes={"ids": root}, access_log=False, metrics=False)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+
+        def post(**body: Any) -> dict[str, Any]:
+            response = client.post("/", json={"index": "ids", **body})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        answer = post(query_type="count", query_ids=[1, 2])
+        assert (answer["count"], answer["token_ids"], answer["tokens"]) == (2, [1, 2], None)
+        assert post(query_type="count", query_ids=[[[2, 3]], [[1]]])["tokens"] is None
+        prob = post(query_type="prob", query_ids=[2, 3])
+        assert (prob["prompt_cnt"], prob["cont_cnt"]) == (3, 2)
+        ntd = post(query_type="ntd", query_ids=[2])
+        assert ntd["result_by_token_id"]["3"] == {"cont_cnt": 2, "prob": 2 / 3, "token": None}
+        inf = post(query_type="infgram_prob", query_ids=[1, 2, 3])
+        assert (inf["suffix_len"], inf["longest_suffix"], inf["cont_cnt"]) == (2, None, 1)
+        docs = post(query_type="search_docs", query_ids=[2, 3], maxnum=2)
+        assert docs["cnt"] == 2 and sorted(docs["idxs"]) == [0, 1]
+        assert all(d["spans"] is None for d in docs["documents"])
+        refused = client.post("/", json={"index": "ids", "query_type": "count", "query": "text"})
+        assert refused.status_code == 400 and "token ids" in refused.json()["error"]
