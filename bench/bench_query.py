@@ -438,14 +438,14 @@ def main() -> int:
 
     # ---------------------------------------------------------------- next-token distributions
     prompts = [g[: max(1, len(g) - 1)] for g in ngrams[: int(500 * scale)]]
-    dists, nsecs = best(ix.next_token_distribution, prompts)
+    dists, nsecs = best(ix.ntd, prompts)
     for p, d in zip(prompts[:30], dists[:30], strict=True):
         pos = brute.positions(p) + len(p)
         nxt = brute.toks[pos]
         ids, cnt = np.unique(nxt[nxt != brute.sep], return_counts=True)
         assert {t.token_id: t.count for t in d.tokens} == dict(zip(ids.tolist(), cnt.tolist(), strict=True))
     per_ntd = nsecs / len(prompts)
-    top, ksecs = best(ix.next_token_distribution, prompts, top_k=1000)
+    top, ksecs = best(ix.ntd, prompts, top_k=1000)
     assert all(t.tokens == d.tokens[:1000] for t, d in zip(top, dists, strict=True))
     per_top = ksecs / len(prompts)
     line = (

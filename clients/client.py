@@ -12,10 +12,12 @@ is allowed (doc_freq, cooccurrence, windowed_cooccurrence, documents) a list of 
         tg.cooccurrence([["Paris", {"any": ["France", "french"]}]])
 
 How a call runs: the query logic (chunking long lists into batches of the server's ``max_batch`` or
-``batch_size=``, halving a batch the server refuses as too large, the result cache) is written once as a
-generator of requests; ``Client`` sends them with httpx (retrying connection errors and 503 answers with
-exponential backoff, honouring ``Retry-After``), ``AsyncClient`` awaits them, and ``LocalClient`` answers
-them by calling the engine directly.
+``batch_size=``, halving a batch the server refuses as too large, the result cache) is written once, with
+no I/O, as a generator of :class:`~clients.transports.Operation` values (one API request each). A
+transport carries them out (:mod:`clients.transports`): ``Client`` and ``AsyncClient`` send them with
+httpx (retrying connection errors and 503 answers with exponential backoff, honouring ``Retry-After``);
+``LocalClient`` is a ``Client`` whose transport answers them with the engine in this process
+(:mod:`clients.local`), with the same JSON and the same exceptions.
 
 The optional cache (``cache_dir=``) is an sqlite3 file keyed by the index identity (sha256 of its
 manifest, which lists every file's checksum) + query kind and options + the query's canonical JSON;
@@ -24,34 +26,22 @@ reruns of the same queries against the same index cost no server work.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
 import operator
 import os
-import random
-import socket
 import sqlite3
 import threading
-import time
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
-import orjson
 
 from clients.errors import (
-    APIError,
-    BudgetExceededError,
-    InvalidQueryError,
     PayloadTooLargeError,
     ProtocolError,
     TaskgramError,
     UnknownIndexError,
-    error_from_response,
-    error_from_transport,
 )
 from clients.models import (
     Document,
@@ -64,6 +54,14 @@ from clients.models import (
     Tokenized,
     TraceResult,
 )
+from clients.transports import (
+    AsyncBaseTransport,
+    AsyncHTTPTransport,
+    BaseTransport,
+    HTTPTransport,
+    Operation,
+)
+from taskgram.api import BOUNDARIES
 
 __all__ = ["AsyncClient", "Client", "LocalClient", "Phrase", "PhraseSpec", "ResultCache"]
 
@@ -73,7 +71,6 @@ PhraseSpec = Phrase | Sequence[Phrase] | Mapping[str, Sequence[Phrase]]
 DEFAULT_URL = "http://127.0.0.1:8000"
 CACHE_FILE = "taskgram-cache.sqlite3"
 _SQL_CHUNK = 500
-BOUNDARIES = ("token", "word")  # match every token occurrence, or only whole-word matches
 T = TypeVar("T")
 
 
@@ -89,16 +86,6 @@ def _ids(value: Any, where: str) -> list[int]:
     if any(isinstance(x, bool) for x in value):
         raise TypeError(f"{where}: token ids must be integers, not booleans")
     return ids
-
-
-def _json_default(value: Any) -> Any:
-    """orjson fallback: numpy integers and arrays (token ids often are) as plain ints and lists."""
-    if hasattr(value, "tolist") and hasattr(value, "dtype"):
-        return value.tolist()
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{type(value).__name__} is not JSON serializable") from None
 
 
 def _is_ids(value: Any) -> bool:
@@ -149,15 +136,6 @@ def encode_spec(value: Any, where: str = "phrase") -> Any:
             f"{where}: expected a phrase or a list of phrase variants, not {type(value).__name__}"
         )
     return {"any": [encode_phrase(v, f"{where}[{j}]") for j, v in enumerate(variants)]}
-
-
-def _decode_phrase(value: Any) -> Any:
-    """Service JSON -> engine phrase (LocalClient)."""
-    if isinstance(value, Mapping):
-        if "ids" in value:
-            return value["ids"]
-        return {"any": [_decode_phrase(v) for v in value["any"]]}
-    return value
 
 
 def canonical(value: Any) -> str:
@@ -223,15 +201,7 @@ class ResultCache:
 # The query logic, written once as generators of requests
 
 
-@dataclasses.dataclass(frozen=True)
-class _Call:
-    method: str
-    path: str
-    body: Any = None
-    params: dict[str, Any] | None = None
-
-
-_Gen = Generator[_Call, Any, T]
+_Gen = Generator[Operation, Any, T]
 
 
 class _Core:
@@ -248,10 +218,15 @@ class _Core:
         self._identities: dict[str, str] = {}
         self._cache = ResultCache(cache_dir) if cache_dir is not None else None
 
+    @property
+    def cache(self) -> ResultCache | None:
+        """The result cache (``cache_dir=``), or None."""
+        return self._cache
+
     # --- small generators -------------------------------------------------------------------------
 
     def _g_health(self) -> _Gen[dict[str, Any]]:
-        data = yield _Call("GET", "/v1/health")
+        data = yield Operation("GET", "/v1/health")
         if not isinstance(data, dict) or not isinstance(data.get("limits"), dict):
             raise ProtocolError("GET /v1/health: no limits in the answer")
         return data
@@ -268,7 +243,7 @@ class _Core:
         return min(self._batch_size, self._server_batch)
 
     def _g_index_list(self) -> _Gen[list[dict[str, Any]]]:
-        data = yield _Call("GET", "/v1/indexes")
+        data = yield Operation("GET", "/v1/indexes")
         if not isinstance(data, dict) or not isinstance(data.get("indexes"), list):
             raise ProtocolError("GET /v1/indexes: no index list in the answer")
         for info in data["indexes"]:
@@ -325,7 +300,7 @@ class _Core:
             chunk = todo[pos : pos + size]
             body = {"index": name, "queries": [items[i] for i in chunk], **options}
             try:
-                data = yield _Call("POST", path, body)
+                data = yield Operation("POST", path, body)
             except PayloadTooLargeError:
                 if len(chunk) == 1:
                     raise
@@ -466,8 +441,12 @@ class _Core:
     def _g_document(self, doc_id: int, max_tokens: int | None, index: str | None) -> _Gen[Document]:
         name = yield from self._g_index(index)
         params = {} if max_tokens is None else {"max_tokens": operator.index(max_tokens)}
-        path = f"/v1/indexes/{quote(name, safe='')}/documents/{operator.index(doc_id)}"
-        data = yield _Call("GET", path, None, params)
+        data = yield Operation(
+            "GET",
+            "/v1/indexes/{name}/documents/{doc_id}",
+            path_params={"name": name, "doc_id": operator.index(doc_id)},
+            params=params,
+        )
         return _parse(Document, data)
 
     def _g_tokenize(
@@ -524,81 +503,57 @@ def _parse(model: type[M], data: Any) -> M:
         raise ProtocolError(f"unexpected {model.__name__} in the answer: {err}") from err
 
 
-# --------------------------------------------------------------------------------------------------
-# HTTP transport policy shared by Client and AsyncClient
+class Client(_Core):
+    """Synchronous client of a taskgram server (thread-safe: httpx's connection pool is).
 
-_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-_RETRYABLE = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.RemoteProtocolError,
-)
+    Every query method takes a batch and returns one result per query, in order; long batches are split
+    into requests of the server's ``max_batch``. A failed query raises (:mod:`clients.errors`); it never
+    becomes a zero.
 
+    Parameters
+    ----------
+    base_url : str
+        The server, e.g. ``http://127.0.0.1:8000``.
+    index : str, optional
+        The index every query goes to unless a call names another (default: the server's only index).
+    api_key : str, optional
+        Sent as ``Authorization: Bearer <key>`` (servers started with API keys require one).
+    timeout : float or None
+        Seconds to wait for each answer (None: no limit).
+    retries : int
+        How often a connection failure or a 503 answer (time budget exceeded, server busy) is retried.
+    backoff, max_backoff : float
+        The first retry waits about ``backoff`` seconds, each next one twice as long, at most
+        ``max_backoff`` (a server's ``Retry-After`` is honoured, capped the same way).
+    batch_size : int, optional
+        Queries per request, at most the server's ``max_batch`` (default: that).
+    cache_dir : path, optional
+        Keep results in an sqlite3 file there, keyed by the index identity: reruns of the same queries
+        against the same index send nothing.
+    transport : httpx.BaseTransport or clients.transports.BaseTransport, optional
+        An httpx transport for the HTTP requests (e.g. ``httpx.MockTransport`` in tests), or a taskgram
+        transport that carries out the operations itself (:class:`clients.local.LocalTransport`: the engine
+        in this process); then ``api_key``, ``timeout`` and the retry options are the transport's own.
 
-class _HttpBase(_Core):
-    def __init__(
-        self,
-        base_url: str,
-        index: str | None,
-        api_key: str | None,
-        timeout: float | None,
-        retries: int,
-        backoff: float,
-        max_backoff: float,
-        batch_size: int | None,
-        cache_dir: str | os.PathLike[str] | None,
-    ) -> None:
-        super().__init__(index, batch_size, cache_dir)
-        if retries < 0 or backoff < 0 or max_backoff < 0:
-            raise ValueError("retries, backoff and max_backoff must be >= 0")
-        self.base_url = base_url.rstrip("/")
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self._headers = {"Accept": "application/json"}
-        if api_key is not None:
-            self._headers["Authorization"] = f"Bearer {api_key}"
-        self._timeout = httpx.Timeout(timeout)
+    Raises
+    ------
+    ValueError
+        ``batch_size`` below 1, or negative ``retries`` / ``backoff``.
 
-    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
-        """Exponential backoff with jitter; a server's Retry-After (seconds) is honoured, capped."""
-        if response is not None:
-            retry_after = response.headers.get("retry-after", "")
-            if retry_after.isdigit():
-                return min(float(retry_after), self.max_backoff)
-        return min(self.backoff * (2**attempt), self.max_backoff) * (0.5 + random.random() / 2)
+    See Also
+    --------
+    AsyncClient : the same methods for asyncio.
+    LocalClient : the same methods, answered by the engine in this process.
 
-    @staticmethod
-    def _encode(call: _Call) -> bytes | None:
-        if call.body is None:
-            return None
-        return orjson.dumps(call.body, default=_json_default)
-
-    def _result(self, call: _Call, response: httpx.Response) -> Any:
-        if response.status_code >= 400:
-            raise error_from_response(
-                response.status_code, response.headers.get("content-type", ""), response.content
-            )
-        try:
-            return orjson.loads(response.content)
-        except ValueError as err:
-            raise ProtocolError(f"{call.method} {call.path}: the answer is not JSON") from err
-
-    def _retryable(self, attempt: int, err: Exception | None, response: httpx.Response | None) -> bool:
-        if attempt >= self.retries:
-            return False
-        if response is not None:
-            return response.status_code == 503
-        return isinstance(err, _RETRYABLE)
-
-    def _transport_error(self, call: _Call, err: httpx.HTTPError) -> TaskgramError:
-        return error_from_transport(call.method, f"{self.base_url}{call.path}", err)
-
-
-class Client(_HttpBase):
-    """Synchronous client of a taskgram server (thread-safe: httpx's connection pool is)."""
+    Examples
+    --------
+    >>> from clients import Client
+    >>> with Client(server_url, index="sample") as tg:
+    ...     tg.count(["garbage collection", "reference count"])
+    ...     tg.cooccurrence([["garbage collection", {"any": ["reference count", "reference counts"]}]])
+    [5, 22]
+    [2]
+    """
 
     def __init__(
         self,
@@ -612,51 +567,44 @@ class Client(_HttpBase):
         max_backoff: float = 10.0,
         batch_size: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | BaseTransport | None = None,
     ) -> None:
-        super().__init__(
-            base_url, index, api_key, timeout, retries, backoff, max_backoff, batch_size, cache_dir
-        )
-        if transport is None:  # TCP_NODELAY: httpx writes headers and body separately (Nagle would delay)
-            transport = httpx.HTTPTransport(socket_options=_SOCKET_OPTIONS)
-        self._http = httpx.Client(
-            base_url=self.base_url, headers=self._headers, timeout=self._timeout, transport=transport
-        )
+        super().__init__(index, batch_size, cache_dir)
+        if isinstance(transport, BaseTransport):
+            self._transport: BaseTransport = transport
+        else:
+            self._transport = HTTPTransport(
+                base_url,
+                api_key=api_key,
+                timeout=timeout,
+                retries=retries,
+                backoff=backoff,
+                max_backoff=max_backoff,
+                transport=transport,
+            )
+        self.base_url: str = getattr(self._transport, "base_url", None) or base_url.rstrip("/")
 
-    def _send(self, call: _Call) -> Any:
-        content = self._encode(call)
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        attempt = 0
-        while True:
-            response: httpx.Response | None = None
-            try:
-                response = self._http.request(
-                    call.method, call.path, content=content, params=call.params, headers=headers
-                )
-            except httpx.HTTPError as err:
-                if not self._retryable(attempt, err, None):
-                    raise self._transport_error(call, err) from err
-            else:
-                if not self._retryable(attempt, None, response):
-                    return self._result(call, response)
-            time.sleep(self._delay(attempt, response))
-            attempt += 1
+    @property
+    def transport(self) -> BaseTransport:
+        """What carries out this client's operations (:mod:`clients.transports`)."""
+        return self._transport
 
     def _run(self, gen: _Gen[T]) -> T:
+        handle = self._transport.handle
         try:
-            call = next(gen)
+            op = next(gen)
             while True:
                 try:
-                    value = self._send(call)
+                    value = handle(op)
                 except TaskgramError as err:
-                    call = gen.throw(err)
+                    op = gen.throw(err)
                 else:
-                    call = gen.send(value)
+                    op = gen.send(value)
         except StopIteration as stop:
             return stop.value
 
     def close(self) -> None:
-        self._http.close()
+        self._transport.close()
         if self._cache is not None:
             self._cache.close()
 
@@ -669,11 +617,21 @@ class Client(_HttpBase):
     # --- public API (twin of AsyncClient and LocalClient) ---------------------------------------------
 
     def health(self) -> Health:
-        """Server status, served index names and the server's limits."""
+        """Server status, served index names and the server's limits (``max_batch``, ...).
+
+        Returns
+        -------
+        Health
+        """
         return self._run(self._g_health_model())
 
     def indexes(self) -> list[IndexInfo]:
-        """Served indexes: name, identity (manifest hash) and manifest summary."""
+        """Served indexes: name, identity (manifest hash, the cache key) and manifest summary.
+
+        Returns
+        -------
+        list of IndexInfo
+        """
         return self._run(self._g_indexes())
 
     def count(
@@ -684,8 +642,39 @@ class Client(_HttpBase):
         space: str | None = None,
         boundary: str = "token",
     ) -> list[int]:
-        """Exact occurrences of each phrase; ``boundary="word"``: only those that neither start nor end
-        inside a word."""
+        """Exact number of occurrences of each phrase in the index (summed over its shards).
+
+        Parameters
+        ----------
+        phrases : sequence of str or sequence of int
+            Text, or token ids. A long list is sent in batches of the server's ``max_batch``.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+        boundary : {"token", "word"}
+            ``token`` counts every match of the tokens; ``word`` only matches that neither start nor end
+            inside a word (the text's own word boundaries).
+
+        Returns
+        -------
+        list of int
+            One count per phrase, in order; 0 for a phrase that does not occur.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_count(phrases, index, space, boundary))
 
     def doc_freq(
@@ -696,7 +685,40 @@ class Client(_HttpBase):
         space: str | None = None,
         boundary: str = "token",
     ) -> list[int]:
-        """Number of documents containing each phrase spec (OR variants as a union)."""
+        """Number of distinct documents containing each phrase spec.
+
+        Parameters
+        ----------
+        phrases : sequence of phrase specs
+            A phrase, or an OR of variants (a list of phrases, or ``{"any": [...]}``) counted as a union:
+            a document containing two variants counts once.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+        boundary : {"token", "word"}
+            ``token`` counts every match of the tokens; ``word`` only matches that neither start nor end
+            inside a word (the text's own word boundaries).
+
+        Returns
+        -------
+        list of int
+            One document count per phrase spec, in order.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_doc_freq(phrases, index, space, boundary))
 
     def cooccurrence(
@@ -708,9 +730,42 @@ class Client(_HttpBase):
         unit: str = "documents",
         boundary: str = "token",
     ) -> list[int]:
-        """Co-occurrence of all phrase specs of each query (2 or more): with ``unit="documents"`` the
-        number of documents containing them all; with ``unit="occurrences"`` the number of occurrences of
-        the first phrase spec in documents containing all the others."""
+        """Co-occurrence of all phrase specs of each query, exact (the paper's pair count).
+
+        Parameters
+        ----------
+        queries : sequence of sequences of phrase specs
+            Each query lists 2 or more phrase specs.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+        boundary : {"token", "word"}
+            ``token`` counts every match of the tokens; ``word`` only matches that neither start nor end
+            inside a word (the text's own word boundaries).
+        unit : {"documents", "occurrences"}
+            ``documents``: the number of documents containing every phrase spec of the query;
+            ``occurrences``: the number of occurrences of the first phrase spec in such documents.
+
+        Returns
+        -------
+        list of int
+            One count per query, in order.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_cooccurrence(queries, index, space, unit, boundary))
 
     def windowed_cooccurrence(
@@ -721,7 +776,39 @@ class Client(_HttpBase):
         index: str | None = None,
         space: str | None = None,
     ) -> list[int]:
-        """infini-gram's CNF AND, exact: anchors with every other clause within ``window`` tokens."""
+        """infini-gram's CNF AND, exact: occurrences of the rarest clause with every other clause nearby.
+
+        Parameters
+        ----------
+        queries : sequence of sequences of phrase specs
+            Each query lists 2 or more clauses (phrase specs; an OR clause is the union of its variants).
+        window : int
+            A partner of every other clause must start within ``window`` tokens (either side) of the
+            anchor, in the same document.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of int
+            One count per query: the occurrences of its rarest clause that have such partners.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_windowed(queries, window, index, space))
 
     def ntd(
@@ -732,19 +819,110 @@ class Client(_HttpBase):
         index: str | None = None,
         space: str | None = None,
     ) -> list[NextTokenDistribution]:
-        """Exact next-token distribution after each prompt."""
+        """Exact distribution of the token that follows each prompt (nothing is sampled).
+
+        Parameters
+        ----------
+        prompts : sequence of str or sequence of int
+            Text or token ids; ``""`` gives the unigram distribution.
+        top_k : int, optional
+            Keep only the ``top_k`` most frequent next tokens.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of NextTokenDistribution
+            One per prompt: ``prompt_count``, ``tokens`` (id, token, count, prob; most frequent first),
+            ``n_distinct`` and ``ends_of_document``.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_ntd(prompts, top_k, index, space))
 
     def prob(
         self, items: Sequence[tuple[Phrase, int]], *, index: str | None = None, space: str | None = None
     ) -> list[ProbResult]:
-        """P(token | prompt) for each (prompt, token id)."""
+        """P(token | prompt) = count(prompt + token) / count(prompt), exactly.
+
+        Parameters
+        ----------
+        items : sequence of (phrase, int)
+            Pairs of a prompt (text or token ids) and the id of the next token.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of ProbResult
+            ``prompt_count``, ``cont_count`` and ``prob`` (None when the prompt does not occur).
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_prob(items, index, space))
 
     def infgram_prob(
         self, items: Sequence[tuple[Phrase, Phrase]], *, index: str | None = None, space: str | None = None
     ) -> list[InfgramResult]:
-        """∞-gram probability of each token of each (context, continuation)."""
+        """∞-gram probability of each token of a continuation after its context.
+
+        Parameters
+        ----------
+        items : sequence of (phrase, phrase)
+            Pairs of a context and a continuation (text or token ids).
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of InfgramResult
+            Per token: the longest suffix of the context that occurs, its count and the probability;
+            ``log_prob`` sums the natural logs (None when a token has probability 0).
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_infgram(items, index, space))
 
     def documents(
@@ -760,7 +938,47 @@ class Client(_HttpBase):
         space: str | None = None,
         boundary: str = "token",
     ) -> DocumentsResult:
-        """Documents containing all phrase specs: exact total and one page (or a seeded sample)."""
+        """The documents that contain every phrase spec: the exact total, and one page or a sample of them.
+
+        Parameters
+        ----------
+        phrases : sequence of phrase specs
+            The phrase specs every returned document contains.
+        offset, limit : int
+            The page: ``limit`` documents from the ``offset``-th, in doc_id order.
+        sample : bool
+            A uniform random sample of ``limit`` documents (without replacement) instead of a page.
+        seed : int, optional
+            Seed of the sample (the same seed gives the same sample).
+        window : int
+            Snippet tokens on each side of the first match.
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+        boundary : {"token", "word"}
+            ``token`` counts every match of the tokens; ``word`` only matches that neither start nor end
+            inside a word (the text's own word boundaries).
+
+        Returns
+        -------
+        DocumentsResult
+            ``total`` and ``docs`` (doc_id, metadata, snippet text with the spans of the matches).
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(
             self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
         )
@@ -802,18 +1020,99 @@ class Client(_HttpBase):
         return self._run(self._g_trace(texts, options, index))
 
     def document(self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None) -> Document:
-        """One document by global id."""
+        """One document by its global id.
+
+        Parameters
+        ----------
+        doc_id : int
+            The document's id (``0 <= doc_id < n_docs``).
+        max_tokens : int, optional
+            Return only its first ``max_tokens`` tokens (``truncated`` says so).
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+
+        Returns
+        -------
+        Document
+            Metadata, token ids and text.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        DocumentNotFoundError
+            ``doc_id`` is outside the index.
+        """
         return self._run(self._g_document(doc_id, max_tokens, index))
 
     def tokenize(
         self, texts: Sequence[str], *, index: str | None = None, space: str | None = None
     ) -> list[Tokenized]:
-        """Token ids of each text under the index's tokenizer and space policy."""
+        """Token ids of each text under the index's tokenizer, normalization and space policy.
+
+        Parameters
+        ----------
+        texts : sequence of str
+        index : str, optional
+            The served index to query (default: the client's ``index=``, else the server's only index).
+        space : {"auto", "exact", "both"}, optional
+            How text becomes tokens: ``auto`` prepends a space unless the text starts with whitespace (the
+            phrase as in running text), ``exact`` tokenizes it as given, ``both`` is an OR of the two
+            (phrase specs only). Default: the server's policy.
+
+        Returns
+        -------
+        list of Tokenized
+            ``token_ids`` and ``tokens`` of each text.
+
+        Raises
+        ------
+        InvalidQueryError
+            A query is invalid (empty phrase, token id outside the vocabulary, bad option); the message
+            names the field, e.g. ``queries[3]``.
+        UnknownIndexError
+            No index of that name is served.
+        BudgetExceededError
+            The query needed more time or work than the server allows (after the retries).
+        TransportError
+            The server could not be reached (after the retries).
+        """
         return self._run(self._g_tokenize(texts, index, space))
 
 
-class AsyncClient(_HttpBase):
-    """asyncio client of a taskgram server; the same methods as :class:`Client`, awaitable."""
+class AsyncClient(_Core):
+    """asyncio client of a taskgram server: the same methods as :class:`Client`, awaitable.
+
+    Parameters
+    ----------
+    base_url, index, api_key, timeout, retries, backoff, max_backoff, batch_size, cache_dir
+        As for :class:`Client`.
+    transport : httpx.AsyncBaseTransport or clients.transports.AsyncBaseTransport, optional
+        An httpx transport for the requests, or a taskgram transport that carries out the operations.
+
+    Raises
+    ------
+    ValueError
+        ``batch_size`` below 1, or negative ``retries`` / ``backoff``.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> from clients import AsyncClient
+    >>> async def counts():
+    ...     async with AsyncClient(server_url, index="sample") as tg:
+    ...         phrases = ["garbage collection"]
+    ...         return await asyncio.gather(tg.count(phrases), tg.doc_freq(phrases))
+    >>> asyncio.run(counts())
+    [[5], [4]]
+    """
 
     def __init__(
         self,
@@ -827,51 +1126,44 @@ class AsyncClient(_HttpBase):
         max_backoff: float = 10.0,
         batch_size: int | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(
-            base_url, index, api_key, timeout, retries, backoff, max_backoff, batch_size, cache_dir
-        )
-        if transport is None:
-            transport = httpx.AsyncHTTPTransport(socket_options=_SOCKET_OPTIONS)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=self._headers, timeout=self._timeout, transport=transport
-        )
+        super().__init__(index, batch_size, cache_dir)
+        if isinstance(transport, AsyncBaseTransport):
+            self._transport: AsyncBaseTransport = transport
+        else:
+            self._transport = AsyncHTTPTransport(
+                base_url,
+                api_key=api_key,
+                timeout=timeout,
+                retries=retries,
+                backoff=backoff,
+                max_backoff=max_backoff,
+                transport=transport,
+            )
+        self.base_url: str = getattr(self._transport, "base_url", None) or base_url.rstrip("/")
 
-    async def _send(self, call: _Call) -> Any:
-        content = self._encode(call)
-        headers = {"Content-Type": "application/json"} if content is not None else None
-        attempt = 0
-        while True:
-            response: httpx.Response | None = None
-            try:
-                response = await self._http.request(
-                    call.method, call.path, content=content, params=call.params, headers=headers
-                )
-            except httpx.HTTPError as err:
-                if not self._retryable(attempt, err, None):
-                    raise self._transport_error(call, err) from err
-            else:
-                if not self._retryable(attempt, None, response):
-                    return self._result(call, response)
-            await asyncio.sleep(self._delay(attempt, response))
-            attempt += 1
+    @property
+    def transport(self) -> AsyncBaseTransport:
+        """What carries out this client's operations (:mod:`clients.transports`)."""
+        return self._transport
 
     async def _run(self, gen: _Gen[T]) -> T:
+        handle = self._transport.handle_async
         try:
-            call = next(gen)
+            op = next(gen)
             while True:
                 try:
-                    value = await self._send(call)
+                    value = await handle(op)
                 except TaskgramError as err:
-                    call = gen.throw(err)
+                    op = gen.throw(err)
                 else:
-                    call = gen.send(value)
+                    op = gen.send(value)
         except StopIteration as stop:
             return stop.value
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
         if self._cache is not None:
             self._cache.close()
 
@@ -884,11 +1176,11 @@ class AsyncClient(_HttpBase):
     # --- public API (twin of Client) ------------------------------------------------------------------
 
     async def health(self) -> Health:
-        """Server status, served index names and the server's limits."""
+        """Awaitable :meth:`Client.health`: the same parameters, result and exceptions."""
         return await self._run(self._g_health_model())
 
     async def indexes(self) -> list[IndexInfo]:
-        """Served indexes: name, identity (manifest hash) and manifest summary."""
+        """Awaitable :meth:`Client.indexes`: the same parameters, result and exceptions."""
         return await self._run(self._g_indexes())
 
     async def count(
@@ -899,8 +1191,7 @@ class AsyncClient(_HttpBase):
         space: str | None = None,
         boundary: str = "token",
     ) -> list[int]:
-        """Exact occurrences of each phrase; ``boundary="word"``: only those that neither start nor end
-        inside a word."""
+        """Awaitable :meth:`Client.count`: the same parameters, result and exceptions."""
         return await self._run(self._g_count(phrases, index, space, boundary))
 
     async def doc_freq(
@@ -911,7 +1202,7 @@ class AsyncClient(_HttpBase):
         space: str | None = None,
         boundary: str = "token",
     ) -> list[int]:
-        """Number of documents containing each phrase spec (OR variants as a union)."""
+        """Awaitable :meth:`Client.doc_freq`: the same parameters, result and exceptions."""
         return await self._run(self._g_doc_freq(phrases, index, space, boundary))
 
     async def cooccurrence(
@@ -923,9 +1214,7 @@ class AsyncClient(_HttpBase):
         unit: str = "documents",
         boundary: str = "token",
     ) -> list[int]:
-        """Co-occurrence of all phrase specs of each query (2 or more): with ``unit="documents"`` the
-        number of documents containing them all; with ``unit="occurrences"`` the number of occurrences of
-        the first phrase spec in documents containing all the others."""
+        """Awaitable :meth:`Client.cooccurrence`: the same parameters, result and exceptions."""
         return await self._run(self._g_cooccurrence(queries, index, space, unit, boundary))
 
     async def windowed_cooccurrence(
@@ -936,7 +1225,7 @@ class AsyncClient(_HttpBase):
         index: str | None = None,
         space: str | None = None,
     ) -> list[int]:
-        """infini-gram's CNF AND, exact: anchors with every other clause within ``window`` tokens."""
+        """Awaitable :meth:`Client.windowed_cooccurrence`: the same parameters, result and exceptions."""
         return await self._run(self._g_windowed(queries, window, index, space))
 
     async def ntd(
@@ -947,19 +1236,19 @@ class AsyncClient(_HttpBase):
         index: str | None = None,
         space: str | None = None,
     ) -> list[NextTokenDistribution]:
-        """Exact next-token distribution after each prompt."""
+        """Awaitable :meth:`Client.ntd`: the same parameters, result and exceptions."""
         return await self._run(self._g_ntd(prompts, top_k, index, space))
 
     async def prob(
         self, items: Sequence[tuple[Phrase, int]], *, index: str | None = None, space: str | None = None
     ) -> list[ProbResult]:
-        """P(token | prompt) for each (prompt, token id)."""
+        """Awaitable :meth:`Client.prob`: the same parameters, result and exceptions."""
         return await self._run(self._g_prob(items, index, space))
 
     async def infgram_prob(
         self, items: Sequence[tuple[Phrase, Phrase]], *, index: str | None = None, space: str | None = None
     ) -> list[InfgramResult]:
-        """∞-gram probability of each token of each (context, continuation)."""
+        """Awaitable :meth:`Client.infgram_prob`: the same parameters, result and exceptions."""
         return await self._run(self._g_infgram(items, index, space))
 
     async def documents(
@@ -975,7 +1264,7 @@ class AsyncClient(_HttpBase):
         space: str | None = None,
         boundary: str = "token",
     ) -> DocumentsResult:
-        """Documents containing all phrase specs: exact total and one page (or a seeded sample)."""
+        """Awaitable :meth:`Client.documents`: the same parameters, result and exceptions."""
         return await self._run(
             self._g_documents(phrases, offset, limit, sample, seed, window, index, space, boundary)
         )
@@ -1019,13 +1308,13 @@ class AsyncClient(_HttpBase):
     async def document(
         self, doc_id: int, *, max_tokens: int | None = None, index: str | None = None
     ) -> Document:
-        """One document by global id."""
+        """Awaitable :meth:`Client.document`: the same parameters, result and exceptions."""
         return await self._run(self._g_document(doc_id, max_tokens, index))
 
     async def tokenize(
         self, texts: Sequence[str], *, index: str | None = None, space: str | None = None
     ) -> list[Tokenized]:
-        """Token ids of each text under the index's tokenizer and space policy."""
+        """Awaitable :meth:`Client.tokenize`: the same parameters, result and exceptions."""
         return await self._run(self._g_tokenize(texts, index, space))
 
 
@@ -1034,8 +1323,48 @@ class AsyncClient(_HttpBase):
 
 
 class LocalClient(Client):
-    """The same methods as :class:`Client`, answered by the engine in-process on an index directory
-    (no server, no HTTP, no chunking). ``timeout`` becomes the engine deadline of each call."""
+    """The same methods as :class:`Client`, answered by the engine in this process on an index directory
+    (no server, no HTTP, no batching limits): a :class:`Client` whose transport is
+    :class:`clients.local.LocalTransport`. Answers and exceptions are those of a server.
+
+    Parameters
+    ----------
+    index_dir : path
+        A taskgram index (``taskgram build``).
+    name : str, optional
+        The index's name (default: the folder's name); queries naming another index fail.
+    cache_dir : path, optional
+        As for :class:`Client`.
+    timeout : float, optional
+        The engine deadline of each call in seconds (over it: :class:`~clients.errors.BudgetExceededError`).
+    verify_checksums : bool
+        Hash every file of the index against its manifest when opening it.
+    space : {"auto", "exact", "both"}, optional
+        The default space policy of text phrases (default: the index's).
+    max_occurrences : int, optional
+        The work budget of a document-level or windowed query (occurrences one phrase may touch).
+
+    Attributes
+    ----------
+    engine : service.engine.Index
+        The opened index.
+    identity : str
+        The index identity, as a server reports it (:meth:`indexer.format.Manifest.identity`).
+
+    Raises
+    ------
+    UnknownIndexError
+        The folder is not a readable taskgram index (the message names the file).
+
+    Examples
+    --------
+    >>> from clients import LocalClient
+    >>> with LocalClient(index_dir) as tg:
+    ...     tg.count(["garbage collection"])
+    ...     tg.ntd(["garbage"], top_k=1)[0].tokens[0].token
+    [5]
+    'Ġcollector'
+    """
 
     def __init__(
         self,
@@ -1048,126 +1377,21 @@ class LocalClient(Client):
         space: str | None = None,
         max_occurrences: int | None = None,
     ) -> None:
-        from service.deps import index_identity
-        from service.engine import Index
+        from clients.local import LocalTransport
 
-        _Core.__init__(self, None, None, cache_dir)
-        options: dict[str, Any] = {"max_occurrences": max_occurrences}
-        if space is not None:
-            options["space"] = space
-        self.engine = Index.open(index_dir, name=name, verify_checksums=verify_checksums, **options)
-        self.name = self.engine.name
-        self._index = self.name
-        self._identities = {self.name: index_identity(self.engine)}
-        self._server_batch = 1 << 62
-        self._deadline_s = timeout
-        self.base_url = f"local:{Path(index_dir)}"
-
-    def _send(self, call: _Call) -> Any:
-        from service.engine import BudgetExceeded, EngineError, IndexUnavailable, QueryError
-
-        try:
-            return self._answer(call)
-        except QueryError as err:
-            raise InvalidQueryError(str(err), status=422, title="Invalid query") from err
-        except BudgetExceeded as err:
-            raise BudgetExceededError(str(err), status=503, title="Query budget exceeded") from err
-        except IndexUnavailable as err:
-            raise UnknownIndexError(str(err), status=404, title="Unknown index") from err
-        except EngineError as err:
-            raise APIError(str(err), status=500, title="Engine error") from err
-
-    def _answer(self, call: _Call) -> Any:
-        from taskgram import __version__
-
-        engine = self.engine
-        if call.method == "GET":
-            if call.path == "/v1/health":
-                return {
-                    "status": "ok",
-                    "version": __version__,
-                    "indexes": [self.name],
-                    "limits": {"max_batch": 1 << 62},
-                }
-            if call.path == "/v1/indexes":
-                return {"indexes": [{**engine.summary(), "identity": self._identities[self.name]}]}
-            from urllib.parse import unquote
-
-            doc_id = int(call.path.rsplit("/", 1)[1])
-            self._check_name(unquote(call.path.split("/")[3]))
-            params = call.params or {}
-            return dataclasses.asdict(engine.document(doc_id, max_tokens=params.get("max_tokens")))
-        body = call.body
-        self._check_name(body["index"])
-        queries = body["queries"]
-        space = body.get("space")
-        deadline = None if self._deadline_s is None else time.monotonic() + self._deadline_s
-        kw: dict[str, Any] = {"deadline": deadline, "space": space}
-        boundary = body.get("boundary", "token")
-        path = call.path
-        if path == "/v1/count":
-            results: Any = engine.count([_decode_phrase(q) for q in queries], boundary=boundary, **kw)
-        elif path == "/v1/doc_freq":
-            results = engine.doc_freq([_decode_phrase(q) for q in queries], boundary=boundary, **kw)
-        elif path == "/v1/cooccurrence":
-            decoded = [[_decode_phrase(p) for p in q] for q in queries]
-            unit = body.get("unit", "documents")
-            results = engine.cooccurrence(decoded, unit=unit, boundary=boundary, **kw)
-        elif path == "/v1/cooccurrence/windowed":
-            decoded = [[_decode_phrase(p) for p in q] for q in queries]
-            results = engine.windowed_cooccurrence(decoded, body["window"], **kw)
-        elif path == "/v1/ntd":
-            distributions = engine.next_token_distribution(
-                [_decode_phrase(q) for q in queries], top_k=body["top_k"], **kw
-            )
-            results = [dataclasses.asdict(r) for r in distributions]
-        elif path == "/v1/prob":
-            found = engine.prob([(_decode_phrase(q["prompt"]), q["token_id"]) for q in queries], **kw)
-            results = [dataclasses.asdict(r) for r in found]
-        elif path == "/v1/infgram_prob":
-            pairs = [(_decode_phrase(q["context"]), _decode_phrase(q["continuation"])) for q in queries]
-            results = [dataclasses.asdict(r) for r in engine.infgram_prob(pairs, **kw)]
-        elif path == "/v1/documents":
-            options = {k: body[k] for k in ("offset", "limit", "sample", "seed", "window")}
-            results = [
-                dataclasses.asdict(
-                    engine.documents([_decode_phrase(p) for p in q], boundary=boundary, **options, **kw)
-                )
-                for q in queries
-            ]
-        elif path == "/v1/trace":
-            names = (
-                "min_len",
-                "max_count",
-                "boundary",
-                "rank",
-                "max_spans",
-                "docs_per_span",
-                "context",
-                "seed",
-            )
-            options = {k: body[k] for k in names if k in body}
-            found = engine.trace(
-                [_decode_phrase(q) for q in queries], **options, space=space or "auto", deadline=deadline
-            )
-            results = [dataclasses.asdict(r) for r in found]
-        elif path == "/v1/tokenize":
-            results = []
-            for text in queries:
-                ids = engine.tokenize(text, space=space)
-                results.append({"token_ids": ids, "tokens": engine.id_to_token(ids) if ids else []})
-        else:  # pragma: no cover - every generator above targets one of these paths
-            raise ProtocolError(f"LocalClient: no handler for {path}")
-        return {"index": self.name, "results": results}
-
-    def _check_name(self, name: str) -> None:
-        if name != self.name:
-            raise UnknownIndexError(f"this LocalClient serves index {self.name!r}, not {name!r}", status=404)
-
-    def close(self) -> None:
-        self.engine.close()
-        if self._cache is not None:
-            self._cache.close()
+        transport = LocalTransport(
+            index_dir,
+            name=name,
+            timeout=timeout,
+            verify_checksums=verify_checksums,
+            space=space,
+            max_occurrences=max_occurrences,
+        )
+        super().__init__(transport.base_url, index=transport.name, cache_dir=cache_dir, transport=transport)
+        self.engine = transport.engine
+        self.name = transport.name
+        #: the index identity, as the service reports it (:meth:`indexer.format.Manifest.identity`)
+        self.identity = transport.identity
 
     def __enter__(self) -> LocalClient:
         return self

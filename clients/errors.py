@@ -64,7 +64,15 @@ class ProtocolError(TaskgramError):
 
 
 class APIError(TaskgramError):
-    """The server answered with an error status. ``type``/``title``/``detail`` come from problem+json."""
+    """The server answered with an error status. ``type``/``title``/``detail`` come from problem+json.
+
+    Each subclass names its status, problem type (``urn:taskgram:problem:<slug>``) and title, the same as
+    the server's; :meth:`from_detail` builds one with them (the in-process transport does).
+    """
+
+    status_code: int = 500
+    slug: str = "internal-error"
+    default_title: str = "Internal server error"
 
     def __init__(
         self,
@@ -82,50 +90,59 @@ class APIError(TaskgramError):
         self.detail = detail
         self.errors = errors or []
 
+    @classmethod
+    def from_detail(cls, detail: str) -> APIError:
+        """The error the server answers for this class's failure, with its status, type and title."""
+        return cls(
+            detail, status=cls.status_code, type=PROBLEM_TYPE_PREFIX + cls.slug, title=cls.default_title
+        )
+
 
 class BadRequestError(APIError):
-    pass
+    status_code, slug, default_title = 400, "bad-request", "Malformed request"
 
 
 class AuthenticationError(APIError):
-    pass
+    status_code, slug, default_title = 401, "unauthorized", "Missing or invalid API key"
 
 
 class NotFoundError(APIError):
-    pass
+    status_code, slug, default_title = 404, "not-found", "Not found"
 
 
 class UnknownIndexError(NotFoundError):
-    pass
+    slug, default_title = "unknown-index", "Unknown index"
 
 
 class DocumentNotFoundError(NotFoundError):
-    pass
+    slug, default_title = "document-not-found", "Document not found"
 
 
 class PayloadTooLargeError(APIError):
-    pass
+    status_code, slug, default_title = 413, "payload-too-large", "Request too large"
 
 
 class InvalidQueryError(APIError):
-    pass
+    status_code, slug, default_title = 422, "invalid-query", "Invalid query"
 
 
 class BudgetExceededError(APIError):
-    pass
+    status_code, slug, default_title = 503, "budget-exceeded", "Query budget exceeded"
 
 
-_BY_TYPE: dict[str, type[APIError]] = {
-    "unknown-index": UnknownIndexError,
-    "document-not-found": DocumentNotFoundError,
-}
+#: problem type slug -> class, for the subclasses more specific than their status
+_BY_TYPE: dict[str, type[APIError]] = {cls.slug: cls for cls in (UnknownIndexError, DocumentNotFoundError)}
+#: status -> class
 _BY_STATUS: dict[int, type[APIError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    404: NotFoundError,
-    413: PayloadTooLargeError,
-    422: InvalidQueryError,
-    503: BudgetExceededError,
+    cls.status_code: cls
+    for cls in (
+        BadRequestError,
+        AuthenticationError,
+        NotFoundError,
+        PayloadTooLargeError,
+        InvalidQueryError,
+        BudgetExceededError,
+    )
 }
 
 

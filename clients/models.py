@@ -1,14 +1,29 @@
 """Typed results of the client (the same for ``Client``, ``AsyncClient`` and ``LocalClient``).
 
-Counts are plain ``list[int]``; richer answers are these frozen pydantic models. Unknown fields a newer
-server adds are ignored, missing ones are a :class:`clients.errors.ProtocolError`.
+Counts are plain ``list[int]``; richer answers are these frozen pydantic models. Their fields are those of
+the shared bases in :mod:`taskgram.api` (one definition, shared with the service's response models).
+Unknown fields a newer server adds are ignored, missing ones are a :class:`clients.errors.ProtocolError`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from taskgram.api import (
+    DocumentBase,
+    DocumentHitBase,
+    DocumentsResultBase,
+    HealthBase,
+    IndexInfoBase,
+    InfgramResultBase,
+    InfgramTokenBase,
+    NextTokenDistributionBase,
+    ProbResultBase,
+    TokenizedBase,
+    TokenProbBase,
+)
 
 __all__ = [
     "Document",
@@ -32,96 +47,50 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class TokenProb(_Model):
-    token_id: int
-    token: str | None
-    count: int
-    prob: float
+class TokenProb(TokenProbBase, _Model):
+    pass
 
 
-class NextTokenDistribution(_Model):
-    """Exact distribution of the next token; ``tokens`` sorted by count, cut to ``top_k`` if asked."""
-
-    prompt_count: int
-    approx: bool = False
-    tokens: list[TokenProb]
-    n_distinct: int = 0
-    ends_of_document: int = 0
+class NextTokenDistribution(NextTokenDistributionBase[TokenProb], _Model):
+    pass
 
 
-class ProbResult(_Model):
-    """``prob = cont_count / prompt_count``; None when the prompt does not occur."""
-
-    prompt_count: int
-    cont_count: int
-    prob: float | None
+class ProbResult(ProbResultBase, _Model):
+    pass
 
 
-class InfgramToken(_Model):
-    token_id: int
-    token: str | None
-    prob: float
-    suffix_len: int
-    suffix_count: int
-    cont_count: int
+class InfgramToken(InfgramTokenBase, _Model):
+    pass
 
 
-class InfgramResult(_Model):
-    """Per-token ∞-gram probabilities; ``log_prob`` (natural log) is None when a token has probability 0."""
-
-    tokens: list[InfgramToken]
-    log_prob: float | None
+class InfgramResult(InfgramResultBase[InfgramToken], _Model):
+    pass
 
 
-class DocumentHit(_Model):
-    doc_id: int
-    shard: int
-    metadata: dict[str, Any]
-    text: str | None
-    spans: list[tuple[int, int, int]]
-    token_ids: list[int] = []
-    snippet_start: int = 0
-    doc_len: int = 0
+class DocumentHit(DocumentHitBase, _Model):
+    pass
 
 
-class DocumentsResult(_Model):
-    """``total`` = exact number of documents containing all phrases; ``docs`` = this page or sample."""
-
-    total: int
-    docs: list[DocumentHit]
-    offset: int = 0
-    sample: bool = False
+class DocumentsResult(DocumentsResultBase[DocumentHit], _Model):
+    pass
 
 
-class Document(_Model):
-    doc_id: int
-    metadata: dict[str, Any]
-    token_ids: list[int]
-    text: str | None
-    shard: int = 0
-    doc_len: int = 0
-    truncated: bool = False
+class Document(DocumentBase, _Model):
+    pass
 
 
-class Tokenized(_Model):
-    token_ids: list[int]
-    tokens: list[str]
+class Tokenized(TokenizedBase, _Model):
+    pass
 
 
-class IndexInfo(_Model):
+class IndexInfo(IndexInfoBase, _Model):
     """One served index: its name, identity (manifest hash, the cache key) and manifest summary."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str
-    identity: str
 
-
-class Health(_Model):
-    status: Literal["ok", "degraded"]
-    version: str
-    indexes: list[str]
-    limits: dict[str, float]
+class Health(HealthBase, _Model):
+    pass
 
 
 class TraceDocument(_Model):

@@ -107,14 +107,8 @@ def run_trace(args: argparse.Namespace) -> int:
                 context=args.context,
                 seed=args.seed,
             )
-    except TaskgramError as err:
+    except TaskgramError as err:  # the in-process transport maps the engine's errors to these too
         return _fail(str(err))
-    except Exception as err:  # the engine's own errors (LocalClient maps them; anything else is a bug)
-        from service.engine import EngineError
-
-        if isinstance(err, EngineError):
-            return _fail(str(err))
-        raise
     if args.json:
         print(json.dumps(result.model_dump(), ensure_ascii=False, indent=2))
         return 0

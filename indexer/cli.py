@@ -10,10 +10,8 @@ import argparse
 import sys
 from typing import Any
 
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from indexer.errors import IndexerError
+from taskgram.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, UsageError
 
 NORMALIZATIONS = ("none", "lower", "nfkc", "nfkc-lower")
 PRETOKENIZED_KINDS = ("megatron", "npy", "raw-u16", "raw-u32")
@@ -80,7 +78,7 @@ def register(subparsers: Any) -> None:
         "(DIR must be storage every node sees)",
     )
     build.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary")
-    build.set_defaults(handler=run_build)
+    build.set_defaults(handler=run_build, failures=(IndexerError,))
 
     verify = subparsers.add_parser(
         "verify",
@@ -97,22 +95,7 @@ def register(subparsers: Any) -> None:
     )
     verify.add_argument("--seed", type=int, default=0)
     verify.add_argument("--quiet", "-q", action="store_true")
-    verify.set_defaults(handler=run_verify)
-
-
-def _fail(command: str, message: str) -> int:
-    print(f"taskgram {command}: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
-
-
-def _expected_errors() -> tuple[type[BaseException], ...]:
-    from indexer.corpus import CorpusError
-    from indexer.format import IndexFormatError
-    from indexer.pipeline import BuildError
-    from indexer.tokenize import TokenizerError
-    from indexer.writer import IndexWriteError
-
-    return (CorpusError, BuildError, IndexWriteError, TokenizerError, IndexFormatError)
+    verify.set_defaults(handler=run_verify, failures=(IndexerError,))
 
 
 def _human_bytes(n: float) -> str:
@@ -127,11 +110,10 @@ def run_build(args: argparse.Namespace) -> int:
     import logging
 
     if args.vocab_size is not None and args.vocab_size < 1:
-        return _fail("build", f"--vocab-size must be positive, got {args.vocab_size}")
+        raise UsageError(f"--vocab-size must be positive, got {args.vocab_size}")
     if args.workers is not None and args.workers < 1:
-        return _fail("build", f"--workers must be positive, got {args.workers}")
+        raise UsageError(f"--workers must be positive, got {args.workers}")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    errors = _expected_errors()
     from indexer.pipeline import build_index, peak_rss_bytes
 
     tokenizer = args.tokenizer
@@ -155,8 +137,6 @@ def run_build(args: argparse.Namespace) -> int:
             use_ray=args.ray is not None,
             ray_address=args.ray or None,
         )
-    except errors as err:
-        return _fail("build", str(err))
     except KeyboardInterrupt:
         print("taskgram build: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -187,14 +167,11 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     if args.sample is not None and args.sample < 1:
-        return _fail("verify", f"--sample must be positive, got {args.sample}")
-    errors = _expected_errors()
+        raise UsageError(f"--sample must be positive, got {args.sample}")
     from indexer.pipeline import verify_index
 
     try:
         report = verify_index(args.index_dir, sample=args.sample, seed=args.seed, progress=not args.quiet)
-    except errors as err:
-        return _fail("verify", str(err))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     if report.problems:

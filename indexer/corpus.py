@@ -50,6 +50,8 @@ import numpy as np
 import orjson
 import zstandard
 
+from indexer.errors import IndexerError
+
 READ_CHUNK_BYTES = 1 << 20
 
 TEXT_SUFFIXES = {
@@ -69,7 +71,7 @@ DATASETS_STATE_FILE = "state.json"  # what HF datasets' save_to_disk writes besi
 DATASET_DICT_FILE = "dataset_dict.json"  # a DatasetDict's save_to_disk: one folder per split
 
 
-class CorpusError(Exception):
+class CorpusError(IndexerError):
     """An input file cannot be read as a corpus. ``str(err)`` is ``"FILE:LINE: what is wrong"``."""
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, reason: str, message: str) -> None:

@@ -35,6 +35,12 @@ import numpy as np
 import zstandard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from indexer.errors import IndexerError
+
+# the atomic writers of the whole project; the index's writers import them from here
+from taskgram.files import fsync_dir as fsync_dir
+from taskgram.files import write_json_atomic as write_json_atomic
+
 FORMAT_VERSION = 1
 
 MANIFEST_FILE = "manifest.json"
@@ -54,7 +60,7 @@ SuffixDtype = Literal["uint32", "uint64"]
 Normalization = Literal["none", "lower", "nfkc", "nfkc-lower"]
 
 
-class IndexFormatError(Exception):
+class IndexFormatError(IndexerError):
     """The index directory is missing, incomplete, corrupt or of an incompatible format."""
 
 
@@ -76,6 +82,8 @@ def separator_id(token_dtype: TokenDtype) -> int:
 
 
 def suffix_dtype_for_length(n_positions: int) -> SuffixDtype:
+    """The suffix-array dtype of a shard of ``n_positions`` token positions (the one place of this rule;
+    the suffix-array kernel's output follows it)."""
     return "uint32" if n_positions < 2**32 else "uint64"
 
 
@@ -135,6 +143,14 @@ class Manifest(_Model):
     def separator_id(self) -> int:
         return separator_id(self.token_dtype)
 
+    def identity(self) -> str:
+        """The index identity: sha256 of this manifest in canonical JSON (sorted keys, no spaces). The
+        manifest lists every file's sha256, so the identity changes whenever the index does; the service
+        reports it (``GET /v1/indexes``), clients key their result caches on it and evaluation reports
+        record it. This is the only place it is computed."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
 
 def read_manifest(index_dir: str | os.PathLike[str]) -> Manifest:
     """Load and validate ``manifest.json``; raise IndexFormatError saying what is wrong."""
@@ -163,29 +179,8 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> Manifest:
     return manifest
 
 
-def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
-    """Write JSON to ``path`` via a fsynced temporary file and an atomic rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
 def write_manifest(index_dir: str | os.PathLike[str], manifest: Manifest) -> None:
     write_json_atomic(Path(index_dir) / MANIFEST_FILE, manifest.model_dump(mode="json"))
-
-
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -39,6 +39,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from indexer.format import suffix_dtype_for_length
+
 __all__ = ["build_suffix_array", "suffix_array_dtype"]
 
 # Above this many distinct values per position a uint32 alphabet is rank-compacted with np.unique
@@ -50,8 +52,9 @@ _INT32_MAX_POSITIONS = 2**31 - 1
 
 
 def suffix_array_dtype(n_positions: int) -> np.dtype:
-    """The dtype of :func:`build_suffix_array`'s result for an input of ``n_positions`` tokens."""
-    return np.dtype(np.uint32) if n_positions < 2**32 else np.dtype(np.uint64)
+    """The dtype of :func:`build_suffix_array`'s result for an input of ``n_positions`` tokens: the
+    on-disk rule of :func:`indexer.format.suffix_dtype_for_length`."""
+    return np.dtype(suffix_dtype_for_length(n_positions))
 
 
 # How many entries ahead the induced-sorting scans prefetch the text they will read (random access).

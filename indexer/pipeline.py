@@ -44,6 +44,7 @@ import numpy as np
 
 from indexer import writer
 from indexer.corpus import CorpusError, DocBatch, InputFile, ReadStats, discover_inputs
+from indexer.errors import IndexerError
 from indexer.format import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -74,6 +75,7 @@ from indexer.shardwork import (
     remove_pieces,
 )
 from indexer.tokenize import BUILTIN_TOKENIZERS, NORMALIZATIONS, TextTokenizer, TokenizerError, load_tokenizer
+from taskgram.progress import progress_bar
 
 __all__ = ["BuildError", "DocBatch", "build_index", "parse_memory", "shard_capacity", "verify_index"]
 
@@ -94,7 +96,7 @@ SHARD_SLOTS = 2
 PRETOKENIZED_KINDS = ("megatron", "npy", "raw-u16", "raw-u32")
 
 
-class BuildError(Exception):
+class BuildError(IndexerError):
     """The build cannot proceed as configured (bad option, empty corpus, document too large, ...)."""
 
 
@@ -133,20 +135,6 @@ def shard_capacity(
 def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far (Linux reports KiB)."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
-
-
-class _Progress:
-    """Thin wrapper over tqdm that does nothing when progress bars are off."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def bar(self, **kwargs: Any) -> Any:
-        if not self.enabled:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(dynamic_ncols=True, mininterval=0.5, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -445,13 +433,14 @@ def run_build(
     spec = plan.spec
     stats = ReadStats()
     planner = ShardPlanner(spec.capacity)
-    bars = _Progress(progress)
     slots = executor.shard_slots
     tokens_read = {"n": 0, "docs": 0}
     started = time.monotonic()
 
     if plan.source is not None:
-        read_bar = bars.bar(desc="read", total=plan.source.n_tokens, unit="tok", unit_scale=True)
+        read_bar = progress_bar(
+            enabled=progress, desc="read", total=plan.source.n_tokens, unit="tok", unit_scale=True
+        )
 
         def shard_plan() -> Iterator[ShardSpec]:
             for i, tf in enumerate(plan.source.files):
@@ -467,8 +456,12 @@ def run_build(
         pieces = None
         plan_iter: Iterator[ShardSpec] | None = shard_plan()
     else:
-        read_bar = bars.bar(
-            desc="read+tokenize", total=sum(f.bytes for f in plan.text_files), unit="B", unit_scale=True
+        read_bar = progress_bar(
+            enabled=progress,
+            desc="read+tokenize",
+            total=sum(f.bytes for f in plan.text_files),
+            unit="B",
+            unit_scale=True,
         )
         pieces = iter_pieces(plan.text_files, read_bar.update if read_bar is not None else None)
         plan_iter = None
@@ -632,7 +625,44 @@ def build_index(
     id only) and ``vocab_size`` bounds the ids. ``workers`` processes tokenize and build shards
     (None: ``default_workers``; 1: all in this process); with ``use_ray`` the tasks run on Ray (a local
     Ray, or the cluster at ``ray_address``). The shard files are the same for any ``workers`` and on Ray.
-    Raises CorpusError (bad input, naming file and line), BuildError, IndexWriteError, TokenizerError.
+
+    Parameters
+    ----------
+    inputs : sequence of paths
+        JSON Lines (``.jsonl``, ``.jsonl.zst``, ``.jsonl.gz``), ``.txt`` files (one document each),
+        Parquet, folders and globs; token files with ``pretokenized``.
+    output : path
+        The index folder (created; rerunning the same build resumes it).
+    tokenizer, normalization, text_field
+        How text becomes tokens, and which JSON field holds it.
+    memory_budget_bytes : int or str
+        Sets the shard size (``"8G"``); a corpus far larger than memory builds shard by shard.
+    skip_bad_lines : bool
+        Skip (and count) unreadable lines instead of failing.
+    progress, force
+        Progress bars on stderr; replace a different index already in ``output``.
+
+    Returns
+    -------
+    indexer.format.Manifest
+        The manifest written last into ``output``.
+
+    Raises
+    ------
+    IndexerError
+        ``CorpusError`` (bad input, naming the file and line), ``BuildError`` (options, empty corpus),
+        ``IndexWriteError`` (the output folder), ``TokenizerError``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from indexer.pipeline import build_index
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (tmp / "cat.txt").write_text("the cat sat on the mat", encoding="utf-8")
+    >>> manifest = build_index([tmp / "cat.txt"], tmp / "index", progress=False)
+    >>> manifest.n_docs, manifest.n_tokens, manifest.token_dtype
+    (1, 6, 'uint16')
+    >>> import shutil; shutil.rmtree(tmp)
     """
     started = time.monotonic()
     if workers is None:
@@ -748,8 +778,7 @@ def verify_index(
             if sha256_file(tok_path) != manifest.tokenizer.sha256:
                 problems.append(f"{tok_path}: sha256 does not match the manifest")
     rng = np.random.default_rng(seed)
-    bars = _Progress(progress)
-    bar = bars.bar(desc="verify", total=manifest.n_tokens, unit="tok", unit_scale=True)
+    bar = progress_bar(enabled=progress, desc="verify", total=manifest.n_tokens, unit="tok", unit_scale=True)
     checked = 0
     for shard in manifest.shards:
         root = index_dir / shard.name

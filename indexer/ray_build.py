@@ -19,6 +19,7 @@ import dataclasses
 import os
 from typing import Any
 
+from indexer.errors import IndexerError
 from indexer.shardwork import (
     BuildSpec,
     Piece,
@@ -34,7 +35,7 @@ TASK_RETRIES = 3
 WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 
 
-class RayBuildError(Exception):
+class RayBuildError(IndexerError):
     """Ray cannot run the build as asked (e.g. no node has the memory one shard needs)."""
 
 

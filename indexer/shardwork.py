@@ -41,8 +41,10 @@ from indexer.corpus import (
     iter_line_blocks,
     iter_text_documents,
 )
+from indexer.errors import IndexerError
 from indexer.format import TokenDtype, separator_id, write_json_atomic
 from indexer.tokenize import normalize_text
+from taskgram.progress import progress_bar
 
 PIECES_DIR = writer.PIECES_DIR
 PIECE_BYTES = 16 << 20  # text bytes of one tokenize task
@@ -303,7 +305,7 @@ class ShardSpec:
     segments: tuple[Segment, ...]
 
 
-class DocumentTooLarge(Exception):
+class DocumentTooLarge(IndexerError):
     """A document longer than a shard; ``source`` and ``doc`` say which (the planner's caller names it)."""
 
     def __init__(self, source: int, doc: int, n_tokens: int) -> None:
@@ -382,17 +384,14 @@ def _place(buf: np.ndarray, pos: int, ids: np.ndarray, lengths: np.ndarray, sep:
 
 
 def _bar(spec: BuildSpec, desc: str, total: int, unit: str) -> Any:
-    if not spec.progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(
+    return progress_bar(
+        enabled=spec.progress,
         desc=f"{worker_label()}: {desc}",
         total=total,
         unit=unit,
         unit_scale=True,
         leave=False,
-        mininterval=0.5,
+        dynamic_ncols=False,
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from indexer.errors import IndexerError
 from indexer.format import TOKENIZER_FILE, Normalization, sha256_file
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ DEFAULT_TOKENIZER = "pythia"
 NORMALIZATIONS: tuple[Normalization, ...] = ("none", "lower", "nfkc", "nfkc-lower")
 
 
-class TokenizerError(Exception):
+class TokenizerError(IndexerError):
     """A tokenizer could not be loaded or used."""
 
 

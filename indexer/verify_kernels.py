@@ -19,10 +19,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from indexer.errors import IndexerError
+
 __all__ = ["check_doc_offsets", "check_suffix_array", "check_suffix_pairs", "ShardCheckError"]
 
 
-class ShardCheckError(Exception):
+class ShardCheckError(IndexerError):
     """A shard's arrays are inconsistent; the message says where."""
 
 

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from indexer.errors import IndexerError
 from indexer.format import (
     DOC_OFFSETS_FILE,
     MANIFEST_FILE,
@@ -51,7 +52,7 @@ WRITE_CHUNK_BYTES = 8 << 20
 ProgressFn = Callable[[int], None]
 
 
-class IndexWriteError(Exception):
+class IndexWriteError(IndexerError):
     """The output folder cannot be written as asked (e.g. it holds a different index)."""
 
 

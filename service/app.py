@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.deps import ServiceState, index_identity, require_api_key
 from service.engine import Index, IndexSet
 from service.errors import COMPAT_PATH, PROBLEM_MEDIA_TYPE, install_error_handlers, problem_body
-from service.logging import RequestIdMiddleware, configure_logging
+from service.logs import RequestIdMiddleware, configure_logging
 from service.metrics import install_metrics
 from service.schemas import problem_responses
 from service.settings import Settings
@@ -124,18 +124,14 @@ def open_indexes(settings: Settings) -> IndexSet:
 def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None) -> FastAPI:
     """Build the application. ``indexes`` serves already opened indexes (embedding the service in a
     larger program); by default the lifespan opens ``settings.indexes``."""
-    from service import compat
-    from service.routes import counts, distributions, documents, meta, runs, tokenize, trace
+    from service.routes import counts, distributions, documents, infinigram, meta, runs, tokenize, trace
     from service.ui import install_ui
     from taskgram import __version__
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if indexes is not None:
-            opened, refused = dict(indexes), {}
-        else:
-            index_set = open_indexes(settings)
-            opened, refused = dict(index_set.items()), dict(index_set.failures)
+        index_set = IndexSet(indexes) if indexes is not None else open_indexes(settings)
+        opened, refused = dict(index_set.items()), index_set.failures
         for name, why in refused.items():
             log.error("index %r refused: %s", name, why)
         if not opened:
@@ -153,8 +149,7 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
             tune_gc()
         app.state.taskgram = ServiceState(
             settings=settings,
-            indexes=opened,
-            refused=refused,
+            indexes=index_set,
             identities={name: index_identity(index) for name, index in opened.items()},
         )
         yield
@@ -173,7 +168,7 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
     errors = problem_responses(400, 401, 404, 413, 422, 503)
     for module in (meta, counts, distributions, documents, tokenize, trace, runs):
         app.include_router(module.router, prefix="/v1", dependencies=auth, responses=errors)
-    app.include_router(compat.router, dependencies=auth)
+    app.include_router(infinigram.router, dependencies=auth)
     install_ui(app)  # the /ui explorer: static assets; its API calls carry the key
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware

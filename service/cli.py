@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from taskgram.errors import UsageError
+
 #: environment variable through which ``--workers N`` passes the settings to each worker process
 SETTINGS_ENV = "TASKGRAM_SERVE_SETTINGS"
 
@@ -90,20 +92,21 @@ def _indexes(args: argparse.Namespace) -> dict[str, str]:
     for directory in args.index_dirs:
         name = Path(directory).resolve().name
         if name in named:
-            raise SystemExit(f"taskgram serve: two indexes would be named {name!r}; use --name NAME=DIR")
+            raise UsageError(f"two indexes would be named {name!r}; use --name NAME=DIR")
         named[name] = directory
     for item in args.name:
         name, sep, directory = item.partition("=")
         if not sep or not name or not directory:
-            raise SystemExit(f"taskgram serve: --name expects NAME=DIR, got {item!r}")
+            raise UsageError(f"--name expects NAME=DIR, got {item!r}")
         if name in named:
-            raise SystemExit(f"taskgram serve: index name {name!r} given twice")
+            raise UsageError(f"index name {name!r} given twice")
         named[name] = directory
     return named
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
-    """Settings from the command line over ``TASKGRAM_*`` variables; exits with the reason if invalid."""
+    """Settings from the command line over ``TASKGRAM_*`` variables; raises
+    :class:`~taskgram.errors.UsageError` naming the setting if they are invalid."""
     from pydantic import ValidationError
 
     from service.settings import Settings
@@ -135,16 +138,16 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         settings = Settings(**values)
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
-        raise SystemExit(f"taskgram serve: invalid settings: {problems}") from None
+        raise UsageError(f"invalid settings: {problems}") from None
     if not settings.indexes:
-        raise SystemExit("taskgram serve: no index given (INDEX_DIR, --name NAME=DIR or TASKGRAM_INDEXES)")
+        raise UsageError("no index given (INDEX_DIR, --name NAME=DIR or TASKGRAM_INDEXES)")
     return settings
 
 
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from service.logging import configure_logging, safe_settings
+    from service.logs import configure_logging, safe_settings
 
     settings = settings_from_args(args)
     configure_logging(level=settings.log_level, fmt=settings.log_format)

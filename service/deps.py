@@ -3,9 +3,7 @@ the per-request engine deadline and API-key authentication. Handlers stay plain 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -13,16 +11,14 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.engine import Index
-from service.errors import Unauthorized, UnknownIndex
+from service.engine import Index, IndexSet
+from service.errors import Unauthorized
 from service.settings import Settings
 
 
 def index_identity(index: Index) -> str:
-    """sha256 of the index's manifest in canonical JSON. The manifest lists every file's sha256, so the
-    identity changes whenever the index does; clients key their caches on it."""
-    payload = json.dumps(index.manifest.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    """The index identity (:meth:`indexer.format.Manifest.identity`); clients key their caches on it."""
+    return index.manifest.identity()
 
 
 @dataclass
@@ -30,17 +26,18 @@ class ServiceState:
     """What the lifespan opened; stored on ``app.state.taskgram``."""
 
     settings: Settings
-    indexes: dict[str, Index]
-    refused: dict[str, str] = field(default_factory=dict)
+    indexes: IndexSet
     identities: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def refused(self) -> dict[str, str]:
+        """Index name -> why it could not be opened."""
+        return self.indexes.failures
+
     def index(self, name: str) -> Index:
-        try:
-            return self.indexes[name]
-        except (KeyError, TypeError):
-            if name in self.refused:
-                raise UnknownIndex(f"index {name!r} could not be opened: {self.refused[name]}") from None
-            raise UnknownIndex(f"no index named {name!r}; GET /v1/indexes lists them") from None
+        """The served index ``name``; the engine's lookup raises IndexUnavailable (answered 404
+        unknown-index, with the reason when the index was refused)."""
+        return self.indexes.get_index(name)
 
     def deadline(self) -> float:
         """Absolute ``time.monotonic()`` deadline for the engine, from the per-request time budget."""

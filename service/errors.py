@@ -12,16 +12,19 @@ Exception tree (status code, problem type suffix)::
      │    └── DocumentNotFound      404  document-not-found doc_id outside the index
      ├── PayloadTooLarge            413  payload-too-large  body bytes or batch size over the limits
      ├── InvalidQuery               422  invalid-query      a query the limits or the engine refuse
-     ├── Overloaded                 503  budget-exceeded    the request's time/work budget ran out
+     ├── BudgetExceeded             503  budget-exceeded    the request's time/work budget ran out
      ├── ShardsDown                 503  shards-unavailable shard groups (Ray Serve) down or late; the
      │                                                      body names them: ``missing_shards``
      └── CompatError                4xx/5xx                 infini-gram compatible ``POST /`` only: answered
                                                             as ``{"error": "..."}`` like infini-gram's API
 
-Engine exceptions map onto it: ``QueryError`` -> InvalidQuery, ``BudgetExceeded`` -> Overloaded,
-``IndexUnavailable`` -> UnknownIndex, ``ShardsUnavailable`` -> ShardsDown, any other ``EngineError`` or
-unexpected exception -> 500 with a reference number that is also written to the server log with the
-traceback.
+Engine exceptions map onto it by one table, :data:`ENGINE_ERRORS` (``DocumentNotFound`` ->
+DocumentNotFound, ``QueryError`` -> InvalidQuery, ``BudgetExceeded`` -> BudgetExceeded,
+``IndexUnavailable`` -> UnknownIndex), and ``ShardsUnavailable`` -> ShardsDown (its shards go into the
+body); any other ``EngineError`` or unexpected exception -> 500 with a reference number that is also
+written to the server log with the traceback. The in-process client maps the same engine exceptions to the
+client exceptions of the same problem types (:data:`clients.local.ENGINE_ERRORS`; a test checks that the
+two tables agree).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from service.engine import BudgetExceeded, EngineError, IndexUnavailable, QueryError, ShardsUnavailable
+from service.engine import errors as engine
 
 log = logging.getLogger("taskgram.service")
 
@@ -88,7 +91,7 @@ class InvalidQuery(ServiceError):
     status, slug, title = 422, "invalid-query", "Invalid query"
 
 
-class Overloaded(ServiceError):
+class BudgetExceeded(ServiceError):
     status, slug, title = 503, "budget-exceeded", "Query budget exceeded"
 
     def __init__(self, detail: str, *, retry_after_s: int = 1) -> None:
@@ -147,16 +150,22 @@ def problem_response(error: ServiceError, **extra: Any) -> Response:
     return Response(body, status_code=error.status, media_type=PROBLEM_MEDIA_TYPE, headers=error.headers)
 
 
-def from_engine_error(err: EngineError) -> ServiceError:
+#: engine exception -> service error, most specific first (the first match wins)
+ENGINE_ERRORS: tuple[tuple[type[engine.EngineError], type[ServiceError]], ...] = (
+    (engine.DocumentNotFound, DocumentNotFound),
+    (engine.QueryError, InvalidQuery),
+    (engine.BudgetExceeded, BudgetExceeded),
+    (engine.IndexUnavailable, UnknownIndex),
+)
+
+
+def from_engine_error(err: engine.EngineError) -> ServiceError:
     """Translate an engine exception (whose message is written for users) into a service error."""
-    if isinstance(err, QueryError):
-        return InvalidQuery(str(err))
-    if isinstance(err, BudgetExceeded):
-        return Overloaded(str(err))
-    if isinstance(err, IndexUnavailable):
-        return UnknownIndex(str(err))
-    if isinstance(err, ShardsUnavailable):
+    if isinstance(err, engine.ShardsUnavailable):
         return ShardsDown(str(err), shards=err.shards, groups=err.groups)
+    for engine_cls, service_cls in ENGINE_ERRORS:
+        if isinstance(err, engine_cls):
+            return service_cls(str(err))
     return ServiceError("the query engine failed")
 
 
@@ -175,7 +184,7 @@ _HTTP_STATUS = {
     404: NotFound,
     413: PayloadTooLarge,
     422: InvalidQuery,
-    503: Overloaded,
+    503: BudgetExceeded,
 }
 
 
@@ -207,8 +216,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return _internal(err, request)
         return answer(request, err)
 
-    @app.exception_handler(EngineError)
-    async def _engine_error(request: Request, err: EngineError) -> Response:
+    @app.exception_handler(engine.EngineError)
+    async def _engine_error(request: Request, err: engine.EngineError) -> Response:
         mapped = from_engine_error(err)
         if type(mapped) is ServiceError:
             return _internal(err, request)

@@ -22,6 +22,24 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
 
+from taskgram.api import (
+    Boundary,
+    CountUnit,
+    DocumentBase,
+    DocumentHitBase,
+    DocumentsResultBase,
+    HealthBase,
+    IndexInfoBase,
+    InfgramResultBase,
+    InfgramTokenBase,
+    NextTokenDistributionBase,
+    ProbResultBase,
+    Results,
+    SpacePolicy,
+    TokenizedBase,
+    TokenProbBase,
+)
+
 TokenId = Annotated[StrictInt, Field(ge=0)]
 
 
@@ -78,9 +96,6 @@ RawConjunctions = Annotated[
 IndexName = Annotated[str, Field(min_length=1, max_length=200, description="name of a served index")]
 
 
-SpacePolicy = Literal["auto", "exact", "both"]
-
-
 class _Batch(_Model):
     index: IndexName
     space: SpacePolicy | None = Field(
@@ -91,7 +106,6 @@ class _Batch(_Model):
     )
 
 
-Boundary = Literal["token", "word"]
 
 
 class _Bounded(_Batch):
@@ -116,9 +130,6 @@ class DocFreqRequest(_Bounded):
     queries: RawSpecs
 
 
-CountUnit = Literal["documents", "occurrences"]
-
-
 class CooccurrenceRequest(_Bounded):
     """Co-occurrence of all phrases of each query (2 or more phrase specs), in documents (default) or in
     occurrences of the first phrase."""
@@ -135,8 +146,9 @@ class CooccurrenceRequest(_Bounded):
 
 
 class WindowedCooccurrenceRequest(_Batch):
-    """infini-gram CNF AND semantics, exact: occurrences of the first (rarest-first is not assumed)
-    phrase with every other phrase starting within ``window`` tokens, in the same document."""
+    """infini-gram CNF AND semantics, exact: occurrences of the rarest clause (the phrase spec with the
+    fewest occurrences; the first on ties) with every other clause starting within ``window`` tokens, in
+    the same document."""
 
     queries: RawConjunctions
     window: int = Field(default=100, ge=1)
@@ -193,117 +205,76 @@ class TokenizeRequest(_Batch):
 
 
 # ------------------------------------------------------------------------------------------------------
-# Responses (mirror service.engine.results)
+# Responses: the shared shapes of taskgram.api (the engine's result fields), with extra fields forbidden.
+# Every field is always sent, so the schema lists every field as required.
 
 
 class _Response(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
-class IntResults(_Response):
+class IntResults(Results[int], _Response):
+    pass
+
+
+class TokenProbModel(TokenProbBase, _Response):
+    pass
+
+
+class NextTokenDistributionModel(NextTokenDistributionBase[TokenProbModel], _Response):
+    pass
+
+
+class NtdResults(Results[NextTokenDistributionModel], _Response):
+    pass
+
+
+class ProbResultModel(ProbResultBase, _Response):
+    pass
+
+
+class ProbResults(Results[ProbResultModel], _Response):
+    pass
+
+
+class InfgramTokenModel(InfgramTokenBase, _Response):
+    pass
+
+
+class InfgramResultModel(InfgramResultBase[InfgramTokenModel], _Response):
+    pass
+
+
+class InfgramResults(Results[InfgramResultModel], _Response):
+    pass
+
+
+class DocumentHitModel(DocumentHitBase, _Response):
+    pass
+
+
+class DocumentsResultModel(DocumentsResultBase[DocumentHitModel], _Response):
+    pass
+
+
+class DocumentsResults(Results[DocumentsResultModel], _Response):
+    pass
+
+
+class DocumentModel(DocumentBase, _Response):
     index: str
-    results: list[int]
 
 
-class TokenProbModel(_Response):
-    token_id: int
-    token: str | None
-    count: int
-    prob: float
+class TokenizedText(TokenizedBase, _Response):
+    pass
 
 
-class NextTokenDistributionModel(_Response):
-    prompt_count: int
-    approx: bool
-    tokens: list[TokenProbModel]
-    n_distinct: int
-    ends_of_document: int
+class TokenizeResults(Results[TokenizedText], _Response):
+    pass
 
 
-class NtdResults(_Response):
-    index: str
-    results: list[NextTokenDistributionModel]
-
-
-class ProbResultModel(_Response):
-    prompt_count: int
-    cont_count: int
-    prob: float | None = Field(description="None when the prompt does not occur")
-
-
-class ProbResults(_Response):
-    index: str
-    results: list[ProbResultModel]
-
-
-class InfgramTokenModel(_Response):
-    token_id: int
-    token: str | None
-    prob: float
-    suffix_len: int
-    suffix_count: int
-    cont_count: int
-
-
-class InfgramResultModel(_Response):
-    tokens: list[InfgramTokenModel]
-    log_prob: float | None
-
-
-class InfgramResults(_Response):
-    index: str
-    results: list[InfgramResultModel]
-
-
-class DocumentHitModel(_Response):
-    doc_id: int
-    shard: int
-    metadata: dict[str, Any]
-    text: str | None
-    spans: list[tuple[int, int, int]] = Field(description="(start_char, end_char, phrase_index) in text")
-    token_ids: list[int]
-    snippet_start: int
-    doc_len: int
-
-
-class DocumentsResultModel(_Response):
-    total: int
-    docs: list[DocumentHitModel]
-    offset: int
-    sample: bool
-
-
-class DocumentsResults(_Response):
-    index: str
-    results: list[DocumentsResultModel]
-
-
-class DocumentModel(_Response):
-    index: str
-    doc_id: int
-    metadata: dict[str, Any]
-    token_ids: list[int]
-    text: str | None
-    shard: int
-    doc_len: int
-    truncated: bool
-
-
-class TokenizedText(_Response):
-    token_ids: list[int]
-    tokens: list[str]
-
-
-class TokenizeResults(_Response):
-    index: str
-    results: list[TokenizedText]
-
-
-class IndexSummary(_Response):
+class IndexSummary(IndexInfoBase, _Response):
     model_config = ConfigDict(extra="allow")
-
-    name: str
-    identity: str = Field(description="sha256 of the index manifest: changes whenever the index does")
 
 
 class IndexesResponse(_Response):
@@ -341,11 +312,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-class HealthResponse(_Response):
-    status: Literal["ok", "degraded"]
-    version: str
-    indexes: list[str]
-    limits: dict[str, int | float]
+class HealthResponse(HealthBase, _Response):
     shard_groups: dict[str, list[dict[str, Any]]] | None = Field(
         default=None,
         description="taskgram serve --ray only: per index, each shard group's shards and state (up/down)",

@@ -40,6 +40,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from taskgram.api import SpacePolicy
+
 #: Index names appear in URLs (``/v1/indexes/{name}/...``): a conservative alphabet, no path separators.
 INDEX_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 _INDEX_NAME_RE = re.compile(INDEX_NAME_PATTERN)
@@ -83,7 +85,7 @@ class Settings(BaseSettings):
         description="work budget: suffix-array occurrences one phrase of a document-level "
         "or windowed query may touch (None = no limit; over it -> 503)",
     )
-    space: Literal["auto", "exact", "both"] = Field(
+    space: SpacePolicy = Field(
         default="auto", description="default leading-space policy for text phrases (see service.engine.query)"
     )
     verify_checksums: bool = Field(default=False, description="hash every index file at start-up")

@@ -1,5 +1,10 @@
 """The ``taskgram`` command. Each package registers its own subcommands; heavy imports happen inside the
-handlers so that ``taskgram --help`` is instant."""
+handlers so that ``taskgram --help`` is instant.
+
+Every command fails the same way (:mod:`taskgram.errors`): one line ``taskgram COMMAND: error: MESSAGE``
+on stderr, naming the file or the option, and exit status 2. A subcommand lists the exception roots that
+mean such a failure with ``set_defaults(failures=(...))``; :class:`~taskgram.errors.UsageError` always does.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from taskgram import __version__
+from taskgram.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 # Modules that define ``register(subparsers)``; each adds its subcommands with ``set_defaults(handler=...)``.
 COMMAND_MODULES = ("indexer.cli", "service.cli", "clients.trace_cli", "clients.eval.cli")
@@ -33,12 +39,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``taskgram`` command.
+
+    Parameters
+    ----------
+    argv
+        The arguments after ``taskgram`` (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0 success, 1 the command found problems (``verify``, ``eval``), 2 bad input or
+        options (one line on stderr names the file or the option), 130 interrupted.
+
+    Raises
+    ------
+    SystemExit
+        From argparse, for unknown options or ``--help`` (status 2 or 0).
+
+    Examples
+    --------
+    Build an index of a small corpus, check it, and fail on a folder that is not an index:
+
+    >>> import pathlib, tempfile
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> corpus = tmp / "cat.txt"  # a .txt file is one document
+    >>> _ = corpus.write_text("the cat sat on the mat", encoding="utf-8")
+    >>> main(["build", str(corpus), "--output", str(tmp / "index"), "--quiet"])
+    0
+    >>> main(["verify", str(tmp / "index"), "--quiet"])
+    /...: OK (1 shard(s), full check)
+    0
+    >>> main(["verify", str(tmp / "nothing-here")])
+    2
+    >>> import shutil; shutil.rmtree(tmp)
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help()
-        return 2
-    return int(args.handler(args) or 0)
+        return EXIT_USAGE
+    failures: tuple[type[BaseException], ...] = (UsageError, *getattr(args, "failures", ()))
+    try:
+        return int(args.handler(args) or 0)
+    except failures as err:
+        print(f"taskgram {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"taskgram {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

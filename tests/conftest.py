@@ -1,9 +1,8 @@
 """Session fixtures shared by the whole suite.
 
 * ``repo_root`` / ``shared_data``: paths (``shared_data`` skips the test when ``../shared/data`` is absent).
-* ``pythia_tokenizer``: the builtin tokenizer, loaded once.
-* ``sample_index``: an index of the embedded corpus ``data/sample-en.jsonl.zst`` (350 documents, about
-  600k tokens), built once per session into a temporary folder. Treat it as read-only.
+* ``pythia_tokenizer`` and ``sample_index`` come from the repository's root ``conftest.py`` (the doctests
+  of the public API use them too).
 * ``build_small_index(docs, **opts) -> Path``: builds an index of the given documents (strings, or dicts
   written as JSON lines, with their text under ``"text"`` unless ``text_field=`` says otherwise) into a
   fresh temporary folder; ``opts`` go to ``indexer.pipeline.build_index``.
@@ -19,7 +18,6 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_CORPUS = REPO_ROOT / "data" / "sample-en.jsonl.zst"
 SHARED_DATA = REPO_ROOT / ".." / "shared" / "data"
 
 
@@ -33,22 +31,6 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs {SHARED_DATA.resolve()} (shared data folder absent)")
     return SHARED_DATA.resolve()
-
-
-@pytest.fixture(scope="session")
-def pythia_tokenizer() -> Any:
-    from indexer.tokenize import load_tokenizer
-
-    return load_tokenizer("pythia")
-
-
-@pytest.fixture(scope="session")
-def sample_index(tmp_path_factory: pytest.TempPathFactory, pythia_tokenizer: Any) -> Path:
-    from indexer.pipeline import build_index
-
-    out = tmp_path_factory.mktemp("sample-index") / "index"
-    build_index([SAMPLE_CORPUS], out, tokenizer=pythia_tokenizer, progress=False)
-    return out
 
 
 BuildSmallIndex = Callable[..., Path]

@@ -5,12 +5,17 @@ inside the handler."""
 from __future__ import annotations
 
 import argparse
-import hashlib
+import importlib.util
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from clients.errors import TaskgramError
+from clients.eval.errors import EvalError
+from taskgram.api import COUNT_UNITS
+from taskgram.errors import UsageError
 
 
 def _threshold(text: str) -> tuple[str, int, float]:
@@ -80,7 +85,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--count-batch", type=int, default=20_000, help="queries per backend call")
     p.add_argument(
         "--count-unit",
-        choices=["documents", "occurrences"],
+        choices=list(COUNT_UNITS),
         default="documents",
         help="unit of C(s^x) and C((s^x, s^y)) in the task-gram LM: documents containing s^x / both, or "
         "occurrences of s^x / those of them in documents that also contain s^y",
@@ -144,24 +149,21 @@ def register(subparsers: Any) -> None:
     p.add_argument("--bins", type=int, default=5, help="pair-count bins for performance (Fig. 3)")
     p.add_argument("--no-figures", action="store_true", help="tables and report only")
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(handler=run_eval)
+    # a stage that fails on a file (OSError names it) or a bad value is reported like bad input
+    p.set_defaults(handler=run_eval, failures=(EvalError, TaskgramError, OSError, ValueError))
 
 
 def _open_backend(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
-    try:
-        from clients.client import Client, LocalClient
-    except ImportError as err:
-        raise SystemExit(f"taskgram eval: the client library is not available: {err}") from err
+    from clients.client import Client, LocalClient
+
     if args.index:
         index_dir = Path(args.index)
         manifest = index_dir / "manifest.json"
         if not manifest.is_file():
-            raise SystemExit(f"taskgram eval: {manifest}: missing; is {index_dir} a taskgram index?")
+            raise UsageError(f"--index {manifest}: missing; is {index_dir} a taskgram index?")
         client: Any = LocalClient(index_dir)
-        identity: dict[str, Any] = {
-            "index": str(index_dir.resolve()),
-            "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest(),
-        }
+        # the same identity the service reports (GET /v1/indexes): sha256 of the canonical manifest
+        identity: dict[str, Any] = {"index": str(index_dir.resolve()), "identity": client.identity}
     else:
         # A bearer key from the environment, never from the command line (visible in the process list).
         api_key = os.environ.get("TASKGRAM_API_KEY") or None
@@ -176,32 +178,42 @@ def _open_backend(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return client, identity
 
 
+def _require_eval_extra(figures: bool) -> None:
+    """scipy (correlations) and matplotlib (figures) come with the ``eval`` extra, not with taskgram."""
+    needed = ["scipy"] + (["matplotlib"] if figures else [])
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"{', '.join(missing)} not installed: taskgram eval needs the eval extra, "
+            "pip install 'taskgram[eval]'" + (" (or --no-figures)" if missing == ["matplotlib"] else "")
+        )
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    from clients.eval.pipeline import DEFAULT_TASKS, EvalConfig, EvalError, Run
+    """``taskgram eval``: see ``taskgram eval --help`` and docs/evaluation.md. Returns 0 when every
+    stage succeeded, 1 when the report records errors (e.g. a model that does not load); a bad option or a
+    failed stage raises (exit 2 with one line naming the option, file or stage)."""
+    from clients.eval.pipeline import DEFAULT_TASKS, EvalConfig, Run
 
     thresholds: dict[str, dict[int, float]] = {}
     for task, n, value in args.threshold:
         thresholds.setdefault(task, {})[n] = value
     for n in args.n_values:
         if not 1 <= n <= 10:
-            print(f"taskgram eval: --n {n}: n-gram sizes must be between 1 and 10", file=sys.stderr)
-            return 2
+            raise UsageError(f"--n {n}: n-gram sizes must be between 1 and 10")
     for flag, value in (
         ("--max-new-tokens", args.max_new_tokens),
         ("--cot-max-new-tokens", args.cot_max_new_tokens),
     ):
         if value < 1:
-            print(f"taskgram eval: {flag} {value}: must be >= 1", file=sys.stderr)
-            return 2
+            raise UsageError(f"{flag} {value}: must be >= 1")
     if args.trace_outputs is not None and (not args.generate or args.trace_outputs < 1):
-        print("taskgram eval: --trace-outputs N needs --generate and N >= 1", file=sys.stderr)
-        return 2
+        raise UsageError("--trace-outputs N needs --generate and N >= 1")
     if (args.bertscore_model is None) != (args.bertscore_layers is None):
-        print("taskgram eval: --bertscore-model and --bertscore-layers go together", file=sys.stderr)
-        return 2
+        raise UsageError("--bertscore-model and --bertscore-layers go together")
     if args.bertscore_layers is not None and args.bertscore_layers < 1:
-        print(f"taskgram eval: --bertscore-layers {args.bertscore_layers}: must be >= 1", file=sys.stderr)
-        return 2
+        raise UsageError(f"--bertscore-layers {args.bertscore_layers}: must be >= 1")
+    _require_eval_extra(figures=not args.no_figures)
     cfg = EvalConfig(
         tasks_dir=args.tasks_dir,
         run_dir=args.run_dir,
@@ -239,7 +251,7 @@ def run_eval(args: argparse.Namespace) -> int:
     run = Run(cfg, backend, index_identity=identity, progress=not args.no_progress)
     try:
         report = run.run()
-    except Exception as err:  # a stage failed: record it, exit non-zero
+    except Exception as err:  # a stage failed: record it in report.json, then fail (exit 2)
         failure = {
             "ok": False,
             "errors": run.errors + [{"stage": type(err).__name__, "error": str(err)}],
@@ -252,10 +264,7 @@ def run_eval(args: argparse.Namespace) -> int:
         (Path(args.run_dir) / "report.json").write_text(
             json.dumps(failure, indent=1, ensure_ascii=False), encoding="utf-8"
         )
-        print(f"taskgram eval: failed: {err}", file=sys.stderr)
-        if not isinstance(err, (EvalError, OSError, ValueError)):
-            raise
-        return 1
+        raise
     for e in report["errors"]:
         print(f"taskgram eval: error in {e['stage']}: {e['error']}", file=sys.stderr)
     print(

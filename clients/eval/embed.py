@@ -30,6 +30,8 @@ from typing import Protocol
 
 import numpy as np
 
+from clients.eval.errors import EmbeddingError
+
 # γ_T of the paper (App. D) for translation (n = 2..5) and TriviaQA/MMLU (n = 3 and 5). Values the paper
 # does not state are ours, marked: TriviaQA/MMLU at n = 2 and 4 continue its linear trend (0.05 per n);
 # GSM8K (no value stated) uses the TriviaQA/MMLU values.
@@ -50,9 +52,6 @@ STATED_BY_PAPER = {
     ("mmlu", 5),
 }
 
-
-class EmbeddingError(RuntimeError):
-    """The embedder could not be loaded or failed on a batch."""
 
 
 def task_family(task: str) -> str:

@@ -20,7 +20,6 @@ number of the generated one) beside it.
 
 from __future__ import annotations
 
-import csv
 import re
 import string
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from clients.eval.errors import MetricError
 from clients.eval.pairs import (
     CountBackend,
     CountCache,
@@ -37,6 +37,7 @@ from clients.eval.pairs import (
     extract_pairs,
 )
 from clients.eval.tasks import Example
+from taskgram.files import write_csv_atomic
 
 
 class Generator(Protocol):
@@ -63,9 +64,6 @@ def stop_strings(task: str) -> tuple[str, ...]:
     over several lines and ends at a blank line or where the model starts a new question."""
     return ("\n\n", "\nQuestion:") if task == "gsm8k" else ("\n",)
 
-
-class MetricError(RuntimeError):
-    """A performance metric could not be computed (missing package, model that does not load)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -348,12 +346,7 @@ def write_tables(tables: Path, result: dict[str, Any]) -> list[str]:
     written = []
 
     def _csv(name: str, header: list[str], rows: list[list[Any]]) -> None:
-        path = tables / name
-        with path.open("w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            w.writerows(rows)
-        written.append(str(path))
+        written.append(str(write_csv_atomic(tables / name, header, rows)))
 
     _csv(
         "generation-novelty.csv",

@@ -14,13 +14,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from clients.eval.errors import InfgramError
+
 
 class InfgramBackend(Protocol):
     def infgram_prob(self, items: Sequence[tuple[Any, Any]], *, space: str = ...) -> list[Any]: ...
 
-
-class InfgramError(RuntimeError):
-    """An ∞-gram query failed or answered something malformed."""
 
 
 def split_for_infgram(

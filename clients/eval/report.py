@@ -13,17 +13,37 @@ token of the reference output y under the model.
 
 from __future__ import annotations
 
-import csv
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clients.eval.metrics import correlate, performance_bins
+from taskgram.files import write_csv_atomic
 
 if TYPE_CHECKING:
-    from clients.eval.pipeline import Run
     from clients.eval.taskgram_lm import TaskgramPair
     from clients.eval.tasks import Example
+
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What the report needs to know of a run (the pipeline's ``Run.summary()`` builds it): where the
+    run writes, its configuration, the γ thresholds used, and what it recorded so far."""
+
+    run_dir: Path
+    config: dict[str, Any]  # EvalConfig.to_json()
+    models: list[str]  # the requested models, as given
+    perf_bins: int
+    figures: bool
+    gammas: Mapping[tuple[str, int], float | None]
+    index: dict[str, Any]  # the index identity
+    stats: dict[str, Any]
+    timings: Mapping[str, float]
+    errors: list[dict[str, Any]]
+
 
 MEM_HEADER = [
     "task",
@@ -43,16 +63,6 @@ MEM_HEADER = [
     "note",
 ]
 PERF_HEADER = ["task", "n", "pairs_filter", "model", "metric", "bin_lo", "bin_hi", "examples", "mean_metric"]
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    tmp.replace(path)
 
 
 def example_metric(task: str, rec: dict[str, Any] | None) -> tuple[str, float | None]:
@@ -99,7 +109,7 @@ def _mem_row(
 
 
 def write_report(
-    run: Run,
+    run: RunSummary,
     examples: dict[str, list[Example]],
     taskgram: dict[tuple[str, int], list[TaskgramPair]],
     llm_results: dict[str, dict],
@@ -109,7 +119,6 @@ def write_report(
     """``generated``: model -> task -> example id -> (metric, value) of the generated outputs."""
     from clients.eval.plots import plot_memorization, plot_performance, plot_scatter
 
-    cfg = run.cfg
     tables = run.run_dir / "tables"
     models = list(llm_results)
     mem_rows: list[list[Any]] = []
@@ -127,7 +136,7 @@ def write_report(
                 row.append(sc[0] if sc else None)
             row.append(inf.get(task, {}).get(p.example_id, {}).get(name + p.sy) if inf else None)
             rows.append(row)
-        _write_csv(
+        write_csv_atomic(
             tables / f"taskgram-{task}-n{n}.csv",
             ["example_id", "sx", "sy", "cosine", "pair_count", "sx_count", "log_p_taskgram"]
             + [f"log_p_llm[{m}]" for m in models]
@@ -186,10 +195,10 @@ def write_report(
                 ]
                 metric_name = vals[0][1][0] if vals else ""
                 ok = [(c, v[1]) for c, v in vals if v[1] is not None and math.isfinite(v[1])]
-                for b in performance_bins([c for c, _ in ok], [v for _, v in ok], n_bins=cfg.perf_bins):
+                for b in performance_bins([c for c, _ in ok], [v for _, v in ok], n_bins=run.perf_bins):
                     perf_rows.append([task, n, filt, m, metric_name, b.lo, b.hi, b.n_examples, b.mean_metric])
-    _write_csv(tables / "memorization.csv", MEM_HEADER, mem_rows)
-    _write_csv(tables / "performance.csv", PERF_HEADER, perf_rows)
+    write_csv_atomic(tables / "memorization.csv", MEM_HEADER, mem_rows)
+    write_csv_atomic(tables / "performance.csv", PERF_HEADER, perf_rows)
     overall: dict[str, dict[str, Any]] = {}
     for m in models:
         per_task = {}
@@ -205,13 +214,13 @@ def write_report(
         overall[m] = per_task
     figures = []
     fig_dir = run.run_dir / "figures"
-    for filt in dict.fromkeys(r[2] for r in mem_rows) if cfg.figures else ():
+    for filt in dict.fromkeys(r[2] for r in mem_rows) if run.figures else ():
         sub = [r for r in mem_rows if r[2] == filt]
         figures.append(str(plot_memorization(sub, MEM_HEADER, fig_dir / f"memorization-{filt}.png")))
         psub = [r for r in perf_rows if r[2] == filt]
         if psub:
             figures.append(str(plot_performance(psub, PERF_HEADER, fig_dir / f"performance-{filt}.png")))
-    if scatter and cfg.figures:
+    if scatter and run.figures:
         figures.append(
             str(plot_scatter(scatter, models[0] if models else "", fig_dir / "taskgram-vs-llm.png"))
         )
@@ -220,10 +229,10 @@ def write_report(
         for m in models
     }
     return {
-        "config": cfg.to_json(),
-        "index": run.index_identity,
+        "config": run.config,
+        "index": run.index,
         "models": {m: llm_results[m]["name"] for m in models},
-        "requested_models": list(cfg.models),
+        "requested_models": list(run.models),
         "stats": run.stats,
         "sy_not_located": not_located,
         "performance": overall,

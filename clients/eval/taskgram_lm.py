@@ -13,9 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-
-class InconsistentCounts(RuntimeError):
-    """C(pair) > C(s^x): the backend's counts contradict each other."""
+from clients.eval.errors import InconsistentCounts
 
 
 @dataclass(frozen=True)

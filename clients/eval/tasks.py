@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clients.eval.errors import TaskDataError
 from clients.eval.ngrams import CALCULATOR_ANNOTATION
 
 MMLU_SUBJECTS: tuple[str, ...] = tuple(
@@ -67,9 +68,6 @@ TASK_FILES = {
     "gsm8k": "gsm8k-test.jsonl",
 }
 
-
-class TaskDataError(ValueError):
-    """A task file is missing, unreadable or does not follow its schema (message names file and line)."""
 
 
 @dataclass(frozen=True)

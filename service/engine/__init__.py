@@ -7,13 +7,14 @@ phrase syntax and the leading-space policy, :mod:`service.engine.docsets` for th
 
 from service.engine.errors import (
     BudgetExceeded,
+    DocumentNotFound,
     EngineError,
     IndexUnavailable,
     QueryError,
     ShardsUnavailable,
 )
 from service.engine.index import Index, IndexSet
-from service.engine.query import SPACE_POLICIES, Phrase, PhraseSpec, SpacePolicy
+from service.engine.query import Phrase, PhraseSpec
 from service.engine.results import (
     Document,
     DocumentHit,
@@ -24,12 +25,15 @@ from service.engine.results import (
     ProbResult,
     TokenProb,
 )
+from taskgram.api import COUNT_UNITS, SPACE_POLICIES, SpacePolicy
 
 __all__ = [
+    "COUNT_UNITS",
     "SPACE_POLICIES",
     "BudgetExceeded",
     "Document",
     "DocumentHit",
+    "DocumentNotFound",
     "DocumentsResult",
     "EngineError",
     "Index",

@@ -4,6 +4,7 @@
 
     EngineError
      ├── QueryError          the query is malformed (empty phrase, token id out of range, bad option)
+     │    └── DocumentNotFound   a document id outside the index
      ├── BudgetExceeded      the query needs more work or time than its budget allows
      ├── IndexUnavailable    the index is missing, corrupt or of an incompatible format
      └── ShardsUnavailable   shard groups serving part of the index are down or missed the deadline
@@ -23,6 +24,10 @@ class QueryError(EngineError, ValueError):
         super().__init__(message)
         self.field = field
         self.item = item
+
+
+class DocumentNotFound(QueryError):
+    """A document id outside the index (``0 <= doc_id < n_docs``); the service answers 404."""
 
 
 class BudgetExceeded(EngineError):

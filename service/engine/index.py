@@ -25,6 +25,7 @@ import itertools
 import math
 import os
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,20 @@ import numpy as np
 
 from indexer.format import Manifest
 from service.engine.documents import document, document_hit
-from service.engine.errors import EngineError, IndexUnavailable, QueryError
+from service.engine.errors import DocumentNotFound, EngineError, IndexUnavailable, QueryError
 from service.engine.merge import NextTokens, add_up, check_budget, merge_next_tokens, page_picks, summed
 from service.engine.opening import doc_bases, open_header, open_shards
-from service.engine.query import Ids, Phrase, PhraseResolver, PhraseSpec, SpecKey, check_space, flatten
+from service.engine.query import (
+    Ids,
+    Phrase,
+    PhraseResolver,
+    PhraseSpec,
+    SpecKey,
+    check_int,
+    check_space,
+    flatten,
+    is_int,
+)
 from service.engine.results import (
     Document,
     DocumentsResult,
@@ -48,10 +59,9 @@ from service.engine.results import (
 )
 from service.engine.shards import CHUNK, Shard, ShardGroup, check_deadline
 from service.engine.words import WordTables, check_boundary, word_tables
+from taskgram.api import COUNT_UNITS
 
 __all__ = ["CHUNK", "COUNT_UNITS", "Index", "IndexSet"]
-
-COUNT_UNITS: tuple[str, ...] = ("documents", "occurrences")  # units of Index.cooccurrence
 
 
 class Index:
@@ -64,7 +74,44 @@ class Index:
 
     ``groups`` are the shard groups that answer (:class:`~service.engine.shards.ShardGroup` or anything
     with its operations, such as the remote groups of :mod:`service.ray_serve`); together they hold every
-    shard of the manifest exactly once."""
+    shard of the manifest exactly once.
+
+    Every query method takes a batch and returns one result per query, in order; counts are exact and
+    summed over the shards. Open an index directory with :meth:`open`.
+
+    Parameters
+    ----------
+    max_occurrences : int, optional
+        Work budget: the most suffix-array occurrences one phrase spec of a document-level or windowed
+        query may touch (None: no limit).
+    cache_bytes, cache_min_occurrences : int, optional
+        Size of the LRU of frequent phrases' document sets, and how often a phrase must occur to enter it.
+    space : {"auto", "exact", "both"}, optional
+        The default leading-space policy of text phrases.
+
+    Raises
+    ------
+    QueryError
+        A query is malformed (empty phrase, token id outside the vocabulary, bad option); ``field`` names
+        what is wrong. ``DocumentNotFound`` (a QueryError) for a document id outside the index.
+    BudgetExceeded
+        A query needs more time (``deadline=``, an absolute ``time.monotonic()``) or work
+        (``max_occurrences``) than allowed; no partial result is returned.
+    IndexUnavailable
+        From :meth:`open`: the directory is not a readable taskgram index (the message names the file).
+
+    Examples
+    --------
+    >>> from service.engine import Index
+    >>> index = Index.open(index_dir)
+    >>> index.n_docs, index.count(["garbage collection", [22630, 4849]])
+    (350, [5, 5])
+    >>> index.cooccurrence([["garbage collection", {"any": ["reference count", "reference counts"]}]])
+    [2]
+    >>> [(t.token, t.count) for t in index.ntd(["garbage"], top_k=2)[0].tokens]
+    [('Ġcollector', 10), ('Ġcollection', 5)]
+    >>> index.close()
+    """
 
     def __init__(
         self,
@@ -124,8 +171,28 @@ class Index:
         """Open an index directory read-only, all its shards in one local group. Checks the manifest
         (format version, counts), every shard file's size against the manifest, samples of the arrays
         (suffix-array entries in range and not on a separator, documents followed by the separator), the
-        tokenizer's checksum and vocabulary, and with ``verify_checksums`` every file's sha256. Raises
-        :class:`IndexUnavailable` saying what is wrong."""
+        tokenizer's checksum and vocabulary, and with ``verify_checksums`` every file's sha256.
+
+        Parameters
+        ----------
+        directory : path
+            A taskgram index (``taskgram build``).
+        name : str, optional
+            The index's name (default: the folder's name).
+        verify_checksums : bool
+            Hash every file against the manifest (slow for large indexes).
+        cache_bytes, cache_min_occurrences, **options
+            See the class parameters.
+
+        Returns
+        -------
+        Index
+
+        Raises
+        ------
+        IndexUnavailable
+            Saying which file is missing, truncated, corrupt or of another format version.
+        """
         directory = Path(directory)
         name = name or directory.resolve().name
         manifest, tokenizer = open_header(directory, name)
@@ -421,8 +488,7 @@ class Index:
                 "boundary='word' is not supported by windowed co-occurrence; use boundary='token'",
                 field="boundary",
             )
-        if not isinstance(window, (int, np.integer)) or isinstance(window, bool) or window < 0:
-            raise QueryError(f"window must be an integer >= 0, not {window!r}", field="window")
+        check_int(window, "window")
         resolver = self._resolver(space)
         parsed = self._query_keys(resolver, queries, 2)
         resolver.finish()
@@ -463,7 +529,7 @@ class Index:
     def _prompts(self, resolver: PhraseResolver, prompts: Sequence[Any], field: str) -> list[Ids | int]:
         return [resolver.parse_phrase(p, f"{field}[{i}]", i, allow_empty=True) for i, p in enumerate(prompts)]
 
-    def next_token_distribution(
+    def ntd(
         self,
         prompts: Sequence[Phrase],
         *,
@@ -471,12 +537,10 @@ class Index:
         deadline: float | None = None,
         space: str | None = None,
     ) -> list[NextTokenDistribution]:
-        """Exact distribution of the token following each prompt (an empty prompt gives unigram counts).
-        Each distinct next token costs a galloping search over the prompt's SA range, never a scan."""
-        if top_k is not None and (
-            not isinstance(top_k, (int, np.integer)) or isinstance(top_k, bool) or top_k < 1
-        ):
-            raise QueryError(f"top_k must be a positive integer or None, not {top_k!r}", field="top_k")
+        """Exact next-token distribution (``ntd``, the name of ``POST /v1/ntd`` and of the clients'
+        method) of each prompt; an empty prompt gives unigram counts. Each distinct next token costs a
+        galloping search over the prompt's SA range, never a scan."""
+        check_int(top_k, "top_k", minimum=1, none_ok=True)
         resolver = self._resolver(space)
         parsed = self._prompts(resolver, _batch(prompts, "prompts"), "prompts")
         resolver.finish()
@@ -486,6 +550,15 @@ class Index:
             self._fan_out("next_tokens", flat, offsets, deadline=deadline), n=len(patterns)
         )
         return [self._distribution(merged, j, top_k) for j in range(len(patterns))]
+
+    def next_token_distribution(self, *args: Any, **kwargs: Any) -> list[NextTokenDistribution]:
+        """Deprecated name of :meth:`ntd`."""
+        warnings.warn(
+            "Index.next_token_distribution is deprecated: use Index.ntd (the name of POST /v1/ntd)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.ntd(*args, **kwargs)
 
     def _distribution(self, nt: NextTokens, j: int, top_k: int | None) -> NextTokenDistribution:
         total, ends = int(nt.totals[j]), int(nt.ends[j])
@@ -505,7 +578,7 @@ class Index:
         )
 
     def _token_id(self, tid: Any, field: str, item: int) -> int:
-        if not isinstance(tid, (int, np.integer)) or isinstance(tid, bool):
+        if not is_int(tid):
             raise QueryError(f"{field}: the next token must be a token id (int)", field=field, item=item)
         if not 0 <= int(tid) < self.vocab_size or int(tid) == self.separator:
             raise QueryError(f"{field}: token id {tid} is out of range", field=field, item=item)
@@ -625,9 +698,8 @@ class Index:
         character spans of every match inside it. With ``boundary="word"`` only word-bounded occurrences
         count, for the total and for the snippets' matches."""
         word = self._word(boundary)
-        for fname, value, minimum in (("offset", offset, 0), ("limit", limit, 0), ("window", window, 0)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-                raise QueryError(f"{fname} must be an integer >= {minimum}, not {value!r}", field=fname)
+        for fname, value in (("offset", offset), ("limit", limit), ("window", window)):
+            check_int(value, fname)
         resolver = self._resolver(space)
         parsed = self._parse_specs(resolver, phrases, "phrases")
         if not parsed:
@@ -680,14 +752,13 @@ class Index:
 
     def document(self, doc_id: int, *, max_tokens: int | None = None) -> Document:
         """Document ``doc_id`` (global id): metadata, token ids and text (first ``max_tokens`` tokens)."""
-        if (
-            not isinstance(doc_id, (int, np.integer))
-            or isinstance(doc_id, bool)
-            or not 0 <= doc_id < self.n_docs
-        ):
+        if not is_int(doc_id) or doc_id < 0:
             raise QueryError(f"doc_id {doc_id!r} is out of range (0..{self.n_docs - 1})", field="doc_id")
-        if max_tokens is not None and (not isinstance(max_tokens, (int, np.integer)) or max_tokens < 0):
-            raise QueryError(f"max_tokens must be an integer >= 0, not {max_tokens!r}", field="max_tokens")
+        if doc_id >= self.n_docs:
+            raise DocumentNotFound(
+                f"index {self.name!r} has {self.n_docs} documents; doc_id {doc_id} is out of range"
+            )
+        check_int(max_tokens, "max_tokens", none_ok=True)
         number = int(np.searchsorted(self._doc_bases, doc_id, side="right")) - 1
         local = int(doc_id) - int(self._doc_bases[number])
         doc = self._ask(self._group_of[number], "document", number, local, max_tokens)
@@ -738,7 +809,7 @@ class Index:
         self.cooccurrence([[probe, probe]])
         self.cooccurrence([[probe, probe]], unit="occurrences")
         self.windowed_cooccurrence([[probe, probe]], 1)
-        self.next_token_distribution([probe], top_k=1)
+        self.ntd([probe], top_k=1)
         self.infgram_prob([(probe, probe)])
         self.documents([probe], limit=1, window=1)
         if self._words is not None:  # both paths of the word-boundary kernels (with and without start scan)
@@ -830,7 +901,8 @@ class IndexSet(Mapping[str, Index]):
         index = self._indexes.get(name)
         if index is None:
             if name in self.failures:
-                raise IndexUnavailable(f"index {name!r} is unavailable: {self.failures[name]}", name=name)
+                why = self.failures[name]
+                raise IndexUnavailable(f"index {name!r} could not be opened: {why}", name=name)
             known = ", ".join(sorted(self._indexes)) or "none"
             raise IndexUnavailable(f"no index named {name!r} (available: {known})", name=name)
         return index

@@ -25,24 +25,35 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any
 
 import numpy as np
 
 from service.engine.errors import QueryError
+from taskgram.api import SPACE_POLICIES
 
 Phrase = str | Sequence[int]
 PhraseSpec = Phrase | Sequence[Phrase] | Mapping[str, Sequence[Phrase]]
-SpacePolicy = Literal["auto", "exact", "both"]
-SPACE_POLICIES: tuple[str, ...] = ("auto", "exact", "both")
 
 #: A resolved phrase: a tuple of token ids. A resolved spec: a sorted tuple of distinct variants.
 Ids = tuple[int, ...]
 SpecKey = tuple[Ids, ...]
 
 
-def _is_int(x: object) -> bool:
+def is_int(x: object) -> bool:
+    """An integer (Python, numpy or any ``numbers.Integral``), not a boolean."""
     return isinstance(x, (numbers.Integral, np.integer)) and not isinstance(x, bool)
+
+
+def check_int(value: Any, field: str, *, minimum: int = 0, none_ok: bool = False) -> int | None:
+    """``value`` as an ``int`` of at least ``minimum`` (or None, when ``none_ok``); a QueryError naming
+    ``field`` otherwise. The one integer check of the engine's options."""
+    if value is None and none_ok:
+        return None
+    if not is_int(value) or value < minimum:
+        alternative = " or None" if none_ok else ""
+        raise QueryError(f"{field} must be an integer >= {minimum}{alternative}, not {value!r}", field=field)
+    return int(value)
 
 
 def check_space(space: str) -> None:
@@ -119,7 +130,7 @@ class PhraseResolver:
             if phrase.ndim != 1 or not np.issubdtype(phrase.dtype, np.integer):
                 raise QueryError(f"{field}: token ids must be a 1-d integer array", field=field, item=item)
             return [self._check_ids(tuple(int(x) for x in phrase), field, item, allow_empty)]
-        if isinstance(phrase, Sequence) and all(_is_int(x) for x in phrase):
+        if isinstance(phrase, Sequence) and all(is_int(x) for x in phrase):
             return [self._check_ids(tuple(int(x) for x in phrase), field, item, allow_empty)]
         raise QueryError(
             f"{field}: a phrase is a string or a list of token ids, not {type(phrase).__name__}",
@@ -151,7 +162,7 @@ class PhraseResolver:
             variants = spec["any"]
             if isinstance(variants, (str, bytes)) or not isinstance(variants, Sequence):
                 raise QueryError(f"{field}.any: must be a list of phrases", field=field, item=item)
-        elif isinstance(spec, Sequence) and not isinstance(spec, str) and not all(_is_int(x) for x in spec):
+        elif isinstance(spec, Sequence) and not isinstance(spec, str) and not all(is_int(x) for x in spec):
             variants = spec
         else:
             return self._parse_phrase(spec, field, item, False)
@@ -163,7 +174,7 @@ class PhraseResolver:
                 isinstance(variant, Sequence)
                 and not isinstance(variant, str)
                 and variant
-                and not all(_is_int(x) for x in variant)
+                and not all(is_int(x) for x in variant)
             ):
                 raise QueryError(f"{field}[{v}]: variants cannot be nested", field=field, item=item)
             out.extend(self._parse_phrase(variant, f"{field}[{v}]", item, False))

@@ -63,8 +63,7 @@ from service.engine.kernels import (
     _word_positions,
     _word_ranges,
 )
-
-BOUNDARIES: tuple[str, ...] = ("token", "word")
+from taskgram.api import BOUNDARIES
 
 
 def is_word_char(ch: str) -> bool:

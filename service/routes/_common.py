@@ -52,6 +52,11 @@ def json_response(payload: Any) -> Response:
     return Response(body.encode("utf-8"), media_type="application/json")
 
 
+def results_response(index: str, results: list[Any]) -> Response:
+    """The answer of every batch endpoint, :class:`taskgram.api.Results`: ``{"index", "results"}``."""
+    return json_response({"index": index, "results": results})
+
+
 def as_dicts(results: Sequence[Any]) -> list[Any]:
     return [dataclasses.asdict(r) for r in results]
 

@@ -9,7 +9,13 @@ from starlette.responses import Response
 
 from service.deps import ServiceState, StateDep
 from service.errors import InvalidQuery
-from service.routes._common import FastJsonRoute, conjunctions, json_response, phrases, specs
+from service.routes._common import (
+    FastJsonRoute,
+    conjunctions,
+    phrases,
+    results_response,
+    specs,
+)
 from service.schemas import (
     CooccurrenceRequest,
     CountRequest,
@@ -30,7 +36,7 @@ def _count(request: CountRequest, state: ServiceState) -> Response:
     index = state.index(request.index)
     queries = phrases(state.settings, request.queries)
     results = index.count(queries, deadline=state.deadline(), space=request.space, boundary=request.boundary)
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)
 
 
 @router.post("/count", response_model=IntResults, summary="Occurrences of each phrase")
@@ -47,7 +53,7 @@ def doc_freq(request: DocFreqRequest, state: StateDep) -> Response:
     results = index.doc_freq(
         queries, deadline=state.deadline(), space=request.space, boundary=request.boundary
     )
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)
 
 
 @router.post(
@@ -65,13 +71,13 @@ def cooccurrence(request: CooccurrenceRequest, state: StateDep) -> Response:
         unit=request.unit,
         boundary=request.boundary,
     )
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)
 
 
 @router.post(
     "/cooccurrence/windowed",
     response_model=IntResults,
-    summary="Occurrences of the first phrase with all others within a token window (exact CNF AND)",
+    summary="Occurrences of the rarest clause with every other clause within a token window (exact CNF AND)",
 )
 def windowed_cooccurrence(request: WindowedCooccurrenceRequest, state: StateDep) -> Response:
     if request.window > state.settings.max_window:
@@ -81,4 +87,4 @@ def windowed_cooccurrence(request: WindowedCooccurrenceRequest, state: StateDep)
     results = index.windowed_cooccurrence(
         queries, request.window, deadline=state.deadline(), space=request.space, boundary=request.boundary
     )
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)

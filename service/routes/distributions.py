@@ -7,7 +7,14 @@ from starlette.responses import Response
 
 from service.deps import StateDep
 from service.errors import InvalidQuery
-from service.routes._common import FastJsonRoute, as_dicts, check_batch, json_response, phrase, phrases
+from service.routes._common import (
+    FastJsonRoute,
+    as_dicts,
+    check_batch,
+    phrase,
+    phrases,
+    results_response,
+)
 from service.schemas import InfgramRequest, InfgramResults, NtdRequest, NtdResults, ProbRequest, ProbResults
 
 router = APIRouter(tags=["probabilities"], route_class=FastJsonRoute)
@@ -19,10 +26,10 @@ def ntd(request: NtdRequest, state: StateDep) -> Response:
         raise InvalidQuery(f"top_k: {request.top_k}, the limit is {state.settings.max_top_k}")
     index = state.index(request.index)
     prompts = phrases(state.settings, request.queries, allow_empty=True)  # '' = unigram distribution
-    results = index.next_token_distribution(
+    results = index.ntd(
         prompts, top_k=request.top_k, deadline=state.deadline(), space=request.space
     )
-    return json_response({"index": request.index, "results": as_dicts(results)})
+    return results_response(request.index, as_dicts(results))
 
 
 @router.post("/prob", response_model=ProbResults, summary="P(token | prompt) for each (prompt, token)")
@@ -34,7 +41,7 @@ def prob(request: ProbRequest, state: StateDep) -> Response:
         for i, q in enumerate(request.queries)
     ]
     results = index.prob(items, deadline=state.deadline(), space=request.space)
-    return json_response({"index": request.index, "results": as_dicts(results)})
+    return results_response(request.index, as_dicts(results))
 
 
 @router.post(
@@ -51,4 +58,4 @@ def infgram_prob(request: InfgramRequest, state: StateDep) -> Response:
         for i, q in enumerate(request.queries)
     ]
     results = index.infgram_prob(items, deadline=state.deadline(), space=request.space)
-    return json_response({"index": request.index, "results": as_dicts(results)})
+    return results_response(request.index, as_dicts(results))

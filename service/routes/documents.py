@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Query
 from starlette.responses import Response
 
 from service.deps import StateDep
-from service.errors import DocumentNotFound, InvalidQuery
-from service.routes._common import FastJsonRoute, check_batch, json_response, spec
+from service.errors import InvalidQuery
+from service.routes._common import FastJsonRoute, check_batch, json_response, results_response, spec
 from service.schemas import DocumentModel, DocumentsRequest, DocumentsResults
 
 router = APIRouter(tags=["documents"], route_class=FastJsonRoute)
@@ -47,7 +47,7 @@ def documents(request: DocumentsRequest, state: StateDep) -> Response:
             boundary=request.boundary,
         )
         results.append(dataclasses.asdict(result))
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)
 
 
 @router.get(
@@ -61,11 +61,7 @@ def document(
     state: StateDep,
     max_tokens: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
-    index = state.index(name)
-    if doc_id >= index.n_docs:
-        raise DocumentNotFound(
-            f"index {name!r} has {index.n_docs} documents; doc_id {doc_id} is out of range"
-        )
+    index = state.index(name)  # a doc_id outside the index: the engine's DocumentNotFound, answered 404
     limit = state.settings.max_document_tokens
     max_tokens = limit if max_tokens is None else min(max_tokens, limit)
     result = index.document(doc_id, max_tokens=max_tokens)

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from service.deps import StateDep
 from service.errors import InvalidQuery
-from service.routes._common import FastJsonRoute, check_batch, json_response
+from service.routes._common import FastJsonRoute, check_batch, results_response
 from service.schemas import TokenizeRequest, TokenizeResults
 
 router = APIRouter(tags=["tokenize"], route_class=FastJsonRoute)
@@ -25,4 +25,4 @@ def tokenize(request: TokenizeRequest, state: StateDep) -> Response:
             )
         ids = [int(t) for t in index.tokenize(text, space=request.space)]
         results.append({"token_ids": ids, "tokens": index.id_to_token(ids) if ids else []})
-    return json_response({"index": request.index, "results": results})
+    return results_response(request.index, results)

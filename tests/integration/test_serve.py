@@ -4,57 +4,33 @@ Client and AsyncClient, whose answers must equal LocalClient's (the engine in-pr
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from clients import (
     AsyncClient,
     AuthenticationError,
     Client,
+    DocumentNotFoundError,
     InvalidQueryError,
     LocalClient,
+    TaskgramError,
     UnknownIndexError,
 )
-from service.app import create_app
+from clients.transports import BaseTransport, HTTPTransport, Operation
 from service.settings import Settings
+from tests.serving import serve_in_thread as serve
 
 ServeInThread = Callable[..., Any]
 
 
-@contextmanager
-def _serve(settings: Settings) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
-@pytest.fixture(scope="module")
-def serve_in_thread() -> ServeInThread:
+@pytest.fixture(scope="module", name="serve_in_thread")
+def _serve_in_thread() -> ServeInThread:
     """``with serve_in_thread(settings) as url:`` runs a real uvicorn server for the block."""
-    return _serve
+    return serve
 
 
 @pytest.fixture(scope="module")
@@ -129,31 +105,69 @@ def test_large_batches_are_chunked_and_exact(server_url: str, local: LocalClient
         assert client.cooccurrence(pairs) == local.cooccurrence(pairs)
 
 
+_FAILING_CALLS: list[tuple[str, Callable[[Any], Any]]] = [
+    ("token id out of range", lambda c: c.count([[10**9]])),
+    ("unknown index", lambda c: c.count(["the"], index="missing")),
+    ("one phrase is not a co-occurrence", lambda c: c.cooccurrence([["only one"]])),
+    ("unknown unit", lambda c: c.cooccurrence([["the", "of"]], unit="tokens")),
+    ("document id outside the index", lambda c: c.document(10**9)),
+    ("empty phrase", lambda c: c.doc_freq([[]])),
+    ("top_k below 1", lambda c: c.ntd(["the"], top_k=0)),
+]
+
+
+def _failure(call: Callable[[Any], Any], client: Any) -> tuple[type[BaseException], int, str, str]:
+    with pytest.raises(TaskgramError) as info:
+        call(client)
+    err = info.value
+    return type(err), getattr(err, "status", 0), getattr(err, "type", ""), getattr(err, "title", "")
+
+
+@pytest.mark.parametrize(("what", "call"), _FAILING_CALLS, ids=[what for what, _ in _FAILING_CALLS])
+def test_errors_over_http_equal_local_errors(
+    server_url: str, local: LocalClient, what: str, call: Callable[[Any], Any]
+) -> None:
+    """The same failure raises the same exception class, with the same status, problem type and title,
+    over HTTP and in process."""
+    with Client(server_url, index="sample", retries=0) as client:
+        assert _failure(call, client) == _failure(call, local), what
+
+
 def test_errors_over_http(server_url: str) -> None:
     with Client(server_url, index="sample") as client:
         with pytest.raises(InvalidQueryError, match="out of range"):
             client.count([[10**9]])
         with pytest.raises(UnknownIndexError):
             client.count(["the"], index="missing")
-        with pytest.raises(InvalidQueryError):
-            client.cooccurrence([["only one"]])
+        with pytest.raises(DocumentNotFoundError, match="out of range"):
+            client.document(10**9)
         with pytest.raises(InvalidQueryError, match="unit"):
             client.cooccurrence([["the", "of"]], unit="tokens")
+
+
+class _Recording(BaseTransport):
+    """Records every operation, then lets ``inner`` carry it out."""
+
+    def __init__(self, inner: BaseTransport) -> None:
+        self.inner = inner
+        self.ops: list[Operation] = []
+
+    def handle(self, op: Operation) -> Any:
+        self.ops.append(op)
+        return self.inner.handle(op)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 def test_cache_over_http(server_url: str, tmp_path: Path) -> None:
     with Client(server_url, cache_dir=tmp_path) as client:
         first = client.cooccurrence([["the", "of"], ["a", "function"]])
-    with Client(server_url, cache_dir=tmp_path, retries=0) as client:
-        client._http.close()  # every network call would now fail: the answers must come from the cache
-        client._identities["sample"] = next(iter(client._identities.values()), "") or _identity(server_url)
-        client._index = "sample"
+    recording = _Recording(HTTPTransport(server_url))
+    with Client(server_url, cache_dir=tmp_path, transport=recording) as client:
         assert client.cooccurrence([["the", "of"], ["a", "function"]]) == first
-
-
-def _identity(url: str) -> str:
-    with Client(url) as client:
-        return client.indexes()[0].identity
+    # only the index name and identity were asked for: the answers came from the cache
+    assert [(op.method, op.route) for op in recording.ops] == [("GET", "/v1/health"), ("GET", "/v1/indexes")]
 
 
 def test_api_keys_over_http(serve_in_thread: ServeInThread, sample_index: Path) -> None:

@@ -3,7 +3,6 @@ shard splits and token dtypes (hypothesis)."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 import tempfile
@@ -15,21 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from service.engine import Index
+from tests.index_writer import write_index
 from tests.naive import naive_cooccurrence, naive_positions
 from tests.windowed_kernel import windowed_by_method
-
-
-def _load_writer():
-    """``write_index`` from the engine tests' conftest, loaded by path (works under plain ``pytest`` and
-    ``python -m pytest`` alike)."""
-    path = Path(__file__).resolve().parents[1] / "unit" / "service" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("engine_test_index_writer", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.write_index
-
-
-write_index = _load_writer()
 
 VOCAB = 5
 
@@ -177,7 +164,7 @@ def test_windowed_cooccurrence(docs, cut, queries, window) -> None:
 def test_next_token_distribution_and_prob(docs, cut, prompts) -> None:
     ix = open_index(docs, cut, "uint32")
     n_tokens = sum(len(d) for d in docs)
-    for prompt, dist in zip(prompts, ix.next_token_distribution(prompts), strict=True):
+    for prompt, dist in zip(prompts, ix.ntd(prompts), strict=True):
         occ = (
             occurrences(docs, prompt)
             if prompt

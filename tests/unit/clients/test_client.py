@@ -134,7 +134,7 @@ def test_retries_connection_errors_then_succeeds() -> None:
 
 def test_retries_503_with_backoff_and_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr("clients.client.time.sleep", slept.append)
+    monkeypatch.setattr("clients.transports.time.sleep", slept.append)
     server = FakeServer()
     busy = problem(503, "budget-exceeded", "over budget")
     busy.headers["retry-after"] = "2"
@@ -326,7 +326,7 @@ def test_local_client_equals_the_engine(local: LocalClient) -> None:
     assert all(o >= d for o, d in zip(occurrences, local.cooccurrence(queries), strict=True))
     assert local.windowed_cooccurrence(queries, 10) == engine.windowed_cooccurrence(queries, 10)
     ntd = local.ntd(["of the"], top_k=3)[0]
-    want = engine.next_token_distribution(["of the"], top_k=3)[0]
+    want = engine.ntd(["of the"], top_k=3)[0]
     assert ntd.prompt_count == want.prompt_count and [t.token_id for t in ntd.tokens] == [
         t.token_id for t in want.tokens
     ]
@@ -345,8 +345,11 @@ def test_local_client_errors(local: LocalClient) -> None:
         local.count([[10**9]])
     with pytest.raises(UnknownIndexError):
         local.count(["the"], index="other")
+    with pytest.raises(DocumentNotFoundError, match="out of range") as info:
+        local.document(10**9)  # as over HTTP: 404 document-not-found
+    assert info.value.status == 404 and info.value.type == "urn:taskgram:problem:document-not-found"
     with pytest.raises(InvalidQueryError):
-        local.document(10**9)
+        local.document(-1)
     with pytest.raises(InvalidQueryError, match="unit"):
         local.cooccurrence([["the", "of"]], unit="tokens")
 
@@ -354,7 +357,7 @@ def test_local_client_errors(local: LocalClient) -> None:
 def test_local_client_cache(sample_index: Path, tmp_path: Path) -> None:
     with LocalClient(sample_index, cache_dir=tmp_path) as client:
         first = client.cooccurrence([["the", "of"]])
-        assert len(client._cache or []) == 1
+        assert len(client.cache or []) == 1
     with LocalClient(sample_index, cache_dir=tmp_path) as client:
         calls: list[Any] = []
         original = client.engine.cooccurrence

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from clients.eval.errors import EvalError
 from clients.eval.generation import (
     BertScoreModel,
     MetricError,
@@ -26,7 +27,6 @@ from clients.eval.generation import (
     triviaqa_accuracy,
 )
 from clients.eval.pairs import CountCache, CountingError, CountOptions, extract_pairs
-from clients.eval.pipeline import EvalError
 from clients.eval.tasks import Example
 from tests.unit.clients.test_eval_fakes import BruteForceBackend, LengthScorer
 from tests.unit.clients.test_eval_llm import tiny  # noqa: F401  # the tiny-model fixture

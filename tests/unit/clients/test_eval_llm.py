@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from clients.eval.llm import ScoreJob, locate, word_spans
-from clients.eval.ngrams import NgramOptions
+from clients.eval.llm import ScoreJob, locate
+from clients.eval.ngrams import NgramOptions, word_spans
 
 ASSETS = Path(__file__).resolve().parents[3] / "indexer" / "assets" / "gpt-neox-20b.json"
 

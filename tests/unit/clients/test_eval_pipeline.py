@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from clients.eval.pipeline import EvalConfig, EvalError, Run
+from clients.eval.errors import EvalError
+from clients.eval.pipeline import EvalConfig, Run
 from tests.unit.clients.test_eval_fakes import BruteForceBackend, HashEmbedder, LengthScorer
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "tasks"
@@ -242,7 +243,7 @@ def test_cli_against_a_real_index(tmp_path: Path, build_small_index) -> None:
     rc = main([*args, "--models", str(model_dir)])
     report = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
     assert rc == 0, report["errors"]
-    assert report["index"]["manifest_sha256"] and report["models"] == {str(model_dir): "tiny-llm"}
+    assert report["index"]["identity"] and report["models"] == {str(model_dir): "tiny-llm"}
     rows = _csv(tmp_path / "run" / "tables" / "taskgram-gsm8k-n3.csv")
     assert rows and all(r["log_p_llm[" + str(model_dir) + "]"] for r in rows)
     from clients.client import LocalClient

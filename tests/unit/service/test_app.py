@@ -248,7 +248,7 @@ def test_windowed_cooccurrence_matches_brute_force(api: TestClient, tiny_docs: l
 def test_probabilities_equal_the_engine(api: TestClient, sample_engine: Index) -> None:
     prompts = ["of the", "the following", "zebra crossing quantum"]
     r = api.post("/v1/ntd", json={"index": "sample", "queries": prompts, "top_k": 5}).json()["results"]
-    assert r == _json(sample_engine.next_token_distribution(prompts, top_k=5))
+    assert r == _json(sample_engine.ntd(prompts, top_k=5))
     items = [("of", 253), ("the", 1563), ("unseenprompt zebra", 253)]
     body = [{"prompt": p, "token_id": t} for p, t in items]
     r = api.post("/v1/prob", json={"index": "sample", "queries": body}).json()["results"]

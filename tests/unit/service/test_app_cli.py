@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import register, settings_from_args
+from taskgram.errors import UsageError
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -53,7 +54,7 @@ def test_bad_arguments_exit_with_the_reason(
     argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TASKGRAM_INDEXES", raising=False)
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(UsageError) as info:
         settings_from_args(parse(argv))
     assert message in str(info.value)
 
@@ -61,5 +62,5 @@ def test_bad_arguments_exit_with_the_reason(
 def test_same_folder_name_twice_is_refused(tmp_path: Path) -> None:
     (tmp_path / "a" / "idx").mkdir(parents=True)
     (tmp_path / "b" / "idx").mkdir(parents=True)
-    with pytest.raises(SystemExit, match="--name"):
+    with pytest.raises(UsageError, match="--name"):
         settings_from_args(parse([str(tmp_path / "a" / "idx"), str(tmp_path / "b" / "idx")]))

@@ -129,10 +129,10 @@ def test_windowed_cooccurrence_at_document_boundaries(index_writer) -> None:
 
 
 def test_ntd_prob_infgram_by_hand(index: Index) -> None:
-    (d,) = index.next_token_distribution([[1]])
+    (d,) = index.ntd([[1]])
     assert d.prompt_count == 5 and d.ends_of_document == 1
     assert [(t.token_id, t.count) for t in d.tokens] == [(2, 4)] and d.tokens[0].prob == 0.8
-    (u,) = index.next_token_distribution([[]])
+    (u,) = index.ntd([[]])
     assert [(t.token_id, t.count) for t in u.tokens] == [(1, 5), (2, 5), (3, 4)]
     assert u.prompt_count == 14 and not u.approx
     p = index.prob([([1], 2), ([], 3), ([7], 1), ([3], 3)])
@@ -150,10 +150,10 @@ def test_ntd_prob_infgram_by_hand(index: Index) -> None:
 
 
 def test_top_k(index: Index) -> None:
-    (u,) = index.next_token_distribution([[]], top_k=2)
+    (u,) = index.ntd([[]], top_k=2)
     assert [t.token_id for t in u.tokens] == [1, 2] and u.n_distinct == 3
     with pytest.raises(QueryError):
-        index.next_token_distribution([[]], top_k=0)
+        index.ntd([[]], top_k=0)
 
 
 def test_documents_paging_and_sampling(index: Index) -> None:
@@ -197,7 +197,7 @@ def test_multi_shard_and_u32_give_the_same_answers(index_writer) -> None:
     assert one.cooccurrence(qs) == many.cooccurrence(qs)
     for w in (0, 1, 3):
         assert one.windowed_cooccurrence(qs, w) == many.windowed_cooccurrence(qs, w)
-    assert one.next_token_distribution(pats + [[]]) == many.next_token_distribution(pats + [[]])
+    assert one.ntd(pats + [[]]) == many.ntd(pats + [[]])
     assert one.infgram_prob([(p, q) for p in pats for q in pats]) == many.infgram_prob(
         [(p, q) for p in pats for q in pats]
     )
@@ -260,7 +260,7 @@ def test_budgets(index: Index) -> None:
         lambda: index.cooccurrence([[[1], [2]]], deadline=past),
         lambda: index.cooccurrence([[[1], [2]]], deadline=past, unit="occurrences"),
         lambda: index.windowed_cooccurrence([[[1], [2]]], 3, deadline=past),
-        lambda: index.next_token_distribution([[1]], deadline=past),
+        lambda: index.ntd([[1]], deadline=past),
         lambda: index.prob([([1], 2)], deadline=past),
         lambda: index.infgram_prob([([1], [2])], deadline=past),
         lambda: index.documents([[1]], deadline=past),
@@ -379,7 +379,7 @@ def test_empty_index_and_empty_documents(index_writer) -> None:
     empty = Index.open(index_writer([], vocab_size=10))
     assert empty.n_docs == 0 and empty.count([[1]]) == [0] and empty.doc_freq([[1]]) == [0]
     assert empty.cooccurrence([[[1], [2]]]) == [0] and empty.windowed_cooccurrence([[[1], [2]]], 5) == [0]
-    assert empty.next_token_distribution([[]])[0].prompt_count == 0
+    assert empty.ntd([[]])[0].prompt_count == 0
     assert empty.prob([([], 1)])[0].prob is None
     assert empty.infgram_prob([([1], [2])])[0].tokens[0].prob == 0.0
     assert empty.documents([[1]]).total == 0

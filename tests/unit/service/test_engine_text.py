@@ -91,7 +91,7 @@ def test_windowed_matches_brute_force(ix: Index, corpus) -> None:
 def test_ntd_and_infgram_match_brute_force(ix: Index, corpus) -> None:
     toks = corpus[0]
     prompt = ix.tokenize("import")
-    (dist,) = ix.next_token_distribution(["import"])
+    (dist,) = ix.ntd(["import"])
     pos = brute_positions(corpus, prompt) + len(prompt)
     nxt = toks[pos]
     nxt = nxt[nxt != ix.separator]

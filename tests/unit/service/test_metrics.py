@@ -1,5 +1,5 @@
 """The service's observability layer: Prometheus metrics (service.metrics) and structured request logs
-(service.logging), exercised through a small FastAPI app wired the way the service's app factory wires
+(service.logs), exercised through a small FastAPI app wired the way the service's app factory wires
 them."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, SecretStr
 
 from indexer.format import FileInfo, Manifest, ShardInfo, TokenizerInfo, write_manifest
-from service.logging import (
+from service.logs import (
     REDACTED,
     RequestIdMiddleware,
     configure_logging,

@@ -33,8 +33,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.deps import ServiceState, StateDep
-from service.engine import EngineError, Index
-from service.errors import CompatError, ServiceError, from_engine_error
+from service.engine import EngineError, Index, IndexUnavailable
+from service.errors import CompatError, from_engine_error
 from service.settings import Settings
 
 router = APIRouter(tags=["infini-gram compatible"])
@@ -166,7 +166,7 @@ def _prob(index: Index, query: Ids, deadline: float) -> dict[str, Any]:
 
 
 def _ntd(index: Index, query: Ids, deadline: float) -> dict[str, Any]:
-    result = index.next_token_distribution([query], deadline=deadline)[0]
+    result = index.ntd([query], deadline=deadline)[0]
     by_id = {
         str(t.token_id): {
             "cont_cnt": t.count,
@@ -288,7 +288,7 @@ def _answer(state: ServiceState, request: CompatRequest) -> Response:
         raise CompatError("Missing required field: 'index'")
     try:
         index = state.index(name)
-    except ServiceError:
+    except IndexUnavailable:
         raise CompatError(f"Invalid index: {name}") from None
     settings = state.settings
     try:

@@ -206,11 +206,11 @@ def logging_config(
     level_name = str(level).upper()
     if not isinstance(logging.getLevelName(level_name), int):
         raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    formatter = "service.logging.JsonFormatter" if fmt == "json" else "service.logging.TextFormatter"
+    formatter = "service.logs.JsonFormatter" if fmt == "json" else "service.logs.TextFormatter"
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request": {"()": "service.logging.RequestContextFilter"}},
+        "filters": {"request": {"()": "service.logs.RequestContextFilter"}},
         "formatters": {"taskgram": {"()": formatter}},
         "handlers": {
             "taskgram": {

@@ -139,7 +139,7 @@ def test_prob(api: TestClient, engine: Index) -> None:
 def test_ntd(api: TestClient, engine: Index) -> None:
     result = _post(api, query_type="ntd", query="the")
     assert set(result) == {"prompt_cnt", "result_by_token_id", "approx", "latency", "token_ids", "tokens"}
-    dist = engine.next_token_distribution([engine.tokenize("the")])[0]
+    dist = engine.ntd([engine.tokenize("the")])[0]
     assert result["prompt_cnt"] == dist.prompt_count
     assert result["result_by_token_id"] == {
         str(t.token_id): {"cont_cnt": t.count, "prob": t.prob, "token": t.token.replace("Ġ", " ")}

@@ -1,0 +1,164 @@
+"""The shapes of taskgram's ``/v1`` answers and its option vocabularies, each defined once.
+
+The engine returns frozen dataclasses (:mod:`service.engine.results`, framework-free); the service
+documents its answers with pydantic response models (:mod:`service.schemas`) and the clients parse them
+into frozen pydantic models (:mod:`clients.models`). The fields of each shape are written here, once, as a
+base model; the API shapes derive from it and set only what differs, as the full-stack FastAPI template
+derives ``ItemCreate`` / ``ItemPublic`` from ``ItemBase``::
+
+    TokenProbBase ──┬── service.schemas.TokenProbModel   extra fields forbidden (the OpenAPI schema)
+                    └── clients.models.TokenProb         frozen, unknown fields of a newer server ignored
+
+A shape that holds others is generic in them (``NextTokenDistributionBase[TokenProbModel]``), and every
+batch answer is one envelope, :class:`Results` ``{index, results}``. ``tests/unit/test_api_shapes.py``
+checks that these fields are the engine's.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generic, Literal, TypeVar, get_args
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "BOUNDARIES",
+    "COUNT_UNITS",
+    "Boundary",
+    "SPACE_POLICIES",
+    "CountUnit",
+    "DocumentBase",
+    "DocumentHitBase",
+    "DocumentsResultBase",
+    "HealthBase",
+    "IndexInfoBase",
+    "InfgramResultBase",
+    "InfgramTokenBase",
+    "NextTokenDistributionBase",
+    "ProbResultBase",
+    "Results",
+    "SpacePolicy",
+    "TokenProbBase",
+    "TokenizedBase",
+]
+
+#: how text becomes tokens: a space prepended unless the text starts with whitespace, as given, or both
+SpacePolicy = Literal["auto", "exact", "both"]
+SPACE_POLICIES: tuple[str, ...] = get_args(SpacePolicy)
+#: which matches count: every match of the tokens, or only those that neither start nor end inside a word
+Boundary = Literal["token", "word"]
+BOUNDARIES: tuple[str, ...] = get_args(Boundary)
+#: what a co-occurrence counts: documents containing every phrase, or occurrences of the first phrase
+CountUnit = Literal["documents", "occurrences"]
+COUNT_UNITS: tuple[str, ...] = get_args(CountUnit)
+
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class Results(BaseModel, Generic[R]):
+    """The answer of every batch endpoint: one result per query, in order."""
+
+    index: str
+    results: list[R]
+
+
+class TokenProbBase(BaseModel):
+    """One next token: how often it follows the prompt, and ``count / prompt_count``."""
+
+    token_id: int
+    token: str | None
+    count: int
+    prob: float
+
+
+class NextTokenDistributionBase(BaseModel, Generic[T]):
+    """Exact distribution of the next token; ``tokens`` sorted by count, cut to ``top_k`` if asked."""
+
+    prompt_count: int
+    approx: bool = False
+    tokens: list[T] = []
+    n_distinct: int = 0
+    ends_of_document: int = 0
+
+
+class ProbResultBase(BaseModel):
+    """``prob = cont_count / prompt_count``."""
+
+    prompt_count: int
+    cont_count: int
+    prob: float | None = Field(description="None when the prompt does not occur")
+
+
+class InfgramTokenBase(BaseModel):
+    """∞-gram probability of one continuation token and the suffix of its context it was counted after."""
+
+    token_id: int
+    token: str | None
+    prob: float
+    suffix_len: int
+    suffix_count: int
+    cont_count: int
+
+
+class InfgramResultBase(BaseModel, Generic[T]):
+    """Per-token ∞-gram probabilities; ``log_prob`` (natural log) is None when a token has probability 0."""
+
+    tokens: list[T]
+    log_prob: float | None
+
+
+class DocumentHitBase(BaseModel):
+    """One matching document with a snippet around its first match."""
+
+    doc_id: int
+    shard: int
+    metadata: dict[str, Any]
+    text: str | None
+    spans: list[tuple[int, int, int]] = Field(description="(start_char, end_char, phrase_index) in text")
+    token_ids: list[int] = []
+    snippet_start: int = 0
+    doc_len: int = 0
+
+
+class DocumentsResultBase(BaseModel, Generic[T]):
+    """``total`` = exact number of documents containing all phrases; ``docs`` = this page or sample."""
+
+    total: int
+    docs: list[T]
+    offset: int = 0
+    sample: bool = False
+
+
+class DocumentBase(BaseModel):
+    """A whole document (or its first ``max_tokens`` tokens: ``truncated`` says so)."""
+
+    doc_id: int
+    metadata: dict[str, Any]
+    token_ids: list[int]
+    text: str | None
+    shard: int = 0
+    doc_len: int = 0
+    truncated: bool = False
+
+
+class TokenizedBase(BaseModel):
+    """Token ids of a text and their token strings."""
+
+    token_ids: list[int]
+    tokens: list[str]
+
+
+class IndexInfoBase(BaseModel):
+    """One served index: its name, identity and (more fields) its manifest summary."""
+
+    name: str
+    identity: str = Field(description="sha256 of the index manifest: changes whenever the index does")
+
+
+class HealthBase(BaseModel):
+    """Liveness, the served index names and the server's limits."""
+
+    status: Literal["ok", "degraded"]
+    version: str
+    indexes: list[str]
+    limits: dict[str, int | float]
