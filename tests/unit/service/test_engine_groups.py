@@ -57,8 +57,8 @@ def answers(ix: Index) -> dict[str, object]:
         "cooc_occ": ix.cooccurrence(PAIRS, unit="occurrences"),
         "cooc_occ_word": ix.cooccurrence(PAIRS, unit="occurrences", boundary="word"),
         "windowed": ix.windowed_cooccurrence(PAIRS + [SPECS[:3]], 20),
-        "ntd": [asdict(d) for d in ix.next_token_distribution(["", "the", "import", "zzqx unseen"])],
-        "ntd_top": [asdict(d) for d in ix.next_token_distribution(["of the"], top_k=3)],
+        "ntd": [asdict(d) for d in ix.ntd(["", "the", "import", "zzqx unseen"])],
+        "ntd_top": [asdict(d) for d in ix.ntd(["of the"], top_k=3)],
         "prob": [asdict(p) for p in ix.prob([("import", 15), ("the", 273), ("", 253)])],
         "infgram": [asdict(p) for p in ix.infgram_prob([("The function returns", " the value"), ("", "x")])],
         "pages": [
