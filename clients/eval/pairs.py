@@ -7,11 +7,17 @@ capitalised, and in title case; the queries ask for the engine's leading-space p
 variant is also matched with and without a leading space (a BPE index tokenizes " Paris" and "Paris"
 differently). On an index built with a lower-casing normalization the case variants collapse into one.
 
-Counts are exact token-sequence matches on the index: an n-gram ``campbell bannerman`` matches the text
-"Campbell Bannerman" but not "Campbell-Bannerman" (the paper's Elasticsearch analyzer matched both), and
-an n-gram of content words (stopwords removed) matches only where those words are adjacent in the
-corpus. Both make our counts a lower bound of a word-level analyzer's counts; they are exact for what
-they count.
+Counts are exact token-sequence matches on the index, by default at word boundaries (``boundary="word"``:
+a match neither starts nor ends inside a word, so ``index`` does not match inside ``indexes``);
+``boundary="token"`` also counts matches that start or end inside a longer word. An n-gram
+``campbell bannerman`` matches the text "Campbell Bannerman" but not "Campbell-Bannerman" (the paper's
+Elasticsearch analyzer matched both), and an n-gram of content words (stopwords removed) matches only
+where those words are adjacent in the corpus: exact for what they count, and not a bound of that
+analyzer's counts (see docs/evaluation.md). Every count-cache key holds the unit and the boundary, so
+counts of different kinds never mix.
+
+The per-example pair cap (:func:`cap_pairs`, off by default) samples uniformly, seeded, after the
+semantic filter; :func:`extract_pairs` itself never drops a pair.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from clients.eval.errors import CountingError
 from clients.eval.ngrams import NgramOptions
 from clients.eval.tasks import Example
-from taskgram.api import COUNT_UNITS, CountUnit
+from taskgram.api import BOUNDARIES, COUNT_UNITS, Boundary, CountUnit
 
 PhraseVariants = list[str]  # an OR of surface forms of one phrase
 StopwordPolicy = Literal["auto", "always", "never"]
@@ -40,16 +46,17 @@ class CountBackend(Protocol):
     never returned as 0. A phrase is a string or a list of strings (an OR of variants).
     """
 
-    def doc_freq(self, phrases: Sequence[Any], *, space: str = ...) -> list[int]:
+    def doc_freq(self, phrases: Sequence[Any], *, space: str = ..., boundary: str = ...) -> list[int]:
         """Number of distinct documents containing each phrase."""
         ...
 
     def cooccurrence(
-        self, queries: Sequence[Sequence[Any]], *, space: str = ..., unit: str = ...
+        self, queries: Sequence[Sequence[Any]], *, space: str = ..., unit: str = ..., boundary: str = ...
     ) -> list[int]:
         """Number of documents containing all phrases of each query (``unit="documents"``, the default),
         or the number of occurrences of the first phrase in documents containing all the others
-        (``unit="occurrences"``). Only the occurrence unit is ever passed explicitly."""
+        (``unit="occurrences"``). Only the occurrence unit is ever passed explicitly; ``boundary``
+        (``"word"`` or ``"token"``) always is."""
         ...
 
 
@@ -99,7 +106,9 @@ def extract_pairs(
     """A_n(T) restricted to pairs with s^x != s^y, per example, in x-major order.
 
     An example whose input and output share an n-gram keeps all its other pairs (only identical pairs
-    are dropped). ``max_pairs_per_example`` keeps the first pairs of an example in that order.
+    are dropped). ``max_pairs_per_example`` keeps the first pairs of an example in that order: the
+    truncation of the shared workload files, never used by ``taskgram eval`` (whose cap is
+    :func:`cap_pairs`, a seeded uniform sample after the semantic filter).
     """
     x_opts, y_opts = side_options(task, n, stopwords, lowercase)
     out: list[Pair] = []
@@ -115,6 +124,49 @@ def extract_pairs(
                 out.append(Pair(task, n, ex.id, sx, sy))
                 kept += 1
     return out
+
+
+def cap_pairs(
+    rows: Sequence[Sequence[Any]],
+    cap: int | None,
+    seed: int,
+    salt: str,
+    in_h: Sequence[bool],
+    in_all: Sequence[bool] | None = None,
+) -> tuple[list[bool], list[bool]]:
+    """Per-example cap on the pairs of one task and n, applied after the semantic filter.
+
+    ``rows`` are ``[example_id, sx, sy, ...]``; ``in_h`` says whether a row is in H_n(T) (passes the
+    filter), ``in_all`` whether it may enter the unfiltered analysis (default: every row). Returns two
+    flags per row: kept for the filtered analysis (in H_n(T) and among at most ``cap`` pairs of H_n(T)
+    sampled uniformly from its example), and kept for the unfiltered analysis (at most ``cap`` of its
+    example's eligible pairs, sampled uniformly). The sample is a seeded random order per example
+    (``random.Random`` of ``seed``, ``salt`` and the example id), so a run always draws the same pairs
+    and the filtered sample does not depend on how many pairs failed the filter. ``cap=None`` keeps
+    every pair."""
+    import random
+
+    if cap is not None and cap < 1:
+        raise ValueError(f"pair cap must be >= 1 (or None for no cap), got {cap}")
+    flags_h = [bool(v) for v in in_h]
+    flags_all = [True] * len(rows) if in_all is None else [bool(v) for v in in_all]
+    if len(flags_h) != len(rows) or len(flags_all) != len(rows):
+        raise ValueError("cap_pairs: one flag per row is needed")
+    if cap is None:
+        return flags_h, flags_all
+    by_example: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_example.setdefault(str(r[0]), []).append(i)
+    keep_h = [False] * len(rows)
+    keep_all = [False] * len(rows)
+    for ex_id, idx in by_example.items():
+        order = list(idx)
+        random.Random(f"{seed}\t{salt}\t{ex_id}").shuffle(order)
+        for i in [i for i in order if flags_all[i]][:cap]:
+            keep_all[i] = True
+        for i in [i for i in order if flags_h[i]][:cap]:
+            keep_h[i] = True
+    return keep_h, keep_all
 
 
 def phrase_variants(phrase: str, *, case_variants: bool = True) -> PhraseVariants:
@@ -190,20 +242,29 @@ class CountOptions:
     space: str = "both"  # the engine's leading-space policy: "both" = with and without a leading space
     batch_size: int = 20_000
     unit: CountUnit = "documents"
+    boundary: Boundary = "word"  # where a match may start and end: at word boundaries, or any token
 
     def __post_init__(self) -> None:
         if self.unit not in COUNT_UNITS:
             raise ValueError(f"count unit must be one of {', '.join(COUNT_UNITS)}, not {self.unit!r}")
+        if self.boundary not in BOUNDARIES:
+            raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, not {self.boundary!r}")
 
 
-def phrase_key(phrase: str, unit: str = "documents") -> str:
-    """Count-cache key of C(s^x) in ``unit`` (document and occurrence counts never share a key)."""
-    return f"{'df' if unit == 'documents' else 'occ'}\t{phrase}"
+def phrase_key(phrase: str, unit: str = "documents", boundary: str = "word") -> str:
+    """Count-cache key of C(s^x) in ``unit`` at ``boundary`` (counts of different units or boundaries
+    never share a key)."""
+    return f"{'df' if unit == 'documents' else 'occ'}\t{boundary}\t{phrase}"
 
 
-def pair_key(sx: str, sy: str, unit: str = "documents") -> str:
-    """Count-cache key of C((s^x, s^y)) in ``unit``."""
-    return f"{'co' if unit == 'documents' else 'occ-co'}\t{sx}\t{sy}"
+def pair_key(sx: str, sy: str, unit: str = "documents", boundary: str = "word") -> str:
+    """Count-cache key of C((s^x, s^y)) in ``unit`` at ``boundary``."""
+    return f"{'co' if unit == 'documents' else 'occ-co'}\t{boundary}\t{sx}\t{sy}"
+
+
+def exists_key(phrase: str, boundary: str = "word") -> str:
+    """Count-cache key of whether a phrase occurs at all (decontamination): 1 or 0."""
+    return f"ex\t{boundary}\t{phrase}"
 
 
 def _run_batches(
@@ -245,16 +306,18 @@ def count_phrases(
     because the engine's plain ``count`` takes one token sequence, not an OR of variants; this also
     makes C(s^x) count exactly what C((s^x, s^y)) counts, with the same union of variants."""
     wanted = list(dict.fromkeys(phrases))
-    missing = [p for p in wanted if cache.get(phrase_key(p, opts.unit)) is None]
+    missing = [p for p in wanted if cache.get(phrase_key(p, opts.unit, opts.boundary)) is None]
     queries = [phrase_variants(p, case_variants=opts.case_variants) for p in missing]
 
     def call(batch: list[Any]) -> list[int]:
         if opts.unit == "documents":
-            return backend.doc_freq(batch, space=opts.space)
-        return backend.cooccurrence([[spec, spec] for spec in batch], space=opts.space, unit="occurrences")
+            return backend.doc_freq(batch, space=opts.space, boundary=opts.boundary)
+        return backend.cooccurrence(
+            [[spec, spec] for spec in batch], space=opts.space, unit="occurrences", boundary=opts.boundary
+        )
 
     _run_batches(
-        [phrase_key(p, opts.unit) for p in missing],
+        [phrase_key(p, opts.unit, opts.boundary) for p in missing],
         queries,
         call,
         cache,
@@ -262,7 +325,38 @@ def count_phrases(
         opts.batch_size,
         progress,
     )
-    return {p: cache.values[phrase_key(p, opts.unit)] for p in wanted}
+    return {p: cache.values[phrase_key(p, opts.unit, opts.boundary)] for p in wanted}
+
+
+def phrases_exist(
+    backend: CountBackend,
+    phrases: Iterable[str],
+    cache: CountCache,
+    opts: CountOptions,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, bool]:
+    """Whether each phrase (an OR of its variants) occurs in the corpus at ``opts.boundary``: a document
+    count above 0, exact (one ``doc_freq`` query per phrase; the unit does not matter here)."""
+    wanted = list(dict.fromkeys(phrases))
+    missing = [p for p in wanted if cache.get(exists_key(p, opts.boundary)) is None]
+    queries = [phrase_variants(p, case_variants=opts.case_variants) for p in missing]
+
+    def call(batch: list[Any]) -> list[int]:
+        counts = _check_counts(
+            backend.doc_freq(batch, space=opts.space, boundary=opts.boundary), len(batch), "existence"
+        )
+        return [int(c > 0) for c in counts]
+
+    _run_batches(
+        [exists_key(p, opts.boundary) for p in missing],
+        queries,
+        call,
+        cache,
+        "existence of phrases",
+        opts.batch_size,
+        progress,
+    )
+    return {p: cache.values[exists_key(p, opts.boundary)] > 0 for p in wanted}
 
 
 def count_pairs(
@@ -275,7 +369,7 @@ def count_pairs(
     """C((s^x, s^y)) in ``opts.unit``: documents containing both phrases (each an OR of its variants),
     or occurrences of s^x in documents that contain s^y."""
     wanted = list(dict.fromkeys(pairs))
-    missing = [p for p in wanted if cache.get(pair_key(p[0], p[1], opts.unit)) is None]
+    missing = [p for p in wanted if cache.get(pair_key(p[0], p[1], opts.unit, opts.boundary)) is None]
     queries = [
         [
             phrase_variants(a, case_variants=opts.case_variants),
@@ -286,11 +380,11 @@ def count_pairs(
 
     def call(batch: list[Any]) -> list[int]:
         if opts.unit == "documents":  # the unit is not passed: any document-count backend will do
-            return backend.cooccurrence(batch, space=opts.space)
-        return backend.cooccurrence(batch, space=opts.space, unit="occurrences")
+            return backend.cooccurrence(batch, space=opts.space, boundary=opts.boundary)
+        return backend.cooccurrence(batch, space=opts.space, unit="occurrences", boundary=opts.boundary)
 
     _run_batches(
-        [pair_key(a, b, opts.unit) for a, b in missing],
+        [pair_key(a, b, opts.unit, opts.boundary) for a, b in missing],
         queries,
         call,
         cache,
@@ -298,4 +392,4 @@ def count_pairs(
         opts.batch_size,
         progress,
     )
-    return {p: cache.values[pair_key(p[0], p[1], opts.unit)] for p in wanted}
+    return {p: cache.values[pair_key(p[0], p[1], opts.unit, opts.boundary)] for p in wanted}

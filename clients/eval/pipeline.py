@@ -33,21 +33,34 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clients.eval.embed import Embedder, EmbeddingError, pair_cosines, resolve_embedder, threshold_for
-from clients.eval.errors import StageError
-from clients.eval.infgram import InfgramError, infgram_scores, split_for_infgram
-from clients.eval.llm import ModelError, ScoreJob, locate
+from clients.eval.embed import (
+    Embedder,
+    EmbeddingError,
+    calibrated_gamma,
+    embedder_fingerprint,
+    pair_cosines,
+    resolve_embedder,
+    task_family,
+    threshold_for,
+)
+from clients.eval.errors import EvalError, StageError
+from clients.eval.infgram import InfgramError, combine_runs, infgram_scores, split_for_infgram
+from clients.eval.llm import Dropped, ModelError, ScoreJob, locate
+from clients.eval.ngrams import ngrams, words
 from clients.eval.pairs import (
+    Boundary,
     CountBackend,
     CountCache,
     CountingError,
     CountOptions,
     CountUnit,
     StopwordPolicy,
+    cap_pairs,
     count_pairs,
     count_phrases,
     extract_pairs,
     pair_key,
+    phrases_exist,
     side_options,
 )
 from clients.eval.report import RunSummary, write_report
@@ -77,11 +90,16 @@ class EvalConfig:
     run_dir: str
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     n_values: list[int] = field(default_factory=lambda: [2, 3, 5])
+    n_by_task: dict[str, list[int]] = field(default_factory=dict)  # task or family -> n (over n_values)
     sample: int | None = 300
     seed: int = 0
+    # pair table (H_n(T)) from one split's examples, Φ and the correlations on another's; task or family
+    # (or "*") -> split; a task without one uses its default file (see tasks.task_file)
+    table_split: dict[str, str] = field(default_factory=dict)
+    eval_split: dict[str, str] = field(default_factory=dict)
     stopwords: StopwordPolicy = "auto"
     lowercase: bool = True
-    max_pairs_per_example: int | None = 2000
+    max_pairs_per_example: int | None = None  # None: every pair; else a seeded sample after the filter
     semantic_filter: bool = True
     embedder: str | None = None  # None: per task family (embed.default_embedder); a builtin name or a dir
     thresholds: dict[str, dict[int, float]] = field(default_factory=dict)
@@ -89,6 +107,16 @@ class EvalConfig:
     space: str = "both"
     count_batch: int = 20_000
     count_unit: CountUnit = "documents"  # unit of C(s^x) and C((s^x, s^y)): documents or occurrences
+    boundary: Boundary = "word"  # matches start and end at word boundaries ("token": anywhere)
+    allow_normalization_mismatch: bool = False
+    contamination: bool = True  # which examples share an 8- or 13-gram with the corpus (reported)
+    contamination_n: list[int] = field(default_factory=lambda: [8, 13])
+    decontaminate: bool = False  # drop those examples
+    reference_embedder: str | None = None  # calibrate γ against this embedder (the paper's, e.g. E5)
+    permutations: int = 1000  # within-example permutation test of ρ
+    bootstrap: int = 1000  # cluster-bootstrap resamples of ρ (over examples)
+    preset: str | None = None
+    preset_unmet: list[str] = field(default_factory=list)  # the preset's choices this run does not meet
     models: list[str] = field(default_factory=lambda: ["smollm2"])
     device: str | None = None
     dtype: str = "auto"
@@ -100,6 +128,8 @@ class EvalConfig:
         4000  # a service refuses phrases over its max_query_tokens (1,000 by default)
     )
     perf_bins: int = 5
+    perf_scale: str = "log"  # pair-count bins of Fig. 3: log-spaced, or linear (the paper's code)
+    perf_range: list[float] | None = None  # [lo, hi] of those bins (the paper's code: 0 and 1000)
     figures: bool = True
     mmlu_accuracy: bool = True  # score all four options (4x the MMLU forward passes)
     generate: bool = False  # greedy outputs: novelty and BLEU, exact match, BERTScore (generation.py)
@@ -113,6 +143,24 @@ class EvalConfig:
         d = asdict(self)
         d["thresholds"] = {t: {str(n): v for n, v in m.items()} for t, m in self.thresholds.items()}
         return d
+
+    def ns(self, task: str) -> list[int]:
+        """The n-gram sizes of a task: ``n_by_task`` by task, then by family, else ``n_values``."""
+        for key in (task, task_family(task)):
+            if key in self.n_by_task:
+                return list(self.n_by_task[key])
+        return list(self.n_values)
+
+    def split_of(self, which: dict[str, str], task: str) -> str | None:
+        """The split of ``task`` in ``which`` (``table_split`` or ``eval_split``): by task, family, "*"."""
+        for key in (task, task_family(task), "*"):
+            if key in which:
+                return which[key]
+        return None
+
+    def required_normalization(self) -> str:
+        """The index normalization the n-grams need: NFKC, lower-cased unless ``lowercase`` is off."""
+        return "nfkc-lower" if self.lowercase else "nfkc"
 
 
 def _key(obj: Any) -> str:
@@ -150,6 +198,9 @@ class Run:
         self.stats: dict[str, Any] = {}
         self._embedders: dict[str, Embedder] = {}
         self._counts: CountCache | None = None
+        self._fingerprints: dict[str, dict[str, Any]] = {}
+        self.model_identities: dict[str, dict[str, Any]] = {}
+        self.contaminated: dict[str, dict[str, Any]] = {}
         self.gammas: dict[tuple[str, int], float | None] = {}
 
     # -- stage cache ---------------------------------------------------------------------------
@@ -170,21 +221,80 @@ class Run:
         return data
 
     # -- 1. examples ---------------------------------------------------------------------------
-    def examples(self) -> dict[str, list[Example]]:
+    def examples(self, role: str = "eval", tasks: list[str] | None = None) -> dict[str, list[Example]]:
+        """The seeded sample of each task's file of its ``role`` split (``eval`` or ``table``)."""
         out = {}
-        for task in self.cfg.tasks:
+        for task in self.cfg.tasks if tasks is None else tasks:
+            split = self.cfg.split_of(self.cfg.table_split if role == "table" else self.cfg.eval_split, task)
             key = {
                 "task": task,
                 "sample": self.cfg.sample,
                 "seed": self.cfg.seed,
-                "file": _file_identity(Path(self.cfg.tasks_dir), task),
+                "split": split,
+                "file": _file_identity(Path(self.cfg.tasks_dir), task, split),
             }
 
-            def compute(task: str = task) -> list[dict]:
-                rows = sample_examples(load_task(task, self.cfg.tasks_dir), self.cfg.sample, self.cfg.seed)
+            def compute(task: str = task, split: str | None = split) -> list[dict]:
+                rows = sample_examples(
+                    load_task(task, self.cfg.tasks_dir, split), self.cfg.sample, self.cfg.seed
+                )
                 return [e.to_json() for e in rows]
 
-            out[task] = [Example.from_json(d) for d in self._stage(f"examples-{task}", key, compute)]
+            name = f"examples-{task}" + ("-table" if role == "table" else "")
+            out[task] = [Example.from_json(d) for d in self._stage(name, key, compute)]
+        return out
+
+    # -- 1b. contamination (defect 28) ---------------------------------------------------------
+    def contamination(self, examples: dict[str, list[Example]]) -> dict[str, dict[str, Any]]:
+        """Per task and example: whether any word n-gram (n in ``contamination_n``) of its input or
+        reference output occurs in the corpus (exact, at ``boundary``). Stopwords are kept; a text
+        shorter than n words has no n-gram. With ``decontaminate`` the caller drops the examples that
+        have one at any of those n."""
+        if self.backend is None:
+            raise EvalError("contamination: no counting backend (give --index DIR or --server URL)")
+        opts = self._count_options()
+        cache = self._count_cache()
+        grams: dict[str, dict[str, dict[int, list[str]]]] = {}
+        for task, exs in examples.items():
+            grams[task] = {}
+            for ex in exs:
+                per_n: dict[int, list[str]] = {}
+                for n in self.cfg.contamination_n:
+                    got: list[str] = []
+                    for text in (ex.x, ex.y):
+                        ws = words(text, lowercase=self.cfg.lowercase)
+                        if len(ws) >= n:
+                            got.extend(ngrams(ws, n))
+                    per_n[n] = list(dict.fromkeys(got))
+                grams[task][ex.id] = per_n
+        phrases = list(
+            dict.fromkeys(g for t in grams.values() for e in t.values() for lst in e.values() for g in lst)
+        )
+        try:
+            with self._bar(len(phrases), "contamination") as bar:
+                found = phrases_exist(self.backend, phrases, cache, opts, progress=bar.update)
+        except CountingError as err:
+            raise EvalError(f"contamination: {err}") from err
+        out: dict[str, dict[str, Any]] = {}
+        for task, per_ex in grams.items():
+            flags = {
+                ex_id: {str(n): any(found[g] for g in lst) for n, lst in per_n.items()}
+                for ex_id, per_n in per_ex.items()
+            }
+            out[task] = {
+                "examples": len(flags),
+                "ngrams_checked": {
+                    str(n): sum(len(p[n]) for p in per_ex.values()) for n in self.cfg.contamination_n
+                },
+                "contaminated": {
+                    str(n): sum(1 for f in flags.values() if f[str(n)]) for n in self.cfg.contamination_n
+                },
+                "contaminated_fraction": {
+                    str(n): (sum(1 for f in flags.values() if f[str(n)]) / len(flags) if flags else None)
+                    for n in self.cfg.contamination_n
+                },
+                "per_example": flags,
+            }
         return out
 
     # -- 2. pairs ------------------------------------------------------------------------------
@@ -201,99 +311,169 @@ class Run:
                 self._embedders[key] = self.embedder_factory()
         return self._embedders[key]
 
-    def pairs(self, examples: dict[str, list[Example]]) -> dict[tuple[str, int], list[list]]:
-        """(task, n) -> [[example_id, sx, sy, cosine | None], ...]: all pairs of A_n(T) with s^x != s^y.
+    def _embedder_identity(self, spec: str) -> dict[str, Any]:
+        """What the pairs stage key records of an embedder: its files' hash (an injected one: its name)."""
+        if self.embedder_factory is not None:
+            return {"name": spec, "injected": getattr(self._get_embedder(spec), "name", "factory")}
+        if spec not in self._fingerprints:
+            try:
+                self._fingerprints[spec] = embedder_fingerprint(spec)
+            except (EmbeddingError, OSError) as err:
+                raise EvalError(f"semantic filter: {err}") from err
+        return self._fingerprints[spec]
 
-        Every pair keeps its cosine; the semantic filter (cosine > γ) is applied when the task-gram table
-        is built, so one run reports both H_n(T) and the unfiltered pairs without counting twice."""
+    def _pair_stage(
+        self, task: str, n: int, exs: list[Example], embedder: str | None, name: str
+    ) -> dict[str, Any]:
+        """Every pair of A_n(T) (s^x != s^y) with its cosine, and the cosines of mismatched control
+        pairs (each example's input n-grams with the next example's output n-grams, at most as many as
+        the real pairs, a seeded sample) for the γ calibration report."""
+        key = {
+            "ids": [e.id for e in exs],
+            "task": task,
+            "n": n,
+            "stopwords": self.cfg.stopwords,
+            "lowercase": self.cfg.lowercase,
+            "filter": self.cfg.semantic_filter,
+            "embedder": self._embedder_identity(embedder) if embedder else None,
+            "reference": self._embedder_identity(self.cfg.reference_embedder)
+            if embedder and self.cfg.reference_embedder
+            else None,
+            "seed": self.cfg.seed,
+        }
+
+        def compute() -> dict:
+            raw = extract_pairs(exs, task, n, stopwords=self.cfg.stopwords, lowercase=self.cfg.lowercase)
+            if embedder is None:  # the semantic filter is off
+                return {"extracted": len(raw), "pairs": [[p.example_id, p.sx, p.sy, None] for p in raw]}
+            control = _control_pairs(exs, task, n, self.cfg, len(raw))
+            keys = [(p.sx, p.sy) for p in raw]
+            try:
+                cos = pair_cosines(keys + control, self._get_embedder(embedder))
+                ref = (
+                    pair_cosines(keys, self._get_embedder(self.cfg.reference_embedder)).tolist()
+                    if self.cfg.reference_embedder
+                    else None
+                )
+            except EmbeddingError as err:
+                raise EvalError(f"semantic filter of {task} n={n}: {err}") from err
+            return {
+                "extracted": len(raw),
+                "pairs": [[p.example_id, p.sx, p.sy, float(c)] for p, c in zip(raw, cos, strict=False)],
+                "control_cosines": [float(c) for c in cos[len(raw) :]],
+                "reference_cosines": ref,
+            }
+
+        return self._stage(name, key, compute)
+
+    def pairs(
+        self,
+        examples: dict[str, list[Example]],
+        table_examples: dict[str, list[Example]] | None = None,
+    ) -> dict[tuple[str, int], list[list]]:
+        """(task, n) -> [[example_id, sx, sy, cosine | None, in_h, in_all], ...]: the pairs of A_n(T)
+        (s^x != s^y) that enter the filtered analysis (``in_h``: cosine > γ) or the unfiltered one
+        (``in_all``), after the per-example cap (a seeded uniform sample after the filter; no cap by
+        default). With a table split, only pairs that are also pairs of the table split's examples
+        (and pass γ there, for ``in_h``) enter: Φ = the test pairs found in H_n(T) of the table split."""
         out = {}
         for task, exs in examples.items():
-            for n in self.cfg.n_values:
+            for n in self.cfg.ns(task):
                 gamma = threshold_for(task, n, self.cfg.thresholds) if self.cfg.semantic_filter else None
                 embedder = resolve_embedder(self.cfg.embedder, task) if self.cfg.semantic_filter else None
-                key = {
-                    "ids": [e.id for e in exs],
-                    "task": task,
-                    "n": n,
-                    "stopwords": self.cfg.stopwords,
-                    "lowercase": self.cfg.lowercase,
-                    "cap": self.cfg.max_pairs_per_example,
-                    "filter": self.cfg.semantic_filter,
-                    "embedder": embedder,
-                }
-
-                def compute(
-                    task: str = task, n: int = n, exs: list[Example] = exs, embedder: str | None = embedder
-                ) -> dict:
-                    raw = extract_pairs(
-                        exs,
-                        task,
-                        n,
-                        stopwords=self.cfg.stopwords,
-                        lowercase=self.cfg.lowercase,
-                        max_pairs_per_example=self.cfg.max_pairs_per_example,
-                    )
-                    if embedder is None:  # the semantic filter is off
-                        return {
-                            "extracted": len(raw),
-                            "pairs": [[p.example_id, p.sx, p.sy, None] for p in raw],
-                        }
-                    try:
-                        cos = pair_cosines([(p.sx, p.sy) for p in raw], self._get_embedder(embedder))
-                    except EmbeddingError as err:
-                        raise StageError(f"semantic filter of {task} n={n}: {err}") from err
-                    return {
-                        "extracted": len(raw),
-                        "pairs": [
-                            [p.example_id, p.sx, p.sy, float(c)] for p, c in zip(raw, cos, strict=True)
-                        ],
-                    }
-
-                data = self._stage(f"pairs-{task}-n{n}", key, compute)
-                self.gammas[(task, n)] = gamma
-                passed = sum(1 for r in data["pairs"] if _passes(r[3], gamma))
-                self.stats.setdefault("pairs", {})[f"{task}/n{n}"] = {
+                data = self._pair_stage(task, n, exs, embedder, f"pairs-{task}-n{n}")
+                rows = data["pairs"]
+                in_h = [_passes(r[3], gamma) for r in rows]
+                in_all = [True] * len(rows)
+                entry: dict[str, Any] = {
                     "extracted": data["extracted"],
                     "gamma": gamma,
                     "embedder": embedder,
-                    "pass_filter": passed,
+                    "pass_filter": sum(in_h),
                 }
-                out[(task, n)] = data["pairs"]
+                if table_examples is not None and task in table_examples:
+                    table = self._pair_stage(
+                        task, n, table_examples[task], embedder, f"pairs-{task}-n{n}-table"
+                    )
+                    t_all = {(r[1], r[2]) for r in table["pairs"]}
+                    t_h = {(r[1], r[2]) for r in table["pairs"] if _passes(r[3], gamma)}
+                    in_all = [(r[1], r[2]) in t_all for r in rows]
+                    in_h = [h and (r[1], r[2]) in t_h for h, r in zip(in_h, rows, strict=True)]
+                    entry["table"] = {
+                        "split": self.cfg.split_of(self.cfg.table_split, task),
+                        "examples": len(table_examples[task]),
+                        "pairs": len(t_all),
+                        "pass_filter": len(t_h),
+                        "eval_pairs_in_table": sum(in_all),
+                        "eval_pairs_in_filtered_table": sum(in_h),
+                    }
+                keep_h, keep_all = cap_pairs(
+                    rows, self.cfg.max_pairs_per_example, self.cfg.seed, f"{task}\tn{n}", in_h, in_all
+                )
+                entry["cap"] = {
+                    "max_pairs_per_example": self.cfg.max_pairs_per_example,
+                    "filtered_before": sum(in_h),
+                    "filtered_after": sum(keep_h),
+                    "all_before": sum(in_all),
+                    "all_after": sum(keep_all),
+                    "examples_capped": len(
+                        {r[0] for r, h, k in zip(rows, in_h, keep_h, strict=True) if h and not k}
+                        | {r[0] for r, a, k in zip(rows, in_all, keep_all, strict=True) if a and not k}
+                    ),
+                }
+                if gamma is not None and "control_cosines" in data:
+                    entry["calibration"] = _calibration(data, gamma)
+                self.gammas[(task, n)] = gamma
+                self.stats.setdefault("pairs", {})[f"{task}/n{n}"] = entry
+                out[(task, n)] = [
+                    [*r[:4], h, a] for r, h, a in zip(rows, keep_h, keep_all, strict=True) if h or a
+                ]
         return out
 
     # -- 3. counts -----------------------------------------------------------------------------
     def _count_cache(self) -> CountCache:
-        """The run's count cache, read once: one file per index identity and phrase variants (the unit
-        is part of every key in it), shared by the counts and generation stages."""
+        """The run's count cache, read once: one file per index identity, phrase variants and boundary
+        (the unit and the boundary are part of every key in it), shared by all counting stages."""
         if self._counts is None:
             ident = _key(
-                {"index": self.index_identity, "case": self.cfg.case_variants, "space": self.cfg.space}
+                {
+                    "index": self.index_identity,
+                    "case": self.cfg.case_variants,
+                    "space": self.cfg.space,
+                    "boundary": self.cfg.boundary,
+                }
             )
             self._counts = CountCache(self.run_dir / f"counts-{ident[:16]}.jsonl")
         return self._counts
+
+    def _count_options(self, unit: CountUnit | None = None) -> CountOptions:
+        try:
+            return CountOptions(
+                case_variants=self.cfg.case_variants,
+                space=self.cfg.space,
+                batch_size=self.cfg.count_batch,
+                unit=unit or self.cfg.count_unit,
+                boundary=self.cfg.boundary,
+            )
+        except ValueError as err:
+            raise EvalError(f"counts: {err}") from err
 
     def counts(self, pairs: dict[tuple[str, int], list[list]]) -> dict[tuple[str, int], list[TaskgramPair]]:
         if self.backend is None:
             raise StageError("counts: no counting backend (give --index DIR or --server URL)")
         unit = self.cfg.count_unit
-        try:
-            opts = CountOptions(
-                case_variants=self.cfg.case_variants,
-                space=self.cfg.space,
-                batch_size=self.cfg.count_batch,
-                unit=unit,
-            )
-        except ValueError as err:
-            raise StageError(f"counts: {err}") from err
+        opts = self._count_options()
         cache = self._count_cache()
-        all_pairs = list(dict.fromkeys((sx, sy) for rows in pairs.values() for _, sx, sy, _ in rows))
+        all_pairs = list(dict.fromkeys((r[1], r[2]) for rows in pairs.values() for r in rows))
         all_x = list(dict.fromkeys(sx for sx, _ in all_pairs))
         started = time.monotonic()
         try:
             with self._bar(len(all_x), f"C(s^x) {unit}") as bar:
                 x_counts = count_phrases(self.backend, all_x, cache, opts, progress=bar.update)
             pair_started = time.monotonic()
-            missing_pairs = sum(1 for a, b in all_pairs if cache.get(pair_key(a, b, unit)) is None)
+            missing_pairs = sum(
+                1 for a, b in all_pairs if cache.get(pair_key(a, b, unit, opts.boundary)) is None
+            )
             with self._bar(len(all_pairs), f"C(pair) {unit}") as bar:
                 pair_counts = count_pairs(self.backend, all_pairs, cache, opts, progress=bar.update)
         except CountingError as err:
@@ -302,6 +482,7 @@ class Run:
         self.timings["counts"] = round(done - started, 3)
         self.stats["counts"] = {
             "unit": unit,
+            "boundary": opts.boundary,
             "distinct_pairs": len(all_pairs),
             "distinct_sx": len(all_x),
             "pairs_queried_this_run": missing_pairs,
@@ -311,15 +492,20 @@ class Run:
         out = {}
         for (task, n), rows in pairs.items():
             kept, st = build_taskgram(
-                ((task, n, ex, sx, sy, cos) for ex, sx, sy, cos in rows), pair_counts, x_counts
+                ((task, n, ex, sx, sy, cos, h, a) for ex, sx, sy, cos, h, a in rows), pair_counts, x_counts
             )
             out[(task, n)] = kept
             gamma = self.gammas.get((task, n))
             self.stats.setdefault("taskgram", {})[f"{task}/n{n}"] = {
-                "all_pairs": asdict(st),
+                "all_pairs": {
+                    "candidates": sum(1 for r in rows if r[5]),
+                    "zero_count": sum(1 for r in rows if r[5] and pair_counts[(r[1], r[2])] == 0),
+                    "kept": sum(1 for p in kept if p.in_all),
+                },
+                "counted": asdict(st),
                 "gamma": gamma,
-                "filtered_kept": sum(1 for p in kept if _passes(p.cosine, gamma)),
-                "filtered_candidates": sum(1 for r in rows if _passes(r[3], gamma)),
+                "filtered_kept": sum(1 for p in kept if p.in_h),
+                "filtered_candidates": sum(1 for r in rows if r[4]),
             }
         return out
 
@@ -344,9 +530,10 @@ class Run:
         examples: dict[str, list[Example]],
         targets: dict[str, dict[str, list[tuple[int, str]]]],
     ) -> dict[str, dict[str, Any]]:
-        """task -> example id -> {"y": [lp, n], "choices": {...}, "sy": {"n\\tsy": [lp, n] | None}}."""
+        """task -> example id -> {"y": [lp, n], "choices": {...}, "sy": {"n\\tsy": [lp, n] | None},
+        "not_located": [...], "dropped": {"n\\tsy": why}}; the key holds the model files' hash."""
         key = {
-            "model": model,
+            "model": self._model_identity(model),
             "examples": {t: [e.id for e in exs] for t, exs in examples.items()},
             "targets": targets,
             "dtype": self.cfg.dtype,
@@ -384,19 +571,44 @@ class Run:
                 scores = scorer.score(jobs, progress=bar.update)
             result: dict[str, dict[str, Any]] = defaultdict(dict)
             for (task, ex_id, kind, names), row in zip(where, scores, strict=True):
-                rec = result[task].setdefault(ex_id, {"y": None, "choices": {}, "sy": {}, "not_located": []})
+                rec = result[task].setdefault(
+                    ex_id, {"y": None, "choices": {}, "sy": {}, "not_located": [], "dropped": {}}
+                )
                 if kind == "main":
-                    rec["y"] = [row[0].logprob, row[0].n_tokens] if row[0] else None
+                    rec["y"] = _score(row[0])
+                    if isinstance(row[0], Dropped):
+                        rec["dropped"]["y"] = row[0].reason
                     for name, sc in zip(names[1:], row[1:], strict=True):
                         if name.startswith("!"):
                             rec["not_located"].append(name[1:])
+                        elif isinstance(sc, Dropped):  # too long for the window: reported, not scored
+                            rec["dropped"][name] = sc.reason
                         else:
-                            rec["sy"][name] = [sc.logprob, sc.n_tokens] if sc else None
+                            rec["sy"][name] = _score(sc)
                 else:
-                    rec["choices"][kind] = row[0].logprob if row[0] else None
-            return {"name": getattr(scorer, "name", model), "scores": dict(result)}
+                    got = _score(row[0])
+                    rec["choices"][kind] = got[0] if got else None
+            return {
+                "name": getattr(scorer, "name", model),
+                "parameters": getattr(scorer, "n_parameters", None),
+                "scores": dict(result),
+            }
 
         return self._stage(f"llm-{slug(model)}", key, compute)
+
+    def _model_identity(self, model: str) -> dict[str, Any]:
+        """Name, path and sha256 of a model's files (stage keys), computed once per run."""
+        if model not in self.model_identities:
+            if self.scorer_factory is not None:
+                self.model_identities[model] = {"name": model, "injected": True}
+            else:
+                from clients.eval.llm import model_fingerprint
+
+                try:
+                    self.model_identities[model] = model_fingerprint(model)
+                except (ModelError, OSError) as err:
+                    raise ModelError(f"model {model!r}: {err}") from err
+        return self.model_identities[model]
 
     # -- 5. ∞-gram -----------------------------------------------------------------------------
     def infgram(
@@ -409,11 +621,12 @@ class Run:
             "targets": targets,
             "examples": {t: [e.id for e in exs] for t, exs in examples.items()},
             "context_chars": self.cfg.infgram_context_chars,
+            "scored": "word runs",  # the same words as the LLM (stopwords between runs are context)
         }
 
         def compute() -> dict:
             items: list[tuple[str, str]] = []
-            where: list[tuple[str, str, str]] = []
+            where: list[tuple[str, str, str]] = []  # one per item: an s^y has one item per word run
             for task, exs in examples.items():
                 for ex in exs:
                     for n, sy in targets[task].get(ex.id, []):
@@ -421,10 +634,9 @@ class Run:
                         spans = locate(ex.y, sy, y_opts)
                         if spans is None:
                             continue
-                        items.append(
-                            split_for_infgram(ex.prompt, ex.y, spans, self.cfg.infgram_context_chars)
-                        )
-                        where.append((task, ex.id, f"{n}\t{sy}"))
+                        runs = split_for_infgram(ex.prompt, ex.y, spans, self.cfg.infgram_context_chars)
+                        items.extend(runs)
+                        where.extend([(task, ex.id, f"{n}\t{sy}")] * len(runs))
             with self._bar(len(items), "∞-gram") as bar:
                 scores = infgram_scores(
                     self.backend,  # type: ignore[arg-type]  # checked in run(): it has infgram_prob
@@ -432,9 +644,12 @@ class Run:
                     batch_size=self.cfg.infgram_batch,
                     progress=bar.update,
                 )
+            per_sy: dict[tuple[str, str, str], list[float | None]] = defaultdict(list)
+            for w, s in zip(where, scores, strict=True):
+                per_sy[w].append(s)
             out: dict[str, dict[str, dict[str, float | None]]] = defaultdict(lambda: defaultdict(dict))
-            for (task, ex_id, name), s in zip(where, scores, strict=True):
-                out[task][ex_id][name] = s
+            for (task, ex_id, name), parts in per_sy.items():
+                out[task][ex_id][name] = combine_runs(parts)
             return {t: dict(v) for t, v in out.items()}
 
         return self._stage("infgram", key, compute)
@@ -466,13 +681,16 @@ class Run:
         if not chosen:
             return result
         tables = self.run_dir / "tables"
-        opts = CountOptions(
-            case_variants=self.cfg.case_variants, space=self.cfg.space, batch_size=self.cfg.count_batch
-        )
+        opts = self._count_options("documents")  # novelty is a document count, whatever the unit
         cache = self._count_cache()
         for model in self.cfg.models:
+            try:
+                identity = self._model_identity(model)
+            except ModelError as err:
+                self.errors.append({"stage": f"generate {model}", "error": str(err)})
+                continue
             key = {
-                "model": model,
+                "model": identity,
                 "examples": {t: [e.id for e in exs] for t, exs in chosen.items()},
                 "max_new_tokens": self.cfg.max_new_tokens,
                 "cot_max_new_tokens": self.cfg.cot_max_new_tokens,
@@ -538,7 +756,7 @@ class Run:
                     continue
                 spec = resolve_embedder(self.cfg.embedder, task) if self.cfg.semantic_filter else None
                 cosines = partial(self._cosines, spec) if spec is not None else None
-                for n in self.cfg.n_values:
+                for n in self.cfg.ns(task):
                     try:
                         nov = novel_pairs(
                             self.backend,  # type: ignore[arg-type]  # counts() has checked it
@@ -550,7 +768,6 @@ class Run:
                             opts,
                             stopwords=self.cfg.stopwords,
                             lowercase=self.cfg.lowercase,
-                            max_pairs_per_example=self.cfg.max_pairs_per_example,
                             cosines=cosines,
                             gamma=threshold_for(task, n, self.cfg.thresholds) if cosines else None,
                         )
@@ -613,7 +830,13 @@ class Run:
             config=self.cfg.to_json(),
             models=list(self.cfg.models),
             perf_bins=self.cfg.perf_bins,
+            perf_scale=self.cfg.perf_scale,
+            perf_range=(self.cfg.perf_range[0], self.cfg.perf_range[1]) if self.cfg.perf_range else None,
             figures=self.cfg.figures,
+            seed=self.cfg.seed,
+            permutations=self.cfg.permutations,
+            bootstrap=self.cfg.bootstrap,
+            model_identities=self.model_identities,
             gammas=self.gammas,
             index=self.index_identity,
             stats=self.stats,
@@ -625,9 +848,36 @@ class Run:
         started = time.monotonic()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.run_dir / "config.json", self.cfg.to_json(), indent=1)
-        examples = self.examples()
+        self.stats["normalization"] = {
+            "index": check_normalization(self.cfg, self.index_identity),
+            "required": self.cfg.required_normalization(),
+            "mismatch_allowed": self.cfg.allow_normalization_mismatch,
+        }
+        examples = self.examples("eval")
         self.stats["examples"] = {t: len(v) for t, v in examples.items()}
-        pairs = self.pairs(examples)
+        if self.cfg.contamination or self.cfg.decontaminate:
+            found = self.contamination(examples)
+            self.contaminated = found
+            if self.cfg.decontaminate:
+                for task, exs in examples.items():
+                    bad = {i for i, f in found[task]["per_example"].items() if any(f.values())}
+                    examples[task] = [e for e in exs if e.id not in bad]
+                    found[task]["dropped"] = len(bad)
+            self.stats["contamination"] = {
+                t: {k: v for k, v in f.items() if k != "per_example"} for t, f in found.items()
+            }
+            self.stats["examples_after_decontamination"] = {t: len(v) for t, v in examples.items()}
+        table_examples = None
+        split_tasks = [
+            t
+            for t in self.cfg.tasks
+            if self.cfg.split_of(self.cfg.table_split, t) is not None
+            and self.cfg.split_of(self.cfg.table_split, t) != self.cfg.split_of(self.cfg.eval_split, t)
+        ]
+        if split_tasks:
+            table_examples = self.examples("table", split_tasks)
+            self.stats["table_examples"] = {t: len(v) for t, v in table_examples.items()}
+        pairs = self.pairs(examples, table_examples)
         taskgram = self.counts(pairs)
         targets = self._sy_targets(examples, taskgram)
         llm_results: dict[str, dict] = {}
@@ -647,12 +897,20 @@ class Run:
                     self.errors.append({"stage": "infgram", "error": str(err)})
         generation = self.generation(examples) if self.cfg.generate else None
         per_example = generation["per_example"] if generation else None
-        report = write_report(self.summary(), examples, taskgram, llm_results, inf, per_example)
+        novelty = generation["novelty"] if generation else None
+        report = write_report(self.summary(), examples, taskgram, llm_results, inf, per_example, novelty)
         if generation is not None:
             report["generation"] = {k: v for k, v in generation.items() if k != "per_example"}
         report["timings"]["total"] = round(time.monotonic() - started, 3)
         write_json_atomic(self.run_dir / "report.json", report, indent=1)
         return report
+
+
+def _score(sc: Any) -> list[float] | None:
+    """[log-probability, tokens] of a group score; None for no score or a dropped group."""
+    if sc is None or isinstance(sc, Dropped):
+        return None
+    return [sc.logprob, sc.n_tokens]
 
 
 def _passes(cosine: float | None, gamma: float | None) -> bool:
@@ -668,10 +926,68 @@ def _default_scorer(model: str, cfg: EvalConfig) -> Any:
     )
 
 
-def _file_identity(tasks_dir: Path, task: str) -> dict[str, Any]:
+def _control_pairs(
+    exs: list[Example], task: str, n: int, cfg: EvalConfig, limit: int
+) -> list[tuple[str, str]]:
+    """Mismatched control pairs: each example's input n-grams with the *next* example's output n-grams
+    (the last with the first), s^x != s^y, distinct; a seeded sample of at most ``limit``."""
+    import random
+
+    if len(exs) < 2 or limit < 1:
+        return []
+    x_opts, y_opts = side_options(task, n, cfg.stopwords, cfg.lowercase)
+    ys = [y_opts.extract(e.y) for e in exs]
+    out: dict[tuple[str, str], None] = {}
+    for i, ex in enumerate(exs):
+        for sx in x_opts.extract(ex.x):
+            for sy in ys[(i + 1) % len(exs)]:
+                if sx != sy:
+                    out[(sx, sy)] = None
+    pairs = list(out)
+    if len(pairs) > limit:
+        pairs = random.Random(f"{cfg.seed}\tcontrol\t{task}\t{n}").sample(pairs, limit)
+    return pairs
+
+
+def _calibration(data: dict[str, Any], gamma: float) -> dict[str, Any]:
+    """How the filter behaves at γ: the fraction of real and of mismatched control pairs passing and,
+    with a reference embedder, the γ of ours that keeps the fraction γ keeps under the reference."""
+    real = [r[3] for r in data["pairs"]]
+    control = data["control_cosines"]
+    out: dict[str, Any] = {
+        "pairs": len(real),
+        "pass_fraction": sum(1 for c in real if c > gamma) / len(real) if real else None,
+        "control_pairs": len(control),
+        "control_pass": sum(1 for c in control if c > gamma),
+        "control_pass_fraction": sum(1 for c in control if c > gamma) / len(control) if control else None,
+    }
+    if data.get("reference_cosines") is not None:
+        out["reference"] = calibrated_gamma(data["reference_cosines"], gamma, real)
+    return out
+
+
+def check_normalization(cfg: EvalConfig, index_identity: dict[str, Any]) -> str | None:
+    """Refuse an index whose normalization is not the one the n-grams need (unless allowed): its
+    normalization, or None when the identity does not say (a test backend)."""
+    found = index_identity.get("normalization")
+    if found is None:
+        return None
+    need = cfg.required_normalization()
+    if found != need and not cfg.allow_normalization_mismatch:
+        where = index_identity.get("index") or index_identity.get("server") or "the index"
+        raise EvalError(
+            f"{where} was built with --normalization {found}, but the n-grams of this run are "
+            f"{'NFKC and lower-cased' if cfg.lowercase else 'NFKC'}: case and compatibility variants "
+            f"would be missed and pairs lost. Rebuild it with `taskgram build ... --normalization {need}`, "
+            "or pass --allow-normalization-mismatch to count on it anyway (recorded in the report)"
+        )
+    return str(found)
+
+
+def _file_identity(tasks_dir: Path, task: str, split: str | None = None) -> dict[str, Any]:
     from clients.eval.tasks import task_file
 
-    p = tasks_dir / task_file(task)
+    p = tasks_dir / task_file(task, split)
     try:
         st = p.stat()
     except OSError:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from clients.eval.errors import InconsistentCounts
 
@@ -26,6 +27,8 @@ class TaskgramPair:
     cosine: float | None  # None when no semantic filter was run
     pair_count: int
     sx_count: int
+    in_h: bool = True  # in the filtered analysis (H_n(T): cosine > γ, within the pair cap)
+    in_all: bool = True  # in the unfiltered analysis (within the pair cap)
 
     @property
     def log_prob(self) -> float:
@@ -40,14 +43,15 @@ class TaskgramStats:
 
 
 def build_taskgram(
-    pairs: Iterable[tuple[str, int, str, str, str, float | None]],
+    pairs: Iterable[tuple[Any, ...]],
     pair_counts: Mapping[tuple[str, str], int],
     phrase_counts: Mapping[str, int],
 ) -> tuple[list[TaskgramPair], TaskgramStats]:
-    """Task-gram pairs with probabilities; ``pairs``: (task, n, example_id, sx, sy, cosine or None)."""
+    """Task-gram pairs with probabilities; ``pairs``: (task, n, example_id, sx, sy, cosine or None) and,
+    optionally, the flags ``in_h`` and ``in_all`` of :class:`TaskgramPair` (default True)."""
     kept: list[TaskgramPair] = []
     total = zero = 0
-    for task, n, ex_id, sx, sy, cos in pairs:
+    for task, n, ex_id, sx, sy, cos, *flags in pairs:
         total += 1
         c_pair = pair_counts[(sx, sy)]
         if c_pair == 0:
@@ -56,5 +60,5 @@ def build_taskgram(
         c_x = phrase_counts[sx]
         if c_pair > c_x:
             raise InconsistentCounts(f"C(({sx!r}, {sy!r})) = {c_pair} > C({sx!r}) = {c_x}")
-        kept.append(TaskgramPair(task, n, ex_id, sx, sy, cos, c_pair, c_x))
+        kept.append(TaskgramPair(task, n, ex_id, sx, sy, cos, c_pair, c_x, *flags))
     return kept, TaskgramStats(total, zero, len(kept))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,16 +113,22 @@ class Example:
         )
 
 
-def task_file(task: str) -> str:
-    """File name of a task inside the tasks directory."""
+def task_file(task: str, split: str | None = None) -> str:
+    """File name of a task inside the tasks directory: the default file (``triviaqa-validation.jsonl``,
+    ``mmlu-test.jsonl``, ``gsm8k-test.jsonl``, ``translation-XX.jsonl``), or that of ``split``
+    (``triviaqa-train.jsonl``, ``mmlu-test.jsonl``, ``translation-es-test.jsonl``, ...), as
+    ``taskgram tasks convert`` writes them."""
+    if split is not None and not re.fullmatch(r"[A-Za-z0-9_.]+", split):
+        raise TaskDataError(f"split {split!r}: letters, digits, '_' and '.' only")
     if task.startswith("translation-"):
-        return f"{task}.jsonl"
+        return f"{task}.jsonl" if split is None else f"{task}-{split}.jsonl"
     try:
-        return TASK_FILES[task]
+        default = TASK_FILES[task]
     except KeyError:
         raise TaskDataError(
             f"unknown task {task!r}; known: translation-XX, {', '.join(TASK_FILES)}"
         ) from None
+    return default if split is None else f"{default.rsplit('-', 1)[0]}-{split}.jsonl"
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict]]:
@@ -241,9 +248,10 @@ def _gsm8k(task: str, path: Path) -> list[Example]:
     return out
 
 
-def load_task(task: str, tasks_dir: str | Path) -> list[Example]:
-    """All examples of a task, in file order. Raises ``TaskDataError`` naming file and line."""
-    path = Path(tasks_dir) / task_file(task)
+def load_task(task: str, tasks_dir: str | Path, split: str | None = None) -> list[Example]:
+    """All examples of a task (of ``split``, see :func:`task_file`), in file order. Raises
+    ``TaskDataError`` naming file and line."""
+    path = Path(tasks_dir) / task_file(task, split)
     if task.startswith("translation-"):
         examples = _translation(task, path)
     elif task == "triviaqa":

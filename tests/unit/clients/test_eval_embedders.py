@@ -246,7 +246,7 @@ def test_pairs_stage_uses_and_records_the_embedder_of_each_task(
     translation = {
         phrase
         for n in (2, 3)
-        for _, sx, sy, _ in run.pairs(run.examples())[("translation-es", n)]
+        for _, sx, sy, *_ in run.pairs(run.examples())[("translation-es", n)]
         for phrase in (sx, sy)
     }
     assert set(instances["minilm"].seen) == translation

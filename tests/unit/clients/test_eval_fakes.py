@@ -17,42 +17,58 @@ def _variants(spec: Any) -> list[str]:
 
 class BruteForceBackend:
     """Counts by scanning every document: a phrase occurs where one of its variants occurs as a word
-    sequence (the variant's words, separated by whitespace, at word boundaries). Records every call."""
+    sequence (the variant's words, separated by whitespace), at word boundaries (``boundary="word"``) or
+    also where it ends inside a longer word (``"token"``, a stand-in for a BPE match that stops
+    mid-word). Records every call and the boundary it was asked for."""
 
     def __init__(self, docs: Sequence[str]) -> None:
         self.docs = list(docs)
         self.calls: list[tuple[str, int]] = []
         self.fail_on: str | None = None
         self.answer: Any = None  # a malformed answer to return instead of counts
+        self.boundaries: set[str] = set()
+        self._end = r"(?!\w)"
 
     def _has(self, doc: str, spec: Any) -> bool:
-        return any(re.search(r"(?<!\w)" + re.escape(v.strip()) + r"(?!\w)", doc) for v in _variants(spec))
+        return any(re.search(r"(?<!\w)" + re.escape(v.strip()) + self._end, doc) for v in _variants(spec))
 
     def _starts(self, doc: str, spec: Any) -> set[int]:
         """Distinct start offsets of the spec's variants in ``doc`` (overlapping matches included)."""
         return {
             m.start()
             for v in _variants(spec)
-            for m in re.finditer(r"(?=(?<!\w)" + re.escape(v.strip()) + r"(?!\w))", doc)
+            for m in re.finditer(r"(?=(?<!\w)" + re.escape(v.strip()) + self._end + ")", doc)
         }
 
-    def _call(self, kind: str, n: int, space: str) -> None:
+    def _call(self, kind: str, n: int, space: str, boundary: str | None = None) -> None:
         self.calls.append((kind, n))
         if space not in ("auto", "exact", "both"):
             raise ValueError(f"bad space {space!r}")
+        if boundary is None:  # not a count query
+            return
+        if boundary not in ("token", "word"):
+            raise ValueError(f"bad boundary {boundary!r}")
+        self.boundaries.add(boundary)
+        self._end = r"(?!\w)" if boundary == "word" else ""
         if self.fail_on == kind:
             raise ConnectionError("server went away")
 
-    def doc_freq(self, phrases: Sequence[Any], *, space: str = "auto") -> list[int]:
-        self._call("doc_freq", len(phrases), space)
+    def doc_freq(self, phrases: Sequence[Any], *, space: str = "auto", boundary: str = "token") -> list[int]:
+        self._call("doc_freq", len(phrases), space, boundary)
         if self.answer is not None:
             return self.answer
         return [sum(self._has(d, p) for d in self.docs) for p in phrases]
 
     def cooccurrence(
-        self, queries: Sequence[Sequence[Any]], *, space: str = "auto", unit: str = "documents"
+        self,
+        queries: Sequence[Sequence[Any]],
+        *,
+        space: str = "auto",
+        unit: str = "documents",
+        boundary: str = "token",
     ) -> list[int]:
-        self._call("cooccurrence" if unit == "documents" else "cooccurrence-occurrences", len(queries), space)
+        kind = "cooccurrence" if unit == "documents" else "cooccurrence-occurrences"
+        self._call(kind, len(queries), space, boundary)
         if self.answer is not None:
             return self.answer
         if unit == "occurrences":  # occurrences of the first phrase in documents holding all the others
@@ -66,8 +82,9 @@ class BruteForceBackend:
 
     def infgram_prob(self, items: Sequence[tuple[str, str]], *, space: str = "auto") -> list[dict]:
         """A character-level stand-in: each word of the continuation has probability 1/(1+len(word)),
-        0 for words absent from every document."""
+        0 for words absent from every document. Records every continuation."""
         self._call("infgram_prob", len(items), space)
+        self.continuations = getattr(self, "continuations", []) + [c for _, c in items]
         out = []
         for _, cont in items:
             toks = []

@@ -243,10 +243,12 @@ def test_generate_off_by_default_and_failures(tmp_path: Path) -> None:
     gen = FakeGenerator({"Opens": "zzz qqq www"})
 
     class Failing(BruteForceBackend):
-        def cooccurrence(self, queries: Sequence[Sequence[Any]], *, space: str = "auto") -> list[int]:
+        def cooccurrence(
+            self, queries: Sequence[Sequence[Any]], *, space: str = "auto", boundary: str = "token"
+        ) -> list[int]:
             if any("zzz" in v for q in queries for p in q for v in p):
                 raise ConnectionError("server went away")
-            return super().cooccurrence(queries, space=space)
+            return super().cooccurrence(queries, space=space, boundary=boundary)
 
     with pytest.raises(EvalError, match="generation counts"):
         _run(_config(tmp_path / "fail", generate=True), Failing(backend.docs), scorer=gen)

@@ -19,12 +19,34 @@ def test_eq5_in_log_space() -> None:
 
 def test_split_moves_the_space_into_the_continuation() -> None:
     prompt, y = "Question: q\nAnswer: ", "It is Sunset Boulevard, yes"
-    ctx, cont = split_for_infgram(prompt, y, [(6, 12), (13, 22)])
+    [(ctx, cont)] = split_for_infgram(prompt, y, [(6, 12), (13, 22)])
     assert ctx == "Question: q\nAnswer: It is" and cont == " Sunset Boulevard"
-    ctx, cont = split_for_infgram(prompt, "Sunset", [(0, 6)])
+    [(ctx, cont)] = split_for_infgram(prompt, "Sunset", [(0, 6)])
     assert (ctx, cont) == ("Question: q\nAnswer:", " Sunset")
-    ctx, cont = split_for_infgram("x" * 50, "(Sunset)", [(1, 7)], max_context_chars=10)
+    [(ctx, cont)] = split_for_infgram("x" * 50, "(Sunset)", [(1, 7)], max_context_chars=10)
     assert ctx == "x" * 9 + "(" and cont == "Sunset"
+
+
+def test_stopwords_between_words_are_context_not_scored() -> None:
+    """With stopwords removed, s^y = "cat mat" is located at the words cat and mat of "the cat on the mat":
+    the LLM scores only those words' tokens, so the ∞-gram must too (it scored "cat on the mat")."""
+    from clients.eval.infgram import combine_runs
+    from clients.eval.llm import locate
+    from clients.eval.pairs import side_options
+
+    y = "the cat sat on the mat"
+    _, y_opts = side_options("gsm8k", 2)  # n = 2: stopwords removed
+    spans = locate(y, "sat mat", y_opts)
+    items = split_for_infgram("Q: ", y, spans)
+    assert [c for _, c in items] == [" sat", " mat"]
+    assert items[1][0] == "Q: the cat sat on the"  # the stopwords are context
+    assert combine_runs([None, -1.5]) == -1.5 and combine_runs([None, None]) is None
+    assert combine_runs([-1.0, -2.0]) == -3.0
+    # punctuation between two located words is not scored either (the LLM labels word characters)
+    assert [c for _, c in split_for_infgram("", "campbell-bannerman", [(0, 8), (9, 18)])] == [
+        "campbell",
+        "bannerman",
+    ]
 
 
 def test_scores_through_the_backend_and_errors() -> None:

@@ -54,3 +54,72 @@ def test_performance_bins_equal_width_and_means() -> None:
     assert performance_bins([], [], n_bins=3) == []
     empty = performance_bins([0, 10], [1.0, 1.0], n_bins=5)
     assert empty[2].n_examples == 0 and empty[2].mean_metric is None
+
+
+def test_discordant_fraction_with_ties_is_exact_and_differs_from_one_minus_tau() -> None:
+    """(1 − τ_b)/2 is not the fraction of pairs ranked differently when there are ties; the reported
+    discordant fraction is, against a brute-force count (ties on either side are neither)."""
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        a = rng.integers(0, 4, size=30).astype(float).tolist()
+        b = rng.integers(0, 3, size=30).astype(float).tolist()
+        c = correlate(a, b)
+        if c.kendall_tau is None:
+            continue
+        assert c.discordant_fraction == pytest.approx(naive_discordant_fraction(a, b), abs=1e-12)
+        pairs = list(itertools.combinations(range(30), 2))
+        tied = sum(1 for i, j in pairs if a[i] == a[j] or b[i] == b[j]) / len(pairs)
+        assert c.tied_fraction == pytest.approx(tied, abs=1e-12)
+    a, b = [1.0, 1.0, 2.0, 3.0, 3.0, 4.0], [1.0, 2.0, 2.0, 3.0, 1.0, 1.0]
+    c = correlate(a, b)
+    assert c.discordant_fraction == pytest.approx(naive_discordant_fraction(a, b))
+    assert c.kendall_distance != pytest.approx(c.discordant_fraction)
+
+
+def test_per_output_aggregation_is_the_authors_mean_over_sx() -> None:
+    from clients.eval.metrics import aggregate_per_output
+
+    groups = ["e1", "e1", "e1", "e2"]
+    sy = ["a b", "a b", "c d", "a b"]
+    g, tg, llm = aggregate_per_output(groups, sy, [-1.0, -3.0, -2.0, -4.0], [-5.0, -5.0, -6.0, -7.0])
+    assert g == ["e1", "e1", "e2"] and tg == [-2.0, -2.0, -4.0] and llm == [-5.0, -6.0, -7.0]
+
+
+def test_within_example_permutation_and_cluster_bootstrap() -> None:
+    """A correlation carried only by between-example differences is "significant" with i.i.d. items but
+    not under the within-example permutation; a within-example association is significant under both."""
+    from clients.eval.metrics import grouped_inference
+
+    rng = np.random.default_rng(0)
+    groups, x, y = [], [], []
+    for e in range(20):
+        level = rng.normal()
+        for _ in range(10):  # ten items per example sharing the example's level, no within association
+            groups.append(f"e{e}")
+            x.append(level + 0.01 * rng.normal())
+            y.append(level + 0.01 * rng.normal() + rng.normal())
+    c = correlate(x, y)
+    gi = grouped_inference(x, y, groups, permutations=400, resamples=300, seed=1)
+    assert c.spearman_p < 1e-6 and gi.perm_p > 0.05 and gi.clusters == 20
+    assert gi.ci_lo is not None and gi.ci_lo < c.spearman_rho < gi.ci_hi
+    # a within-example association: significant
+    x = [xi + rng.normal() for xi in x]
+    y2 = [xi + 0.1 * rng.normal() for xi in x]
+    gi2 = grouped_inference(x, y2, groups, permutations=200, resamples=200, seed=1)
+    assert gi2.perm_p < 0.01 and gi2.ci_lo > 0.5
+    # singleton examples: nothing to permute, said so; too few items: nothing
+    single = grouped_inference(
+        [1.0, 2, 3, 4, 5], [2.0, 1, 4, 3, 5], list("abcde"), permutations=10, resamples=20
+    )
+    assert single.perm_p is None and "nothing to permute" in single.note and single.ci_lo is not None
+    assert grouped_inference([1.0, 2.0], [1.0, 2.0], ["a", "b"]).perm_p is None
+
+
+def test_performance_bins_log_scale_and_range() -> None:
+    bins = performance_bins([0, 1, 9, 99, 999], [1.0, 1.0, 0.0, 0.0, 1.0], n_bins=3, scale="log")
+    assert [b.n_examples for b in bins] == [2, 1, 2]  # edges 0, 9, 99, 999
+    assert bins[0].lo == 0 and bins[-1].hi == 999 and bins[1].lo == pytest.approx(9.0)
+    ranged = performance_bins([0, 5, 2000], [1.0, 0.0, 1.0], n_bins=5, lo=0, hi=1000)
+    assert sum(b.n_examples for b in ranged) == 2  # 2000 is outside the paper's 0..1000
+    with pytest.raises(ValueError, match="scale"):
+        performance_bins([1], [1.0], scale="sqrt")

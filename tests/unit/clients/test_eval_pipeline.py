@@ -94,9 +94,10 @@ def test_end_to_end_tables_figures_and_exact_counts(tmp_path: Path) -> None:
     assert {m["scorer"] for m in mem} == {"taskgram", "infgram"}
     assert any(m["spearman_rho"] for m in mem)
     assert (tmp_path / "run" / "tables" / "performance.csv").exists()
-    assert len(report["figures"]) == 5  # memorization and performance for both filters, scatter
+    # per filter: memorization bars, Fig. 4, Fig. 3, the GSM8K Kendall panel; and the scatter
+    assert len(report["figures"]) == 9
     for fig in report["figures"]:
-        assert Path(fig).stat().st_size > 1000
+        assert Path(fig["path"]).stat().st_size > 1000 and fig["shows"]
     stats = report["stats"]["taskgram"]["gsm8k/n3"]["all_pairs"]
     assert stats["candidates"] == stats["zero_count"] + stats["kept"]
     saved = json.loads((tmp_path / "run" / "report.json").read_text(encoding="utf-8"))
@@ -173,11 +174,11 @@ def test_backend_without_infgram_is_reported(tmp_path: Path) -> None:
         def __init__(self) -> None:
             self.inner = BruteForceBackend(DOCS)
 
-        def doc_freq(self, phrases, *, space="auto"):
-            return self.inner.doc_freq(phrases, space=space)
+        def doc_freq(self, phrases, *, space="auto", boundary="token"):
+            return self.inner.doc_freq(phrases, space=space, boundary=boundary)
 
-        def cooccurrence(self, queries, *, space="auto"):
-            return self.inner.cooccurrence(queries, space=space)
+        def cooccurrence(self, queries, *, space="auto", boundary="token"):
+            return self.inner.cooccurrence(queries, space=space, boundary=boundary)
 
     _, report, _, _ = _run(_config(tmp_path / "run"), CountsOnly())
     assert not report["ok"] and report["errors"] == [
@@ -253,9 +254,14 @@ def test_cli_against_a_real_index(tmp_path: Path, build_small_index) -> None:
     for r in rows[:10]:
         assert (
             int(r["pair_count"])
-            == client.cooccurrence([[phrase_variants(r["sx"]), phrase_variants(r["sy"])]], space="both")[0]
+            == client.cooccurrence(
+                [[phrase_variants(r["sx"]), phrase_variants(r["sy"])]], space="both", boundary="word"
+            )[0]
         )
-        assert int(r["sx_count"]) == client.doc_freq([phrase_variants(r["sx"])], space="both")[0]
+        assert (
+            int(r["sx_count"])
+            == client.doc_freq([phrase_variants(r["sx"])], space="both", boundary="word")[0]
+        )
 
 
 def test_cli_count_unit(tmp_path: Path, build_small_index, capsys: pytest.CaptureFixture[str]) -> None:
@@ -282,7 +288,7 @@ def test_cli_count_unit(tmp_path: Path, build_small_index, capsys: pytest.Captur
     with LocalClient(index) as client:
         for r in rows[:10]:
             sx, sy = phrase_variants(r["sx"]), phrase_variants(r["sy"])
-            got = client.cooccurrence([[sx, sy], [sx, sx]], space="both", unit="occurrences")
+            got = client.cooccurrence([[sx, sy], [sx, sx]], space="both", unit="occurrences", boundary="word")
             assert [int(r["pair_count"]), int(r["sx_count"])] == got
 
 
