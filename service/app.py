@@ -143,6 +143,8 @@ def create_app(settings: Settings, *, indexes: Mapping[str, Index] | None = None
         if metrics is not None:
             for name, index in opened.items():
                 metrics.track_index(name, index.manifest)
+                if hasattr(index, "group_states"):  # shard groups served elsewhere (service.ray_serve)
+                    metrics.track_shard_groups(name, index.group_states)
         if settings.gc_tuning:
             tune_gc()
         app.state.taskgram = ServiceState(

@@ -3,8 +3,11 @@
     taskgram serve INDEX_DIR... [--name NAME=DIR] [--host 127.0.0.1] [--port 8000] [--workers N]
                    [--api-key KEY] [--cors-origin URL] [--time-budget S] [--max-batch N]
                    [--eval-run RUN_DIR] ...
+                   [--ray [ADDRESS] --shards-per-replica K --replicas R]
 
-The web explorer is at ``/ui`` (indexes, phrase search, co-occurrence, tracing, evaluation runs).
+The web explorer is at ``/ui`` (indexes, phrase search, co-occurrence, tracing, evaluation runs). With
+``--ray`` the shards are served by Ray Serve deployments, one per group of K shards, behind the same API
+(:mod:`service.ray_serve`).
 
 An ``INDEX_DIR`` is served under its folder name; ``--name NAME=DIR`` chooses the name. Options not given
 on the command line come from ``TASKGRAM_*`` environment variables (see :mod:`service.settings`); API
@@ -63,6 +66,21 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--eval-run", action="append", default=None, metavar="DIR",
         help="a `taskgram eval` run directory shown by the /ui explorer (repeatable)",
+    )  # fmt: skip
+    ray = p.add_argument_group(
+        "Ray Serve", "serve the shards across machines: one deployment per group of shards, the same API"
+    )
+    ray.add_argument(
+        "--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+        help="serve on Ray Serve; ADDRESS of a running cluster (default: start a local Ray on 127.0.0.1)",
+    )  # fmt: skip
+    ray.add_argument("--shards-per-replica", type=int, default=1, metavar="K", help="shards per group (1)")
+    ray.add_argument("--replicas", type=int, default=1, metavar="R", help="replicas of each shard group (1)")
+    ray.add_argument("--ingress-replicas", type=int, default=1, metavar="N", help="replicas of the API (1)")
+    ray.add_argument("--cpus-per-replica", type=float, default=1.0, metavar="C", help="Ray CPUs each (1)")
+    ray.add_argument(
+        "--pin-groups", action="store_true",
+        help="group g of index NAME needs Ray resource taskgram:NAME:g (place groups by the nodes' disks)",
     )  # fmt: skip
     p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     p.add_argument("--log-format", default=None, choices=["json", "text"])
@@ -133,6 +151,26 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    if args.ray is not None:
+        from service.ray_serve import RayOptions, serve_on_ray
+
+        for flag, value in (
+            ("--shards-per-replica", args.shards_per_replica),
+            ("--replicas", args.replicas),
+            ("--ingress-replicas", args.ingress_replicas),
+        ):
+            if value < 1:
+                raise SystemExit(f"taskgram serve: {flag} must be >= 1, not {value}")
+        if args.cpus_per_replica < 0:
+            raise SystemExit(f"taskgram serve: --cpus-per-replica must be >= 0, not {args.cpus_per_replica}")
+        options = RayOptions(
+            shards_per_replica=args.shards_per_replica,
+            replicas=args.replicas,
+            ingress_replicas=args.ingress_replicas,
+            cpus_per_replica=args.cpus_per_replica,
+            pin_groups=args.pin_groups,
+        )
+        return serve_on_ray(settings, options, args.ray or None)
     import logging
 
     logging.getLogger("taskgram.service").info("starting", extra={"settings": safe_settings(settings)})

@@ -13,15 +13,18 @@ Exception tree (status code, problem type suffix)::
      ├── PayloadTooLarge            413  payload-too-large  body bytes or batch size over the limits
      ├── InvalidQuery               422  invalid-query      a query the limits or the engine refuse
      ├── BudgetExceeded             503  budget-exceeded    the request's time/work budget ran out
+     ├── ShardsDown                 503  shards-unavailable shard groups (Ray Serve) down or late; the
+     │                                                      body names them: ``missing_shards``
      └── CompatError                4xx/5xx                 infini-gram compatible ``POST /`` only: answered
                                                             as ``{"error": "..."}`` like infini-gram's API
 
 Engine exceptions map onto it by one table, :data:`ENGINE_ERRORS` (``DocumentNotFound`` ->
 DocumentNotFound, ``QueryError`` -> InvalidQuery, ``BudgetExceeded`` -> BudgetExceeded,
-``IndexUnavailable`` -> UnknownIndex); any other ``EngineError`` or unexpected exception -> 500 with a
-reference number that is also written to the server log with the traceback. The in-process client maps
-the same engine exceptions to the client exceptions of the same problem types
-(:data:`clients.local.ENGINE_ERRORS`; a test checks that the two tables agree).
+``IndexUnavailable`` -> UnknownIndex), and ``ShardsUnavailable`` -> ShardsDown (its shards go into the
+body); any other ``EngineError`` or unexpected exception -> 500 with a reference number that is also
+written to the server log with the traceback. The in-process client maps the same engine exceptions to the
+client exceptions of the same problem types (:data:`clients.local.ENGINE_ERRORS`; a test checks that the
+two tables agree).
 """
 
 from __future__ import annotations
@@ -95,6 +98,18 @@ class BudgetExceeded(ServiceError):
         super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
 
 
+class ShardsDown(ServiceError):
+    """Part of a distributed index did not answer; never a partial sum. ``missing_shards`` (shard
+    numbers) and ``shard_groups`` (group name -> what happened) go into the problem body."""
+
+    status, slug, title = 503, "shards-unavailable", "Shards unavailable"
+
+    def __init__(self, detail: str, *, shards: list[int], groups: dict[str, str], retry_after_s: int = 1):
+        super().__init__(detail, headers={"Retry-After": str(retry_after_s)})
+        self.shards = shards
+        self.groups = groups
+
+
 class CompatError(ServiceError):
     """An error of the infini-gram compatible endpoint ``POST /``: its clients read ``{"error": ...}``.
     infini-gram answers some bad queries with status 200; here every error has a 4xx/5xx status."""
@@ -146,6 +161,8 @@ ENGINE_ERRORS: tuple[tuple[type[engine.EngineError], type[ServiceError]], ...] =
 
 def from_engine_error(err: engine.EngineError) -> ServiceError:
     """Translate an engine exception (whose message is written for users) into a service error."""
+    if isinstance(err, engine.ShardsUnavailable):
+        return ShardsDown(str(err), shards=err.shards, groups=err.groups)
     for engine_cls, service_cls in ENGINE_ERRORS:
         if isinstance(err, engine_cls):
             return service_cls(str(err))
@@ -204,6 +221,8 @@ def install_error_handlers(app: FastAPI) -> None:
         mapped = from_engine_error(err)
         if type(mapped) is ServiceError:
             return _internal(err, request)
+        if isinstance(mapped, ShardsDown):
+            return answer(request, mapped, missing_shards=mapped.shards, shard_groups=mapped.groups)
         return answer(request, mapped)
 
     @app.exception_handler(RequestValidationError)

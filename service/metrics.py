@@ -27,7 +27,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +135,33 @@ class _IndexCollector(Collector):
         return [tokens, documents, shards, size, info]
 
 
+class _ShardGroupCollector(Collector):
+    """State of the shard groups of indexes served across machines (``taskgram serve --ray``), asked at
+    scrape time."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, Callable[[], list[dict[str, Any]]]] = {}
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            f"{NAMESPACE}_shard_group_up",
+            "1 when the shard group answered its state request, else 0.",
+            labels=["index", "group", "shards"],
+        )
+        failures = GaugeMetricFamily(
+            f"{NAMESPACE}_shard_group_failed_requests",
+            "Requests that failed because this shard group was down or late, since the ingress started.",
+            labels=["index", "group"],
+        )
+        for name, source in sorted(self.sources.items()):
+            for g in source():
+                shards = g["shards"]
+                span = f"{shards[0]}-{shards[-1]}" if shards else ""
+                up.add_metric([name, g["group"], span], 1 if g["state"] == "up" else 0)
+                failures.add_metric([name, g["group"]], g.get("failures", 0))
+        return [up, failures]
+
+
 class Metrics:
     """The service's metrics and the registry that exports them."""
 
@@ -183,6 +210,8 @@ class Metrics:
         )
         self._index_collector = _IndexCollector()
         r.register(self._index_collector)
+        self._group_collector = _ShardGroupCollector()
+        r.register(self._group_collector)
         if process:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
@@ -213,6 +242,11 @@ class Metrics:
 
     def untrack_index(self, name: str) -> None:
         self._index_collector.indexes.pop(name, None)
+
+    def track_shard_groups(self, name: str, states: Callable[[], list[dict[str, Any]]]) -> None:
+        """Export the state of index ``name``'s shard groups, from ``states()`` at scrape time (a list of
+        ``{"group", "shards", "state", "failures"}``, see ``service.ray_serve.RemoteIndex.group_states``)."""
+        self._group_collector.sources[name] = states
 
     # -- requests ------------------------------------------------------------------------------------
     def error_type_label(self, error_type: str) -> str:

@@ -313,7 +313,13 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 class HealthResponse(HealthBase, _Response):
-    pass
+    # shard_groups is present only under taskgram serve --ray: not a required property of the answer
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=False)
+
+    shard_groups: dict[str, list[dict[str, Any]]] | None = Field(
+        default=None,
+        description="taskgram serve --ray only: per index, each shard group's shards and state (up/down)",
+    )
 
 
 # ------------------------------------------------------------------------------------------------------

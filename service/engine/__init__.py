@@ -11,6 +11,7 @@ from service.engine.errors import (
     EngineError,
     IndexUnavailable,
     QueryError,
+    ShardsUnavailable,
 )
 from service.engine.index import Index, IndexSet
 from service.engine.query import Phrase, PhraseSpec
@@ -45,6 +46,7 @@ __all__ = [
     "PhraseSpec",
     "ProbResult",
     "QueryError",
+    "ShardsUnavailable",
     "SpacePolicy",
     "TokenProb",
 ]

@@ -6,7 +6,8 @@
      ├── QueryError          the query is malformed (empty phrase, token id out of range, bad option)
      │    └── DocumentNotFound   a document id outside the index
      ├── BudgetExceeded      the query needs more work or time than its budget allows
-     └── IndexUnavailable    the index is missing, corrupt or of an incompatible format
+     ├── IndexUnavailable    the index is missing, corrupt or of an incompatible format
+     └── ShardsUnavailable   shard groups serving part of the index are down or missed the deadline
 """
 
 from __future__ import annotations
@@ -44,3 +45,14 @@ class IndexUnavailable(EngineError):
     def __init__(self, message: str, *, name: str | None = None) -> None:
         super().__init__(message)
         self.name = name
+
+
+class ShardsUnavailable(EngineError):
+    """Some shard groups of a distributed index (:mod:`service.ray_serve`) did not answer: down, or not
+    within the request's deadline. No partial sum is returned. ``shards`` are the shard numbers without
+    an answer, ``groups`` the groups' names with what happened to each."""
+
+    def __init__(self, message: str, *, shards: list[int], groups: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.shards = shards
+        self.groups = dict(groups or {})

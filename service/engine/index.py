@@ -57,7 +57,7 @@ from service.engine.results import (
     ProbResult,
     TokenProb,
 )
-from service.engine.shards import CHUNK, Shard, ShardGroup, check_deadline, chunks
+from service.engine.shards import CHUNK, Shard, ShardGroup, check_deadline
 from service.engine.words import WordTables, check_boundary, word_tables
 from taskgram.api import COUNT_UNITS
 
@@ -222,10 +222,10 @@ class Index:
     def groups(self) -> list[Any]:
         return list(self._groups)
 
-    def _fan_out(self, op: str, *args: Any) -> list[Any]:
+    def _fan_out(self, op: str, *args: Any, deadline: float | None = None) -> list[Any]:
         """Every group's answer to operation ``op`` (a :class:`ShardGroup` method), in group order. A
         subclass with remote groups runs them concurrently under the request's deadline."""
-        return [getattr(group, op)(*args) for group in self._groups]
+        return [getattr(group, op)(*args, deadline=deadline) for group in self._groups]
 
     # ----------------------------------------------------------------------------------------------
     # Text
@@ -301,10 +301,10 @@ class Index:
         self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str, word: bool = False
     ) -> np.ndarray:
         if not word:
-            return add_up(self._fan_out("counts", flat, offsets, deadline, what), len(offsets) - 1)
+            return add_up(self._fan_out("counts", flat, offsets, what, deadline=deadline), len(offsets) - 1)
         # the start test of a phrase whose first token does not begin a word reads the token before
         # every occurrence: the work budget (max_occurrences) bounds it
-        answers = self._fan_out("word_counts", flat, offsets, self.max_occurrences, deadline, what)
+        answers = self._fan_out("word_counts", flat, offsets, self.max_occurrences, what, deadline=deadline)
         return summed(
             answers,
             self.max_occurrences,
@@ -398,7 +398,7 @@ class Index:
         keys = [resolver.key(p) for p in parsed]
         unique, inverse = _dedupe(keys)
         budget = self._budget(max_occurrences)
-        sizes = summed(self._fan_out("doc_freq", unique, budget, deadline, word), budget, "doc_freq")
+        sizes = summed(self._fan_out("doc_freq", unique, budget, word, deadline=deadline), budget, "doc_freq")
         return sizes[inverse].tolist()
 
     def _query_keys(
@@ -459,7 +459,7 @@ class Index:
         np.cumsum([len(q) for q in query_keys], out=q_off[1:])
         q_flat = inverse.astype(np.int64)
         budget = self._budget(max_occurrences)
-        answers = self._fan_out("cooccurrence", unique, q_flat, q_off, unit, budget, deadline, word)
+        answers = self._fan_out("cooccurrence", unique, q_flat, q_off, unit, budget, word, deadline=deadline)
         return summed(answers, budget, "cooccurrence").tolist()
 
     # ----------------------------------------------------------------------------------------------
@@ -493,38 +493,33 @@ class Index:
         parsed = self._query_keys(resolver, queries, 2)
         resolver.finish()
         query_keys = [[resolver.key(p) for p in q] for q in parsed]
+        if not query_keys:
+            return []
         budget = self._budget(max_occurrences)
-        out = np.zeros(len(query_keys), dtype=np.int64)
-        for a, b in chunks(len(query_keys), 1024):
-            check_deadline(deadline, "windowed_cooccurrence")
-            chunk = query_keys[a:b]
-            clauses = [c for q in chunk for c in q]
-            variants = [v for c in clauses for v in c]
-            clause_off = np.zeros(len(clauses) + 1, dtype=np.int64)
-            np.cumsum([len(c) for c in clauses], out=clause_off[1:])
-            query_off = np.zeros(len(chunk) + 1, dtype=np.int64)
-            np.cumsum([len(q) for q in chunk], out=query_off[1:])
-            var_flat, var_off = flatten(variants)
-            occ = np.add.reduceat(
-                self._counts_flat(var_flat, var_off, deadline, "windowed_cooccurrence"), clause_off[:-1]
-            )
-            check_budget(
-                occ,
-                budget,
-                "windowed_cooccurrence",
-                "{what}: a clause has {n} occurrences, over the work budget of {budget}",
-            )
-            anchors = np.array(
-                [
-                    query_off[q] + int(np.argmin(occ[query_off[q] : query_off[q + 1]]))
-                    for q in range(len(chunk))
-                ],
-                dtype=np.int64,
-            )
-            answers = self._fan_out(
-                "windowed", var_flat, var_off, clause_off, query_off, anchors, int(window), deadline
-            )
-            out[a:b] = add_up(answers, b - a)
+        clauses = [c for q in query_keys for c in q]
+        clause_off = np.zeros(len(clauses) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in clauses], out=clause_off[1:])
+        query_off = np.zeros(len(query_keys) + 1, dtype=np.int64)
+        np.cumsum([len(q) for q in query_keys], out=query_off[1:])
+        var_flat, var_off = flatten([v for c in clauses for v in c])
+        # the anchor of each query: its clause with the fewest occurrences in the whole index
+        occ = np.add.reduceat(
+            self._counts_flat(var_flat, var_off, deadline, "windowed_cooccurrence"), clause_off[:-1]
+        )
+        check_budget(
+            occ,
+            budget,
+            "windowed_cooccurrence",
+            "{what}: a clause has {n} occurrences, over the work budget of {budget}",
+        )
+        first = query_off[:-1]
+        anchors = first + np.array(
+            [int(np.argmin(occ[first[q] : query_off[q + 1]])) for q in range(len(query_keys))], dtype=np.int64
+        )
+        answers = self._fan_out(
+            "windowed", var_flat, var_off, clause_off, query_off, anchors, int(window), deadline=deadline
+        )
+        out = add_up(answers, len(query_keys))
         check_deadline(deadline, "windowed_cooccurrence")
         return out.tolist()
 
@@ -551,7 +546,9 @@ class Index:
         resolver.finish()
         patterns = [resolver.ids(p) for p in parsed]
         flat, offsets = flatten(patterns)
-        merged = merge_next_tokens(self._fan_out("next_tokens", flat, offsets, deadline), n=len(patterns))
+        merged = merge_next_tokens(
+            self._fan_out("next_tokens", flat, offsets, deadline=deadline), n=len(patterns)
+        )
         return [self._distribution(merged, j, top_k) for j in range(len(patterns))]
 
     def next_token_distribution(self, *args: Any, **kwargs: Any) -> list[NextTokenDistribution]:
@@ -711,7 +708,7 @@ class Index:
         keys = [resolver.key(p) for p in parsed]
         unique, _ = _dedupe(keys)
         budget = self._budget(max_occurrences)
-        answers = self._fan_out("doc_totals", unique, budget, deadline, word)
+        answers = self._fan_out("doc_totals", unique, budget, word, deadline=deadline)
         check_budget(add_up([occ for occ, _ in answers], len(unique)), budget, "documents")
         numbers = [n for g in self._groups for n in g.shard_numbers]
         totals = np.concatenate([t for _, t in answers])
@@ -739,8 +736,8 @@ class Index:
                 {n: picks[n] for n in group.shard_numbers if n in picks},
                 keys,
                 window,
-                deadline,
                 word,
+                deadline=deadline,
             )
         ]
         raw.sort(key=lambda h: h.doc_id)
@@ -749,9 +746,9 @@ class Index:
         check_deadline(deadline, "documents")
         return DocumentsResult(total=total, docs=hits, offset=0 if sample else offset, sample=sample)
 
-    def _ask(self, group: Any, op: str, *args: Any) -> Any:
+    def _ask(self, group: Any, op: str, *args: Any, deadline: float | None = None) -> Any:
         """One group's answer to ``op`` (a subclass with remote groups bounds it by the deadline)."""
-        return getattr(group, op)(*args)
+        return getattr(group, op)(*args, deadline=deadline)
 
     def document(self, doc_id: int, *, max_tokens: int | None = None) -> Document:
         """Document ``doc_id`` (global id): metadata, token ids and text (first ``max_tokens`` tokens)."""

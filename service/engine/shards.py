@@ -434,11 +434,11 @@ class ShardGroup:
         self._by_number = {}
         self.cache.clear()
 
-    def cache_info(self) -> dict[str, int]:
+    def cache_info(self, *, deadline: float | None = None) -> dict[str, int]:
         c = self.cache
         return {"entries": len(c), "bytes": c.nbytes, "hits": c.hits, "misses": c.misses}
 
-    def probe(self) -> list[int]:
+    def probe(self, *, deadline: float | None = None) -> list[int]:
         """A one-token pattern that occurs (for warming up), or [] when the group's shards are empty."""
         for shard in self.shards:
             if shard.n_tokens:
@@ -451,7 +451,9 @@ class ShardGroup:
 
     # Operations -------------------------------------------------------------------------------------
 
-    def counts(self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None, what: str) -> np.ndarray:
+    def counts(
+        self, flat: np.ndarray, offsets: np.ndarray, what: str, *, deadline: float | None = None
+    ) -> np.ndarray:
         """Occurrences of every pattern in the group's shards."""
         n = len(offsets) - 1
         out = np.zeros(n, dtype=np.int64)
@@ -471,7 +473,13 @@ class ShardGroup:
         return self.words
 
     def word_counts(
-        self, flat: np.ndarray, offsets: np.ndarray, budget: int | None, deadline: float | None, what: str
+        self,
+        flat: np.ndarray,
+        offsets: np.ndarray,
+        budget: int | None,
+        what: str,
+        *,
+        deadline: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(occurrences of each pattern whose first token does not begin a word, else 0; word-bounded
         occurrences of every pattern). The start test reads the token before every occurrence of the
@@ -552,7 +560,12 @@ class ShardGroup:
         return occ, per_shard
 
     def doc_freq(
-        self, keys: Sequence[SpecKey], budget: int | None, deadline: float | None, word: bool = False
+        self,
+        keys: Sequence[SpecKey],
+        budget: int | None,
+        word: bool = False,
+        *,
+        deadline: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(occurrences per spec, number of documents containing each spec) in the group's shards; the
         second is None when a spec is over ``budget`` here."""
@@ -571,8 +584,9 @@ class ShardGroup:
         q_off: np.ndarray,
         unit: str,
         budget: int | None,
-        deadline: float | None,
         word: bool = False,
+        *,
+        deadline: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(occurrences per spec, co-occurrence count of each query) in the group's shards; queries are
         lists of indexes into ``keys`` (``q_flat``, ``q_off``). See :meth:`Index.cooccurrence` for the
@@ -629,17 +643,33 @@ class ShardGroup:
         query_off: np.ndarray,
         anchors: np.ndarray,
         window: int,
-        deadline: float | None,
+        *,
+        deadline: float | None = None,
     ) -> np.ndarray:
-        """Windowed co-occurrence counts (anchors chosen by the merge layer from the index's counts)."""
-        check_deadline(deadline, "windowed_cooccurrence")
-        out = np.zeros(len(query_off) - 1, dtype=np.int64)
-        for shard, ranges in zip(self.shards, self._ranges(var_flat, var_off), strict=True):
-            out += shard.windowed(var_flat, var_off, ranges, clause_off, query_off, anchors, window)
+        """Windowed co-occurrence counts (anchors chosen by the merge layer from the index's counts), in
+        chunks of 1024 queries."""
+        nq = len(query_off) - 1
+        out = np.zeros(nq, dtype=np.int64)
+        for a, b in chunks(nq, 1024):
+            check_deadline(deadline, "windowed_cooccurrence")
+            c0, c1 = int(query_off[a]), int(query_off[b])
+            v0, v1 = int(clause_off[c0]), int(clause_off[c1])
+            sub_var_off = var_off[v0 : v1 + 1] - var_off[v0]
+            sub_var_flat = var_flat[var_off[v0] : var_off[v1]]
+            sub_clause_off = clause_off[c0 : c1 + 1] - v0
+            sub_query_off = query_off[a : b + 1] - c0
+            sub_anchors = anchors[a:b] - c0
+            ranges = self._ranges(sub_var_flat, sub_var_off)
+            for shard, r in zip(self.shards, ranges, strict=True):
+                out[a:b] += shard.windowed(
+                    sub_var_flat, sub_var_off, r, sub_clause_off, sub_query_off, sub_anchors, window
+                )
         check_deadline(deadline, "windowed_cooccurrence")
         return out
 
-    def next_tokens(self, flat: np.ndarray, offsets: np.ndarray, deadline: float | None) -> NextTokens:
+    def next_tokens(
+        self, flat: np.ndarray, offsets: np.ndarray, *, deadline: float | None = None
+    ) -> NextTokens:
         """Next-token counts of every prompt, merged over the group's shards."""
         n = len(offsets) - 1
         chunk_parts = []
@@ -656,7 +686,12 @@ class ShardGroup:
         return NextTokens.concat(chunk_parts)
 
     def doc_totals(
-        self, keys: Sequence[SpecKey], budget: int | None, deadline: float | None, word: bool = False
+        self,
+        keys: Sequence[SpecKey],
+        budget: int | None,
+        word: bool = False,
+        *,
+        deadline: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(occurrences per spec, per shard the number of documents containing ALL specs)."""
         occ, per_shard = self._doc_sets(keys, budget, deadline, "documents", False, word)
@@ -675,8 +710,9 @@ class ShardGroup:
         picks: dict[int, np.ndarray],
         all_keys: Sequence[SpecKey],
         window: int,
-        deadline: float | None,
         word: bool = False,
+        *,
+        deadline: float | None = None,
     ) -> list[RawHit]:
         """The documents at local ranks ``picks[shard number]`` of the documents containing ALL ``keys``
         in each shard, as :class:`RawHit` (matches of ``all_keys``), in shard and rank order."""
@@ -703,7 +739,9 @@ class ShardGroup:
         lo, hi = shard.ranges(var_flat, var_off)
         return spec_off, (lo, hi), _per_spec(hi - lo, spec_off)
 
-    def document(self, shard_number: int, local: int, max_tokens: int | None) -> DocTokens:
+    def document(
+        self, shard_number: int, local: int, max_tokens: int | None, *, deadline: float | None = None
+    ) -> DocTokens:
         return self._by_number[shard_number].document(local, max_tokens)
 
 

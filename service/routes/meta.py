@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.deps import StateDep
@@ -18,17 +21,26 @@ router = APIRouter(tags=["service"])
     "/health", response_model=HealthResponse, summary="Liveness, served index names and limits"
 )
 async def health(state: StateDep) -> Response:
-    """No engine work: answered on the event loop."""
+    """No engine work: answered on the event loop. An index whose shard groups are served elsewhere
+    (``taskgram serve --ray``) adds the state of each group (asked in a worker thread, briefly)."""
     from taskgram import __version__
 
-    return json_response(
-        {
-            "status": "degraded" if state.refused else "ok",
-            "version": __version__,
-            "indexes": sorted(state.indexes),
-            "limits": state.settings.limits(),
-        }
-    )
+    body: dict[str, Any] = {
+        "status": "degraded" if state.refused else "ok",
+        "version": __version__,
+        "indexes": sorted(state.indexes),
+        "limits": state.settings.limits(),
+    }
+    groups = {
+        name: await run_in_threadpool(index.group_states)
+        for name, index in sorted(state.indexes.items())
+        if hasattr(index, "group_states")
+    }
+    if groups:
+        body["shard_groups"] = groups
+        if any(g["state"] != "up" for states in groups.values() for g in states):
+            body["status"] = "degraded"
+    return json_response(body)
 
 
 @router.get("/indexes", response_model=IndexesResponse, summary="Manifest summary of each served index")

@@ -1,0 +1,430 @@
+"""Serving an index across machines with Ray Serve: ``taskgram serve --ray [ADDRESS]``.
+
+The shards of each index are cut into groups of ``shards_per_replica`` (in manifest order). Every group is
+one Ray Serve deployment (``replicas`` replicas); a replica maps its group's shards read-only and answers
+the group operations of :class:`service.engine.shards.ShardGroup`. The ingress deployment runs the
+service's FastAPI app (:func:`service.app.create_app`); its indexes are :class:`RemoteIndex` objects: the
+same merge layer as the in-process :class:`~service.engine.index.Index`, whose groups are deployment
+handles. So every endpoint is answered by fan-out + merge, and the answers are those of a single process.
+
+Failure and budget: one deadline (the request's time budget) covers the whole fan-out. A group that
+fails or has not answered by then makes the request fail with :class:`ShardsUnavailable` (503
+problem+json naming the missing shards); a partial sum is never returned. ``/v1/health`` and ``/metrics``
+report each group's state.
+
+Placement: every node that may run a group replica needs the index directories at the same paths (a
+shared file system, or the same copy on each node). With ``pin_groups`` group ``g`` of index ``NAME``
+needs the custom resource ``taskgram:NAME:g`` (start nodes with ``ray start --resources
+'{"taskgram:NAME:0": 1}'``), so each group runs on the nodes that hold its shards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.engine.errors import (
+    BudgetExceeded,
+    EngineError,
+    IndexUnavailable,
+    QueryError,
+    ShardsUnavailable,
+)
+from service.engine.index import Index, index_word_tables
+from service.engine.opening import open_header, open_shards
+from service.engine.shards import ShardGroup
+
+log = logging.getLogger("taskgram.service")
+
+#: the operations a group replica answers (methods of ShardGroup)
+OPERATIONS = frozenset(
+    {
+        "counts",
+        "word_counts",
+        "doc_freq",
+        "cooccurrence",
+        "windowed",
+        "next_tokens",
+        "doc_totals",
+        "doc_hits",
+        "document",
+        "probe",
+        "cache_info",
+    }
+)
+_ERRORS: dict[str, type[EngineError]] = {
+    cls.__name__: cls for cls in (EngineError, QueryError, BudgetExceeded, IndexUnavailable)
+}
+STATE_TIMEOUT_S = 2.0  # how long /v1/health and /metrics wait for a group's state
+
+
+def plan_groups(n_shards: int, shards_per_replica: int) -> list[list[int]]:
+    """Shard numbers of each group: consecutive runs of ``shards_per_replica`` shards."""
+    if shards_per_replica < 1:
+        raise ValueError(f"shards_per_replica must be >= 1, not {shards_per_replica}")
+    return [
+        list(range(a, min(n_shards, a + shards_per_replica))) for a in range(0, n_shards, shards_per_replica)
+    ]
+
+
+def group_name(index: str, shards: Sequence[int]) -> str:
+    """Deployment name of the group of ``shards`` of ``index``."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", index)
+    return f"shards-{safe}-{shards[0]}-{shards[-1]}" if shards else f"shards-{safe}-empty"
+
+
+# --------------------------------------------------------------------------------------------------
+# The group replica
+
+
+class ShardGroupServer:
+    """A Ray Serve replica of one shard group: maps the group's shards and answers its operations.
+    Engine errors come back as values (class name, message, attributes) and are raised again by the
+    ingress with their own type."""
+
+    def __init__(
+        self,
+        directory: str,
+        name: str,
+        shards: list[int],
+        cache_bytes: int = 256 << 20,
+        cache_min_occurrences: int = 20_000,
+        verify_checksums: bool = False,
+        warmup: bool = True,
+    ) -> None:
+        path = Path(directory)
+        manifest, tokenizer = open_header(path, name)
+        opened = open_shards(path, name, manifest, shards, verify_checksums=verify_checksums)
+        words, _ = index_word_tables(tokenizer, manifest.tokenizer.vocab_size, name)
+        self.name = name
+        self.group = ShardGroup(
+            opened, words=words, cache_bytes=cache_bytes, cache_min_occurrences=cache_min_occurrences
+        )
+        self.started = time.time()
+        if warmup:
+            warm_up_group(self.group)
+
+    async def call(self, op: str, args: tuple[Any, ...], remaining_s: float | None) -> tuple[Any, ...]:
+        """Run group operation ``op`` within ``remaining_s`` seconds (in a worker thread: the kernels
+        release the GIL, so a replica answers several requests at once)."""
+        if op not in OPERATIONS:
+            return ("error", "EngineError", f"unknown shard-group operation {op!r}", {})
+        deadline = None if remaining_s is None else time.monotonic() + remaining_s
+        try:
+            value = await asyncio.to_thread(getattr(self.group, op), *args, deadline=deadline)
+        except EngineError as err:
+            attrs = {k: v for k, v in vars(err).items() if isinstance(v, (str, int, float, type(None)))}
+            return ("error", type(err).__name__, str(err), attrs)
+        return ("ok", value)
+
+    def state(self) -> dict[str, Any]:
+        """This replica's shards, process, uptime and document-set cache."""
+        return {
+            "shards": self.group.shard_numbers,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started, 3),
+            "cache": self.group.cache_info(),
+        }
+
+
+def warm_up_group(group: ShardGroup) -> None:
+    """Compile (or load from the numba cache) the kernels of every group operation."""
+    import numpy as np
+
+    probe = group.probe()
+    if not probe:
+        return
+    flat = np.asarray(probe, dtype=np.int64)
+    off = np.array([0, len(probe)], dtype=np.int64)
+    key = (tuple(probe),)
+    group.counts(flat, off, "warm-up")
+    group.doc_freq([key], None)
+    q_flat, q_off = np.array([0, 0], dtype=np.int64), np.array([0, 2], dtype=np.int64)
+    group.cooccurrence([key], q_flat, q_off, "documents", None)
+    group.cooccurrence([key], q_flat, q_off, "occurrences", None)
+    clause_off = np.array([0, 1, 2], dtype=np.int64)
+    var_flat = np.concatenate([flat, flat])
+    var_off = np.array([0, len(probe), 2 * len(probe)], dtype=np.int64)
+    group.windowed(var_flat, var_off, clause_off, q_off, np.array([0], dtype=np.int64), 1)
+    group.next_tokens(flat, off)
+    group.doc_totals([key], None)
+    if group.words is not None:
+        group.word_counts(flat, off, None, "warm-up")
+        group.doc_freq([key], None, True)
+
+
+# --------------------------------------------------------------------------------------------------
+# The merge layer over remote groups
+
+
+@dataclass
+class RemoteGroup:
+    """One shard group as the ingress sees it: its deployment handle and what happened to it."""
+
+    name: str
+    shard_numbers: list[int]
+    handle: Any
+    failures: int = 0
+    last_error: str = ""
+    last_ok: float = field(default=0.0)
+
+
+class RemoteIndex(Index):
+    """:class:`Index` whose shard groups are Ray Serve deployments: every operation fans out to the groups
+    at once, and the request's deadline (or ``default_timeout_s`` for operations that have none) bounds
+    the wait for all of them. Sync methods: call them from a worker thread, not the event loop."""
+
+    def __init__(self, *args: Any, default_timeout_s: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.default_timeout_s = default_timeout_s
+        self._lock = threading.Lock()
+
+    def _remaining(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.default_timeout_s
+        return deadline - time.monotonic()
+
+    def _fan_out(self, op: str, *args: Any, deadline: float | None = None) -> list[Any]:
+        return self._gather(self._groups, op, args, deadline)
+
+    def _ask(self, group: Any, op: str, *args: Any, deadline: float | None = None) -> Any:
+        return self._gather([group], op, args, deadline)[0]
+
+    def _gather(
+        self, groups: Sequence[RemoteGroup], op: str, args: tuple[Any, ...], deadline: float | None
+    ) -> list[Any]:
+        remaining = self._remaining(deadline)
+        if remaining <= 0:
+            raise BudgetExceeded(f"{op}: the time budget ran out before the shards were asked", kind="time")
+        end = time.monotonic() + remaining
+        sent = [(g, g.handle.call.remote(op, args, remaining)) for g in groups]
+        answers: list[Any] = []
+        missing: dict[str, str] = {}
+        for group, response in sent:
+            try:
+                answer = response.result(timeout_s=max(0.0, end - time.monotonic()))
+            except TimeoutError:
+                response.cancel()
+                missing[group.name] = f"no answer within {remaining:.3g} s"
+                continue
+            except Exception as err:  # noqa: BLE001 - a replica that died, a cluster that went away, ...
+                missing[group.name] = f"down: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
+                continue
+            answers.append(answer)
+        with self._lock:
+            now = time.time()
+            for group in groups:
+                if group.name in missing:
+                    group.failures += 1
+                    group.last_error = missing[group.name]
+                else:
+                    group.last_ok = now
+        if missing:
+            shards = sorted(n for g in groups if g.name in missing for n in g.shard_numbers)
+            names = ", ".join(f"{n} ({why})" for n, why in missing.items())
+            raise ShardsUnavailable(
+                f"index {self.name!r}: shards {_ranges_text(shards)} did not answer {op}: {names}; "
+                "no partial answer is given",
+                shards=shards,
+                groups=missing,
+            )
+        values = []
+        for answer in answers:
+            if answer[0] == "error":
+                _, cls_name, message, attrs = answer
+                raise _rebuild_error(cls_name, message, attrs)
+            values.append(answer[1])
+        return values
+
+    def group_states(self, timeout_s: float = STATE_TIMEOUT_S) -> list[dict[str, Any]]:
+        """Each group: name, shards, ``state`` ("up" or "down"), the replica's state or the reason, and
+        how many requests it failed so far."""
+        sent = [(g, g.handle.state.remote()) for g in self._groups]
+        end = time.monotonic() + timeout_s
+        out = []
+        for group, response in sent:
+            entry: dict[str, Any] = {
+                "group": group.name,
+                "shards": group.shard_numbers,
+                "failures": group.failures,
+            }
+            try:
+                entry["replica"] = response.result(timeout_s=max(0.0, end - time.monotonic()))
+                entry["state"] = "up"
+            except Exception as err:  # noqa: BLE001 - down or late: reported, not raised
+                response.cancel()
+                entry["state"] = "down"
+                entry["reason"] = "no answer" if isinstance(err, TimeoutError) else type(err).__name__
+            if group.last_error:
+                entry["last_error"] = group.last_error
+            out.append(entry)
+        return out
+
+    def warm_up(self) -> None:
+        """The replicas warm their kernels when they start; the ingress only loads its word tables."""
+
+    def close(self) -> None:
+        self._groups = []
+        self._group_of = {}
+
+
+def _rebuild_error(cls_name: str, message: str, attrs: Mapping[str, Any]) -> EngineError:
+    cls = _ERRORS.get(cls_name, EngineError)
+    if cls is QueryError:
+        return QueryError(message, field=attrs.get("field"), item=attrs.get("item"))
+    if cls is BudgetExceeded:
+        return BudgetExceeded(message, kind=attrs.get("kind", "time"))
+    if cls is IndexUnavailable:
+        return IndexUnavailable(message, name=attrs.get("name"))
+    return EngineError(message)
+
+
+def _ranges_text(numbers: Sequence[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2, 5"."""
+    parts: list[str] = []
+    for n in numbers:
+        if parts and parts[-1].split("-")[-1] == str(n - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{n}"
+        else:
+            parts.append(str(n))
+    return ", ".join(parts)
+
+
+def open_remote_index(
+    directory: str | os.PathLike[str], name: str, groups: Sequence[tuple[list[int], Any]], settings: Any
+) -> RemoteIndex:
+    """The merge layer of index ``name`` over its group deployments (``groups``: shard numbers and
+    handle of each)."""
+    path = Path(directory)
+    manifest, tokenizer = open_header(path, name)
+    remote = [RemoteGroup(group_name(name, shards), list(shards), handle) for shards, handle in groups]
+    return RemoteIndex(
+        path,
+        name,
+        manifest,
+        remote,
+        tokenizer,
+        max_occurrences=settings.max_occurrences,
+        space=settings.space,
+        default_timeout_s=settings.time_budget_s,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The ingress and the application
+
+
+class TaskgramIngress:
+    """The ingress replica: the service's FastAPI app over :class:`RemoteIndex` objects."""
+
+    def __init__(self, settings_json: str, groups: dict[str, list[tuple[list[int], Any]]]) -> None:
+        from service.settings import Settings
+
+        self.settings = Settings(**json.loads(settings_json))
+        self.groups = groups
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from service.app import create_app
+
+        indexes = {
+            name: open_remote_index(directory, name, self.groups[name], self.settings)
+            for name, directory in self.settings.indexes.items()
+        }
+        # warm-up runs in the group replicas; the lifespan must not wait on them from the event loop
+        return create_app(self.settings.model_copy(update={"warmup": False}), indexes=indexes)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How ``taskgram serve --ray`` lays out the deployments. ``shards_per_replica`` may differ per index
+    (a mapping from index name)."""
+
+    shards_per_replica: int | Mapping[str, int] = 1
+    replicas: int = 1
+    ingress_replicas: int = 1
+    cpus_per_replica: float = 1.0
+    pin_groups: bool = False
+    max_ongoing_requests: int = 64
+
+
+def build_application(settings: Any, options: RayOptions) -> Any:
+    """The Ray Serve application: one deployment per shard group of every index, and the ingress."""
+    from ray import serve
+
+    from indexer.format import read_manifest
+
+    deployment_of: Any = serve.deployment  # its overloads do not type the class + options form
+    ingress_cls = serve.ingress()(TaskgramIngress)
+    groups: dict[str, list[tuple[list[int], Any]]] = {}
+    for name, directory in settings.indexes.items():
+        manifest = read_manifest(Path(directory))
+        groups[name] = []
+        k = options.shards_per_replica
+        per_group = k if isinstance(k, int) else k[name]
+        for g, shards in enumerate(plan_groups(len(manifest.shards), per_group)):
+            actor_options: dict[str, Any] = {"num_cpus": options.cpus_per_replica}
+            if options.pin_groups:
+                actor_options["resources"] = {f"taskgram:{name}:{g}": 0.001}
+            deployment = deployment_of(ShardGroupServer).options(
+                name=group_name(name, shards),
+                num_replicas=options.replicas,
+                ray_actor_options=actor_options,
+                max_ongoing_requests=options.max_ongoing_requests,
+            )
+            bound = deployment.bind(
+                str(directory),
+                name,
+                shards,
+                verify_checksums=settings.verify_checksums,
+                warmup=settings.warmup,
+            )
+            groups[name].append((shards, bound))
+    ingress = deployment_of(ingress_cls).options(
+        name="taskgram-ingress",
+        num_replicas=options.ingress_replicas,
+        ray_actor_options={"num_cpus": options.cpus_per_replica},
+        max_ongoing_requests=options.max_ongoing_requests,
+    )
+    return ingress.bind(json.dumps(settings.model_dump(mode="json")), groups)
+
+
+def deploy(settings: Any, options: RayOptions, *, app_name: str = "taskgram") -> None:
+    """Start Serve's HTTP proxy on ``settings.host:settings.port`` and deploy the application (the caller
+    has connected to Ray)."""
+    from ray import serve
+
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(build_application(settings, options), name=app_name, route_prefix="/")
+
+
+def serve_on_ray(settings: Any, options: RayOptions, address: str | None) -> int:
+    """``taskgram serve --ray``: connect to the cluster at ``address`` (None: start a local Ray bound to
+    127.0.0.1), deploy, and serve until SIGINT/SIGTERM; then remove the application."""
+    import ray
+    from ray import serve
+
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        deploy(settings, options)
+        log.info("serving on Ray", extra={"host": settings.host, "port": settings.port})
+        stop.wait()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0

@@ -1,0 +1,110 @@
+"""``taskgram serve --ray``: the shards on Ray Serve answer exactly as one process does, and a shard group
+that goes away gives 503 problem+json naming its shards, never a partial sum.
+
+The test runs ``serve_helper.py`` under ``unshare -n`` with only ``lo`` up: Ray can reach nothing but
+127.0.0.1 (the helper also checks that every node Ray lists is 127.0.0.1). Two nodes are simulated with
+``ray.cluster_utils.Cluster``; one 8-shard index is served under three names with 2, 3 and 8 shards per
+replica, and every endpoint's answer is compared with the single-process app's. Skipped, with the reason,
+where Ray is not installed or network namespaces are not permitted.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HELPER = Path(__file__).with_name("serve_helper.py")
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample-en.jsonl.zst"
+
+
+def _namespace_prefix() -> list[str]:
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("Ray is not installed (pip install 'taskgram[ray]')")
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip (util-linux, iproute2) for a loopback-only network namespace")
+    probe = None
+    for prefix in (["unshare", "-n"], ["unshare", "-rn"]):
+        probe = subprocess.run([*prefix, "sh", "-c", "ip link set lo up"], capture_output=True)
+        if probe.returncode == 0:
+            return prefix
+    reason = probe.stderr.decode().strip() if probe is not None else ""
+    pytest.skip(f"network namespaces are not permitted here: {reason}")
+
+
+@pytest.fixture(scope="module")
+def eight_shards(tmp_path_factory: pytest.TempPathFactory, pythia_tokenizer) -> Path:
+    from indexer.pipeline import build_index
+
+    out = tmp_path_factory.mktemp("ray-serve") / "index"
+    manifest = build_index(
+        [SAMPLE], out, tokenizer=pythia_tokenizer, memory_budget_bytes="4M", progress=False
+    )
+    assert len(manifest.shards) >= 6  # 8 with the shard sizing of this writing
+    return out
+
+
+@pytest.mark.slow
+def test_ray_serve_answers_as_one_process_and_names_missing_shards(
+    eight_shards: Path, tmp_path: Path
+) -> None:
+    from indexer.format import read_manifest
+    from service.ray_serve import group_name, plan_groups
+
+    prefix = _namespace_prefix()
+    n_shards = len(read_manifest(eight_shards).shards)
+    groups = {name: plan_groups(n_shards, k) for name, k in (("k2", 2), ("k3", 3), ("k8", 8))}
+    config = {
+        "index": str(eight_shards),
+        "groupings": {"k2": 2, "k3": 3, "k8": 8},
+        "nodes": 2,
+        "down": ["k3", 1],
+        "time_budget_s": 20.0,
+        "report": str(tmp_path / "report.json"),
+    }
+    path = tmp_path / "serve-config.json"
+    path.write_text(json.dumps(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    cmd = f"ip link set lo up && exec {sys.executable} {HELPER} {path}"
+    proc = subprocess.run([*prefix, "sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(Path(config["report"]).read_text())
+
+    assert report["nodes"] == ["127.0.0.1"] and report["n_nodes"] == 2
+    # every endpoint, three groupings: identical answers (errors included: the out-of-range document)
+    assert report["n_differences"] == 0, report["differences"]
+    assert report["compared"] >= 3 * 35
+    assert any(key.endswith(" 404") for key in report["statuses"]), report["statuses"]
+    assert report["status_before"] == "ok"
+    assert report["health_before"] == {name: ["up"] * len(g) for name, g in groups.items()}
+
+    # the node of group 1 of "k3" (shards 3-5) is gone: 503 problem+json naming them, no partial sum
+    down = groups["k3"][1]
+    assert report["down_status"] == 503
+    assert report["down_content_type"].startswith("application/problem+json")
+    body = report["down_body"]
+    assert body["type"].endswith("shards-unavailable")
+    assert body["missing_shards"] == report["expected_missing"] == down == [3, 4, 5]
+    assert list(body["shard_groups"]) == [report["down_group"]]
+    assert "results" not in body
+    # the other groupings of the same shards still answer, with the single process's numbers
+    local = report["local_after"]["results"]
+    assert [r["results"] for r in report["others_after"]] == [local, local]
+    assert report["status_after"] == "degraded"
+    assert report["health_after"]["k3"] == {
+        group_name("k3", g): ("down" if g == down else "up") for g in groups["k3"]
+    }
+    assert all(state == "up" for state in report["health_after"]["k2"].values())
+    lines = report["metrics_group_lines"]
+    assert len(lines) == sum(len(g) for g in groups.values())
+    assert [line for line in lines if line.endswith(" 0.0")] == [
+        'taskgram_shard_group_up{group="shards-k3-3-5",index="k3",shards="3-5"} 0.0'
+    ]
