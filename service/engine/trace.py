@@ -42,7 +42,7 @@ from numba import njit
 
 from indexer.format import METADATA_BLOCK_DOCS, read_metadata
 from service.engine import kernels as K
-from service.engine.errors import BudgetExceeded, EngineError, QueryError
+from service.engine.errors import BudgetExceeded, QueryError
 from service.engine.words import WordTables, first_char_is_word, token_bytes
 
 if TYPE_CHECKING:
@@ -437,9 +437,11 @@ class Tracer:
     ) -> list[TraceResult]:
         _check_options(min_len, max_count, boundary, rank, docs_per_span, context, seed, max_spans, space)
         if len(self.index._shards) != len(self.index.manifest.shards):
-            raise EngineError(
+            # a refusal of this query on this deployment (422 naming the index), not a server failure
+            raise QueryError(
                 f"index {self.index.name!r}: span tracing runs over shards mapped in this process; "
-                "this index's shards are served elsewhere"
+                "this index's shards are served elsewhere (taskgram serve --ray)",
+                field="index",
             )
         parsed = self._queries(queries, space)
         if boundary == "word":

@@ -382,3 +382,13 @@ def test_http_trace_equals_engine_and_errors_name_the_field(text_index):
             assert bad.status_code == 422, bad.text
             assert bad.headers["content-type"].startswith("application/problem+json")
             assert where in bad.text
+
+
+def test_trace_refuses_an_index_whose_shards_are_served_elsewhere(monkeypatch):
+    """Over remote shard groups (taskgram serve --ray) tracing is a clear refusal naming the index, never
+    a server failure or an answer from part of the shards."""
+    index = open_index([[1, 2, 3, 4], [2, 3, 4, 5]], shard_cut=(1,))
+    monkeypatch.setattr(Index, "_shards", property(lambda self: []))
+    with pytest.raises(QueryError, match="served elsewhere") as err:
+        index.trace([{"ids": [2, 3, 4]}], min_len=1)
+    assert err.value.field == "index"
