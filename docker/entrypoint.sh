@@ -53,6 +53,9 @@ case "$cmd" in
             set -- "$@" "$input"
         done
         set -- "$@" --output "$out" --memory "${TASKGRAM_BUILD_MEMORY:-8G}"
+        if [ -n "${TASKGRAM_BUILD_NORMALIZATION:-}" ]; then
+            set -- "$@" --normalization "$TASKGRAM_BUILD_NORMALIZATION"
+        fi
         if [ -n "${TASKGRAM_BUILD_TOKENIZER:-}" ]; then
             set -- "$@" --tokenizer "$TASKGRAM_BUILD_TOKENIZER"
         fi
