@@ -754,6 +754,29 @@ def _windowed_counts(
 
 
 @njit(cache=True, nogil=True)
+def _next_token_run_end(tokens, sa, i, hi, m, t):
+    """End (exclusive) of the run of ranks from ``i`` in [i, hi) whose token at offset m is ``t``: the
+    token at offset m is non-decreasing along an SA range of a length-m prefix, so gallop to the first
+    rank whose token is > t, then binary-search inside the last step."""
+    step = np.int64(1)
+    prev = i
+    cur = i + 1
+    while cur < hi and np.int64(tokens[np.int64(sa[cur]) + m]) <= t:
+        prev = cur
+        step *= 2
+        cur = i + step
+    a = prev + 1
+    b = min(cur, hi)
+    while a < b:
+        mid = (a + b) >> 1
+        if np.int64(tokens[np.int64(sa[mid]) + m]) <= t:
+            a = mid + 1
+        else:
+            b = mid
+    return a
+
+
+@njit(cache=True, nogil=True)
 def _next_tokens(tokens, sa, lo, hi, m, sep):
     """Distinct next tokens after a prompt of length m with SA range [lo, hi) and their counts.
 
@@ -772,22 +795,7 @@ def _next_tokens(tokens, sa, lo, hi, m, sep):
         if t == sep:
             ends = hi - i
             break
-        # gallop to the first rank whose next token is > t
-        step = np.int64(1)
-        prev = i
-        cur = i + 1
-        while cur < hi and np.int64(tokens[np.int64(sa[cur]) + m]) <= t:
-            prev = cur
-            step *= 2
-            cur = i + step
-        a = prev + 1
-        b = min(cur, hi)
-        while a < b:
-            mid = (a + b) >> 1
-            if np.int64(tokens[np.int64(sa[mid]) + m]) <= t:
-                a = mid + 1
-            else:
-                b = mid
+        a = _next_token_run_end(tokens, sa, i, hi, m, t)
         if n == cap:
             cap *= 2
             ids2 = np.empty(cap, dtype=np.int64)
@@ -862,24 +870,7 @@ def _word_ranges(tokens, sa, flat, offsets, lo, hi, starts_word, ends_nonword, s
                 open_run = False
                 while i < b0:
                     t = np.int64(tokens[np.int64(sa[i]) + m])
-                    if t == sep:
-                        a = b0
-                    else:
-                        step = np.int64(1)
-                        prev = i
-                        cur = i + 1
-                        while cur < b0 and np.int64(tokens[np.int64(sa[cur]) + m]) <= t:
-                            prev = cur
-                            step *= 2
-                            cur = i + step
-                        a = prev + 1
-                        b = min(cur, b0)
-                        while a < b:
-                            mid = (a + b) >> 1
-                            if np.int64(tokens[np.int64(sa[mid]) + m]) <= t:
-                                a = mid + 1
-                            else:
-                                b = mid
+                    a = b0 if t == sep else _next_token_run_end(tokens, sa, i, b0, m, t)
                     keep = t == sep or starts_word[t]
                     if keep:
                         if open_run:
