@@ -4,7 +4,6 @@ boundaries on a real tokenizer, documents and sampling."""
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from pathlib import Path
 
@@ -15,18 +14,7 @@ from hypothesis import strategies as st
 
 from service.engine import Index, QueryError
 from service.engine.trace import _longest_matches, word_boundaries
-
-
-def _load_writer():
-    path = Path(__file__).resolve().parent / "conftest.py"
-    spec = importlib.util.spec_from_file_location("trace_test_index_writer", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.write_index
-
-
-write_index = _load_writer()
-
+from tests.index_writer import write_index
 
 # --------------------------------------------------------------------------------------------------
 # Oracle
