@@ -6,6 +6,9 @@
 * ``build_small_index(docs, **opts) -> Path``: builds an index of the given documents (strings, or dicts
   written as JSON lines, with their text under ``"text"`` unless ``text_field=`` says otherwise) into a
   fresh temporary folder; ``opts`` go to ``indexer.pipeline.build_index``.
+* ``open_index(docs, shard_cut=(), dtype="uint16", **options) -> Index``: one per test module
+  (:class:`tests.index_writer.IndexOpener`), an index of token-id documents written directly, each call in
+  a fresh folder. Module-scoped, so hypothesis tests can take it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs {SHARED_DATA.resolve()} (shared data folder absent)")
     return SHARED_DATA.resolve()
+
+
+@pytest.fixture(scope="module")
+def open_index(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
+    from tests.index_writer import IndexOpener
+
+    return IndexOpener(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
 
 
 BuildSmallIndex = Callable[..., Path]

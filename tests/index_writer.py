@@ -4,12 +4,15 @@ training). Used by the engine tests (``tests/unit/service/conftest.py``: ``index
 property tests.
 
 Import as ``from tests.index_writer import write_index`` under ``python -m pytest`` (the repository root
-is on sys.path), like :mod:`tests.naive`.
+is on sys.path), like :mod:`tests.naive`. :class:`IndexOpener` writes and opens such indexes in fresh
+folders; ``tests/conftest.py`` hands one out per test module as the fixture ``open_index``.
+:func:`byte_level_tokenizer` makes a tokenizer over a tiny byte-level vocabulary given as bytes.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,3 +122,58 @@ def write_index(
     )
     write_manifest(root, manifest)
     return root
+
+
+def shard_sizes(n_docs: int, shard_cut: Sequence[int]) -> list[int]:
+    """Documents per shard when shards are cut before the documents ``shard_cut`` (clipped to n_docs)."""
+    cuts = sorted({min(c, n_docs) for c in shard_cut})
+    return [b - a for a, b in zip([0] + cuts, cuts + [n_docs], strict=True)]
+
+
+class IndexOpener:
+    """``opener(docs, shard_cut=(), dtype="uint16", **options) -> Index``: writes ``docs`` with
+    :func:`write_index` (shards cut before the documents ``shard_cut``) into a fresh folder under
+    ``root`` and opens it. ``vocab_size``, ``tokenizer`` and ``metadata`` in ``options`` (or in the
+    opener's defaults, see :meth:`using`) go to the writer, the rest to ``Index.open``."""
+
+    WRITER_OPTIONS = ("vocab_size", "tokenizer", "metadata")
+
+    def __init__(self, root: str | os.PathLike[str], **defaults: Any) -> None:
+        self.root = Path(root)
+        self.defaults = defaults
+
+    def using(self, **defaults: Any) -> IndexOpener:
+        """An opener into the same folder with more default options."""
+        return IndexOpener(self.root, **{**self.defaults, **defaults})
+
+    def __call__(
+        self,
+        docs: Sequence[Sequence[int]],
+        shard_cut: Sequence[int] = (),
+        dtype: str = "uint16",
+        **options: Any,
+    ) -> Any:
+        from service.engine import Index
+
+        options = {**self.defaults, **options}
+        write = {k: options.pop(k) for k in self.WRITER_OPTIONS if k in options}
+        root = Path(tempfile.mkdtemp(dir=self.root)) / "index"
+        sizes = shard_sizes(len(docs), shard_cut)
+        path = write_index(root, docs, token_dtype=dtype, shard_docs=sizes, **write)
+        return Index.open(path, **options)
+
+
+def byte_level_tokenizer(vocab: Sequence[bytes], name: str = "tiny-bytelevel") -> Any:
+    """A byte-level BPE tokenizer (no merges) whose token ``i`` stands for the bytes ``vocab[i]``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from indexer.tokenize import TextTokenizer
+    from service.engine.words import _byte_decoder
+
+    to_char = {b: c for c, b in _byte_decoder().items()}
+    strings = {"".join(to_char[x] for x in tok): i for i, tok in enumerate(vocab)}
+    backend = Tokenizer(models.BPE(vocab=strings, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    return TextTokenizer(PreTrainedTokenizerFast(tokenizer_object=backend), name, None)

@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.engine import Index
-from tests.index_writer import write_index
 from tests.naive import naive_cooccurrence, naive_positions
 from tests.windowed_kernel import windowed_by_method
 
@@ -59,23 +55,10 @@ def oracle_windowed(docs, clauses, window):
     )
 
 
-_BASE: list[Path] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _index_root(tmp_path_factory: pytest.TempPathFactory):
-    _BASE.append(tmp_path_factory.mktemp("engine-prop"))
-    yield
-    _BASE.pop()
-
-
-def open_index(docs, shard_cut, dtype, **options) -> Index:
-    root = Path(tempfile.mkdtemp(dir=_BASE[-1])) / "index"
-    cuts = sorted({min(c, len(docs)) for c in shard_cut})
-    sizes = [b - a for a, b in zip([0] + cuts, cuts + [len(docs)], strict=True)]
-    return Index.open(
-        write_index(root, docs, token_dtype=dtype, shard_docs=sizes, vocab_size=VOCAB), **options
-    )
+@pytest.fixture(scope="module")
+def open_index(open_index):
+    """The suite's ``open_index`` over this module's vocabulary."""
+    return open_index.using(vocab_size=VOCAB)
 
 
 common = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -85,7 +68,7 @@ dtype_st = st.sampled_from(["uint16", "uint32"])
 
 @common
 @given(docs=docs_st, cut=split_st, dtype=dtype_st, pats=st.lists(phrase_st, min_size=1, max_size=12))
-def test_count_and_doc_freq(docs, cut, dtype, pats) -> None:
+def test_count_and_doc_freq(open_index, docs, cut, dtype, pats) -> None:
     ix = open_index(docs, cut, dtype)
     assert ix.count(pats) == [len(occurrences(docs, p)) for p in pats]
     assert ix.doc_freq(pats) == [len(spec_docs(docs, p)) for p in pats]
@@ -98,7 +81,7 @@ def test_count_and_doc_freq(docs, cut, dtype, pats) -> None:
     dtype=dtype_st,
     queries=st.lists(st.lists(spec_st, min_size=2, max_size=4), min_size=1, max_size=8),
 )
-def test_cooccurrence_with_or_variants(docs, cut, dtype, queries) -> None:
+def test_cooccurrence_with_or_variants(open_index, docs, cut, dtype, queries) -> None:
     ix = open_index(docs, cut, dtype)
     expected = [len(set.intersection(*[spec_docs(docs, s) for s in q])) for q in queries]
     assert ix.cooccurrence([[list(map(list, variants(s))) for s in q] for q in queries]) == expected
@@ -121,7 +104,7 @@ occ_query_st = st.tuples(first_st, st.lists(spec_st, min_size=1, max_size=3)).ma
     queries=st.lists(occ_query_st, min_size=1, max_size=8),
     cached=st.booleans(),
 )
-def test_cooccurrence_in_occurrences(docs, cut, dtype, queries, cached) -> None:
+def test_cooccurrence_in_occurrences(open_index, docs, cut, dtype, queries, cached) -> None:
     # cached: every set goes through the cache, so the second call answers from it
     ix = open_index(docs, cut, dtype, **({"cache_min_occurrences": 0} if cached else {}))
     engine_queries = [[list(map(list, variants(s))) for s in q] for q in queries]
@@ -145,7 +128,7 @@ def test_cooccurrence_in_occurrences(docs, cut, dtype, queries, cached) -> None:
     queries=st.lists(st.lists(spec_st, min_size=2, max_size=3), min_size=1, max_size=6),
     window=st.integers(0, 6),
 )
-def test_windowed_cooccurrence(docs, cut, queries, window) -> None:
+def test_windowed_cooccurrence(open_index, docs, cut, queries, window) -> None:
     ix = open_index(docs, cut, "uint16")
     expected = [oracle_windowed(docs, q, window) for q in queries]
     as_ids = [[list(map(list, variants(s))) for s in q] for q in queries]
@@ -161,7 +144,7 @@ def test_windowed_cooccurrence(docs, cut, queries, window) -> None:
     cut=split_st,
     prompts=st.lists(st.lists(st.integers(0, VOCAB - 1), max_size=3), min_size=1, max_size=6),
 )
-def test_next_token_distribution_and_prob(docs, cut, prompts) -> None:
+def test_next_token_distribution_and_prob(open_index, docs, cut, prompts) -> None:
     ix = open_index(docs, cut, "uint32")
     n_tokens = sum(len(d) for d in docs)
     for prompt, dist in zip(prompts, ix.ntd(prompts), strict=True):
@@ -197,7 +180,7 @@ def test_next_token_distribution_and_prob(docs, cut, prompts) -> None:
         max_size=5,
     ),
 )
-def test_infgram_prob(docs, cut, items) -> None:
+def test_infgram_prob(open_index, docs, cut, items) -> None:
     ix = open_index(docs, cut, "uint16")
     n_tokens = sum(len(d) for d in docs)
     for (ctx, cont), res in zip(items, ix.infgram_prob(items), strict=True):
@@ -230,7 +213,7 @@ def test_infgram_prob(docs, cut, items) -> None:
     offset=st.integers(0, 4),
     limit=st.integers(0, 5),
 )
-def test_documents(docs, cut, specs, offset, limit) -> None:
+def test_documents(open_index, docs, cut, specs, offset, limit) -> None:
     ix = open_index(docs, cut, "uint16")
     query = [list(map(list, variants(s))) for s in specs]
     expected = sorted(set.intersection(*[spec_docs(docs, s) for s in specs]))

@@ -4,9 +4,6 @@ boundaries on a real tokenizer, documents and sampling."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -60,29 +57,12 @@ def spans_of(result):
     return sorted((s.start, s.end, s.count) for s in result.spans)
 
 
-_BASE: list[Path] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _index_root(tmp_path_factory: pytest.TempPathFactory):
-    _BASE.append(tmp_path_factory.mktemp("trace"))
-    yield
-    _BASE.pop()
-
-
-def open_index(docs, shard_cut=(), dtype="uint16", vocab_size=None) -> Index:
-    root = Path(tempfile.mkdtemp(dir=_BASE[-1])) / "index"
-    cuts = sorted({min(c, len(docs)) for c in shard_cut})
-    sizes = [b - a for a, b in zip([0] + cuts, cuts + [len(docs)], strict=True)]
-    return Index.open(write_index(root, docs, token_dtype=dtype, shard_docs=sizes, vocab_size=vocab_size))
-
-
 # --------------------------------------------------------------------------------------------------
 # Kernel
 
 
 @pytest.mark.parametrize("dtype", ["uint16", "uint32"])
-def test_kernel_longest_matches_oracle_read_only(dtype):
+def test_kernel_longest_matches_oracle_read_only(open_index, dtype):
     rng = np.random.default_rng(3)
     docs = [rng.integers(0, 4, size=int(rng.integers(0, 30))).tolist() for _ in range(12)]
     index = open_index(docs, dtype=dtype, vocab_size=4)
@@ -116,7 +96,7 @@ def test_kernel_longest_matches_oracle_read_only(dtype):
     min_len=st.integers(1, 3),
     max_count=st.one_of(st.none(), st.integers(1, 4)),
 )
-def test_trace_equals_oracle(docs, q, cut, dtype, min_len, max_count):
+def test_trace_equals_oracle(open_index, docs, q, cut, dtype, min_len, max_count):
     index = open_index(docs, cut, dtype, vocab_size=4)
     (result,) = index.trace([q], boundary="token", min_len=min_len, max_count=max_count, docs_per_span=3)
     assert spans_of(result) == naive_trace(docs, q, min_len=min_len, max_count=max_count)
@@ -131,7 +111,7 @@ def test_trace_equals_oracle(docs, q, cut, dtype, min_len, max_count):
     assert result.span_density == pytest.approx(len(result.spans) / len(q))
 
 
-def test_spans_stop_at_document_boundaries_and_overlap():
+def test_spans_stop_at_document_boundaries_and_overlap(open_index):
     docs = [[1, 2, 3], [2, 3, 4], [5, 6], [7]]
     for cut in [(), (1,), (1, 2, 3)]:
         index = open_index(docs, cut, vocab_size=8)
@@ -144,7 +124,7 @@ def test_spans_stop_at_document_boundaries_and_overlap():
         assert r.coverage == 1.0
 
 
-def test_counts_sum_over_shards_and_longest_over_shards():
+def test_counts_sum_over_shards_and_longest_over_shards(open_index):
     docs = [[1, 2, 3, 4], [1, 2], [1, 2], [9, 1, 2]]
     for cut in [(), (1,), (2,), (1, 2, 3)]:
         index = open_index(docs, cut, vocab_size=10)
@@ -158,7 +138,7 @@ def test_counts_sum_over_shards_and_longest_over_shards():
         assert spans_of(r) == []
 
 
-def test_sampling_is_seeded_and_uniform_without_replacement():
+def test_sampling_is_seeded_and_uniform_without_replacement(open_index):
     docs = [[1, 2]] * 40
     index = open_index(docs, (13, 27), vocab_size=3)
     a = index.trace([[1, 2]], boundary="token", max_count=None, docs_per_span=5, seed=7)[0].spans[0]
@@ -176,7 +156,7 @@ def test_sampling_is_seeded_and_uniform_without_replacement():
     assert seen == set(range(40))
 
 
-def test_rank_and_max_spans():
+def test_rank_and_max_spans(open_index):
     docs = [[1, 2, 3, 4, 5], [6, 7], [6, 7], [6, 7], [8, 9]]
     index = open_index(docs, vocab_size=10)
     (r,) = index.trace([[1, 2, 3, 6, 7, 8, 9]], boundary="token", max_count=None)
@@ -205,14 +185,14 @@ def test_rank_and_max_spans():
         ({"boundary": "word"}, "boundary"),  # no tokenizer
     ],
 )
-def test_bad_options_name_the_field(options, field):
+def test_bad_options_name_the_field(open_index, options, field):
     index = open_index([[1, 2]], vocab_size=3)
     with pytest.raises(QueryError) as err:
         index.trace([[1, 2]], **({"boundary": "token"} | options))
     assert err.value.field == field
 
 
-def test_bad_queries_name_the_item():
+def test_bad_queries_name_the_item(open_index):
     index = open_index([[1, 2]], vocab_size=3)
     for queries, field in [([[1, 3]], "queries[0]"), ([[1], []], "queries[1]"), ([["x"]], "queries[0]")]:
         with pytest.raises(QueryError) as err:
@@ -372,7 +352,7 @@ def test_http_trace_equals_engine_and_errors_name_the_field(text_index):
             assert where in bad.text
 
 
-def test_trace_refuses_an_index_whose_shards_are_served_elsewhere(monkeypatch):
+def test_trace_refuses_an_index_whose_shards_are_served_elsewhere(open_index, monkeypatch):
     """Over remote shard groups (taskgram serve --ray) tracing is a clear refusal naming the index, never
     a server failure or an answer from part of the shards."""
     index = open_index([[1, 2, 3, 4], [2, 3, 4, 5]], shard_cut=(1,))
