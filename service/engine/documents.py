@@ -8,13 +8,19 @@ from collections.abc import Callable, Sequence
 
 from service.engine.results import Document, DocumentHit
 from service.engine.shards import DocTokens, RawHit
+from service.engine.words import WordTables
 
 Decode = Callable[[Sequence[int]], str]
 
 
-def document_hit(raw: RawHit, decode: Decode | None) -> DocumentHit:
+def document_hit(raw: RawHit, decode: Decode | None, chars: WordTables | None = None) -> DocumentHit:
     """The page entry of ``raw``; with a tokenizer (``decode``) the snippet's text and each match as a
-    character span of it, else the matches as token spans of the snippet."""
+    character span of it, else the matches as token spans of the snippet.
+
+    With ``chars`` (the tables of a byte-level tokenizer; the shard then cut the snippet at whole
+    characters) a match whose edge falls inside a character spans that whole character: each edge is
+    moved to the nearest character edge outside the match before the prefix is decoded, so every offset
+    is an offset into ``text``."""
     start = raw.snippet_start
     snippet = raw.token_ids
     text = None
@@ -22,7 +28,10 @@ def document_hit(raw: RawHit, decode: Decode | None) -> DocumentHit:
     if decode is not None:
         text = decode(snippet)
         for s, e, p in raw.matches:
-            spans.append((len(decode(snippet[: s - start])), len(decode(snippet[: e - start])), p))
+            a, b = s - start, e - start
+            if chars is not None:
+                a, b = chars.char_span(snippet, a, b)
+            spans.append((len(decode(snippet[:a])), len(decode(snippet[:b])), p))
     else:
         spans = [(s - start, e - start, p) for s, e, p in raw.matches]
     return DocumentHit(

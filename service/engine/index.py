@@ -742,7 +742,7 @@ class Index:
         ]
         raw.sort(key=lambda h: h.doc_id)
         decode = self._decoder()
-        hits = [document_hit(h, decode) for h in raw]
+        hits = [document_hit(h, decode, self._words) for h in raw]
         check_deadline(deadline, "documents")
         return DocumentsResult(total=total, docs=hits, offset=0 if sample else offset, sample=sample)
 

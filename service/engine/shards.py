@@ -370,10 +370,16 @@ class Shard:
         return self.tokens[start:end]
 
     def hit(
-        self, local: int, keys: Sequence[SpecKey], window: int, words: WordTables | None = None
+        self,
+        local: int,
+        keys: Sequence[SpecKey],
+        window: int,
+        words: WordTables | None = None,
+        chars: WordTables | None = None,
     ) -> RawHit:
         """Document ``local`` as a documents-page entry: a snippet of ``window`` tokens around the first
-        match of the first spec, and every match inside it (word-bounded ones only, with ``words``)."""
+        match of the first spec, and every match inside it (word-bounded ones only, with ``words``).
+        With ``chars`` (the tables of a byte-level tokenizer) the snippet is widened to whole characters."""
         toks = self.doc_tokens(local)
         matches: list[tuple[int, int, int]] = []  # (start token, end token, phrase index)
         for p, key in enumerate(keys):
@@ -384,6 +390,8 @@ class Shard:
         first = min((m for m in matches if m[2] == 0), default=(0, 0, 0))
         start = max(0, first[0] - window)
         end = min(len(toks), first[1] + window)
+        if chars is not None:
+            start, end = chars.char_span(toks, start, end)
         inside = sorted(m for m in matches if m[0] >= start and m[1] <= end)
         return RawHit(
             doc_id=self.doc_base + local,
@@ -728,7 +736,7 @@ class ShardGroup:
                 keys, ranges, spec_off, occ, self.cache, with_counts=False, words=words
             )
             docs = _intersect_members(flat, off, members)
-            out.extend(shard.hit(int(docs[r]), all_keys, window, words) for r in ranks)
+            out.extend(shard.hit(int(docs[r]), all_keys, window, words, self.words) for r in ranks)
             check_deadline(deadline, "documents")
         return out
 

@@ -49,6 +49,7 @@ phrase of whole words (" index" after the leading-space policy) this is the rege
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,6 +149,8 @@ class WordTables:
 
     starts_word: np.ndarray
     ends_nonword: np.ndarray
+    #: the bytes of each token id (``token_bytes``), for the character edges of snippets
+    data: tuple[bytes, ...] = ()
 
     @classmethod
     def from_token_bytes(cls, tokens: list[bytes]) -> WordTables:
@@ -155,7 +158,40 @@ class WordTables:
         ends = np.fromiter((not last_char_is_word(b) for b in tokens), dtype=np.bool_, count=len(tokens))
         starts.setflags(write=False)
         ends.setflags(write=False)
-        return cls(starts, ends)
+        return cls(starts, ends, tuple(tokens))
+
+    def _bytes(self, token: int) -> bytes:
+        t = int(token)
+        return self.data[t] if 0 <= t < len(self.data) else b""
+
+    def cuts_char(self, toks: Sequence[int] | np.ndarray, i: int) -> bool:
+        """Whether the edge before ``toks[i]`` falls inside a UTF-8 character: ``toks[i]`` starts with a
+        continuation byte that completes a character whose lead byte lies in the (at most three) bytes
+        before the edge. A stray continuation byte (no such lead) is no character to keep whole."""
+        if i <= 0 or i >= len(toks):
+            return False
+        after = self._bytes(toks[i])
+        if not after or not 0x80 <= after[0] <= 0xBF:
+            return False
+        before = b""
+        j = i - 1
+        while j >= 0 and len(before) < 3:
+            before = self._bytes(toks[j]) + before
+            j -= 1
+        before = before[-3:]
+        k = len(before) - 1
+        while k >= 0 and 0x80 <= before[k] <= 0xBF:
+            k -= 1
+        return k >= 0 and _utf8_length(before[k]) > len(before) - k
+
+    def char_span(self, toks: Sequence[int] | np.ndarray, start: int, end: int) -> tuple[int, int]:
+        """The token span ``[start, end)`` of ``toks`` widened until neither edge cuts a character, so
+        that its decoded text holds whole characters only (no U+FFFD from a cut)."""
+        while self.cuts_char(toks, start):
+            start -= 1
+        while self.cuts_char(toks, end):
+            end += 1
+        return start, end
 
     def match_ok(self, toks: np.ndarray, start: int, end: int) -> bool:
         """Whether the match ``toks[start:end]`` inside one document's tokens is word-bounded."""

@@ -5,8 +5,6 @@ uint16 and uint32 tokens, several shards, OR variants, read-only arrays for the 
 
 from __future__ import annotations
 
-import importlib.util
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,9 @@ from hypothesis import strategies as st
 from indexer.kernels import build_suffix_array
 from service.engine import Index, QueryError
 from service.engine import kernels as K
-from service.engine.words import WordTables, _byte_decoder, first_char_is_word, last_char_is_word
+from service.engine.words import WordTables, first_char_is_word, last_char_is_word
+from tests.index_writer import byte_level_tokenizer, write_index
 from tests.naive import naive_positions, naive_word_positions
-
-
-def _load_writer():
-    path = Path(__file__).resolve().parents[1] / "unit" / "service" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("engine_test_index_writer_words", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.write_index
-
-
-write_index = _load_writer()
 
 # the vocabulary, as bytes: word pieces with and without a leading space, punctuation, "_" and a digit
 # (word characters), a space, é whole and split into its two bytes, × (not a word character) whole
@@ -52,37 +40,13 @@ VOCAB_BYTES: list[bytes] = [
 V = len(VOCAB_BYTES)
 
 
-def tiny_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    from indexer.tokenize import TextTokenizer
-
-    to_char = {b: c for c, b in _byte_decoder().items()}
-    vocab = {"".join(to_char[x] for x in tok): i for i, tok in enumerate(VOCAB_BYTES)}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    return TextTokenizer(PreTrainedTokenizerFast(tokenizer_object=backend), "tiny-bytelevel", None)
+_TOKENIZER = byte_level_tokenizer(VOCAB_BYTES)
 
 
-_TOKENIZER = tiny_tokenizer()
-_BASE: list[Path] = []
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _index_root(tmp_path_factory: pytest.TempPathFactory):
-    _BASE.append(tmp_path_factory.mktemp("word-prop"))
-    yield
-    _BASE.pop()
-
-
-def open_index(docs, shard_cut, dtype, **options) -> Index:
-    root = Path(tempfile.mkdtemp(dir=_BASE[-1])) / "index"
-    cuts = sorted({min(c, len(docs)) for c in shard_cut})
-    sizes = [b - a for a, b in zip([0] + cuts, cuts + [len(docs)], strict=True)]
-    path = write_index(root, docs, token_dtype=dtype, shard_docs=sizes, tokenizer=_TOKENIZER)
-    return Index.open(path, **options)
+@pytest.fixture(scope="module")
+def open_index(open_index):
+    """The suite's ``open_index`` with this module's byte-level tokenizer."""
+    return open_index.using(tokenizer=_TOKENIZER)
 
 
 def word_positions(docs, variants):
@@ -115,7 +79,7 @@ def with_pieces(docs, phrases):
 
 @common
 @given(docs=docs_st, cut=split_st, dtype=dtype_st, pats=st.lists(phrase_st, max_size=8))
-def test_count_exists_and_doc_freq(docs, cut, dtype, pats) -> None:
+def test_count_exists_and_doc_freq(open_index, docs, cut, dtype, pats) -> None:
     ix = open_index(docs, cut, dtype)
     pats = with_pieces(docs, pats)
     queries = [list(p) for p in pats]
@@ -143,7 +107,7 @@ spec_st = st.one_of(
     queries=st.lists(st.lists(spec_st, min_size=2, max_size=3), min_size=1, max_size=6),
     cached=st.booleans(),
 )
-def test_cooccurrence_both_units_and_or_variants(docs, cut, dtype, queries, cached) -> None:
+def test_cooccurrence_both_units_and_or_variants(open_index, docs, cut, dtype, queries, cached) -> None:
     # cached: every set goes through the cache; the token sets must not answer word queries
     ix = open_index(docs, cut, dtype, **({"cache_min_occurrences": 0} if cached else {}))
     if cached:
@@ -170,7 +134,7 @@ def test_cooccurrence_both_units_and_or_variants(docs, cut, dtype, queries, cach
     offset=st.integers(0, 3),
     limit=st.integers(0, 4),
 )
-def test_documents(docs, cut, specs, offset, limit) -> None:
+def test_documents(open_index, docs, cut, specs, offset, limit) -> None:
     ix = open_index(docs, cut, "uint16")
     query = [list(map(list, s)) for s in specs]
     expected = sorted(set.intersection(*[word_docs(docs, s) for s in specs]))
@@ -182,6 +146,17 @@ def test_documents(docs, cut, specs, offset, limit) -> None:
         assert h.text is not None and h.text in text
         for s, e, p in h.spans:
             assert s < e and p < len(specs)
+
+
+def test_snippet_keeps_a_split_character_whole(open_index) -> None:
+    # found by test_documents: "é" is two tokens (c3, a9); a 2-token window before " a" began at a9 and
+    # the snippet decoded to U+FFFD, which is not in the document. The window now widens to the whole é.
+    c3, a9, space, sp_a = 6, 7, 4, 1
+    ix = open_index([[c3, a9, space, sp_a]], [], "uint16")
+    for boundary in ("token", "word"):
+        (hit,) = ix.documents([[sp_a]], window=2, boundary=boundary).docs
+        assert (hit.text, hit.snippet_start, hit.token_ids) == ("é  a", 0, [c3, a9, space, sp_a])
+        assert hit.spans == [(2, 4, 0)] and hit.text[2:4] == " a"
 
 
 @st.composite
@@ -251,7 +226,7 @@ def test_token_edge_classes() -> None:
     assert first_char_is_word(b"") and last_char_is_word(b"")
 
 
-def test_known_case() -> None:
+def test_known_case(open_index) -> None:
     a, sp_a, b, dot, _, und = 0, 1, 2, 3, 4, 5
     docs = [[sp_a, b, dot, a], [und, a, sp_a]]
     ix = open_index(docs, [], "uint16")
@@ -260,7 +235,7 @@ def test_known_case() -> None:
     assert ix.count([[sp_a], [a], [sp_a, b], [b]]) == [2, 2, 1, 1]
 
 
-def test_word_needs_a_byte_level_tokenizer(tmp_path: Path) -> None:
+def test_word_needs_a_byte_level_tokenizer(open_index, tmp_path: Path) -> None:
     ix = Index.open(write_index(tmp_path / "ids", [[1, 2, 3]]))
     for call in (
         lambda: ix.count([[1]], boundary="word"),
@@ -280,7 +255,7 @@ def test_word_needs_a_byte_level_tokenizer(tmp_path: Path) -> None:
     assert err.value.field == "boundary"
 
 
-def test_start_scan_respects_the_work_budget() -> None:
+def test_start_scan_respects_the_work_budget(open_index) -> None:
     from service.engine import BudgetExceeded
 
     ix = open_index([[2, 0] * 10], [], "uint16", max_occurrences=5)
