@@ -27,14 +27,12 @@ message (status 0) when ../shared/data or infini-gram is missing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import io
 import json
 import os
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,44 +43,15 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"
 DEFAULT_CORPUS = SHARED_DATA / "corpus" / "techdocs-en.jsonl.zst"
 RESULTS_DIR = REPO / "bench" / "results"
-SAMPLE_INTERVAL_S = 0.005
 ENCODE_BATCH_DOCS = 256
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from proctree import run_monitored  # noqa: E402 - bench/proctree.py, next to this script
 
 # --------------------------------------------------------------------------------------------------
 # Measuring a subprocess
-
-
-def run_monitored(cmd: list[str], cwd: Path | None = None) -> dict[str, Any]:
-    """Run ``cmd``; return wall seconds, peak RSS of the process tree (bytes), exit status and output."""
-    import psutil
-
-    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        proc = psutil.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        peak = 0
-        while proc.poll() is None:
-            total = 0
-            try:
-                procs = [proc, *proc.children(recursive=True)]
-            except psutil.Error:
-                procs = [proc]
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    total += p.memory_info().rss
-            peak = max(peak, total)
-            time.sleep(SAMPLE_INTERVAL_S)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    # CPU seconds of the whole tree (descendants are reaped by their parents, so they are included).
-    cpu = (usage.ru_utime + usage.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "peak_rss": peak, "returncode": proc.returncode, "output": text}
 
 
 def worker_report(output: str) -> dict[str, Any]:

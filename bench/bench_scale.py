@@ -31,7 +31,6 @@ Results are printed and written to ``bench/results/scale-<subcommand>-<UTC time>
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
@@ -47,7 +46,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"
 RESULTS_DIR = REPO / "bench" / "results"
-SAMPLE_INTERVAL_S = 0.005
 DEFAULT_BASELINE = "7c23e47"  # the last commit with the one-process build
 
 if str(REPO) not in sys.path:
@@ -60,38 +58,18 @@ def load_average() -> float:
 
 def run_monitored(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``cmd``; wall seconds, CPU seconds and peak RSS of its process tree, load before."""
-    import psutil
+    from proctree import run_monitored as run_tree  # bench/proctree.py, next to this script
 
     load = load_average()
-    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu_seen: dict[int, float] = {}  # pid -> CPU seconds last seen (worker pools are not reaped by us)
-    with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        proc = psutil.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        peak = 0
-        while proc.poll() is None:
-            total = 0
-            try:
-                procs = [proc, *proc.children(recursive=True)]
-            except psutil.Error:
-                procs = [proc]
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    total += p.memory_info().rss
-                    times = p.cpu_times()
-                    cpu_seen[p.pid] = times.user + times.system
-            peak = max(peak, total)
-            time.sleep(SAMPLE_INTERVAL_S)
-        wall = time.perf_counter() - start
-        out.seek(0)
-        text = out.read().decode("utf-8", "replace")
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    reaped = (usage.ru_utime + usage.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime)
-    # the larger of what the kernel reported for the reaped tree and the per-process sum sampled
-    cpu = max(reaped, sum(cpu_seen.values()))
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
-    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "peak_rss": peak, "load_before": load}
+    run = run_tree(cmd, env=env)
+    if run["returncode"] != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({run['returncode']}):\n{run['output'][-3000:]}")
+    return {
+        "wall_s": round(run["wall_s"], 2),
+        "cpu_s": round(run["cpu_s"], 2),
+        "peak_rss": run["peak_rss"],
+        "load_before": load,
+    }
 
 
 def checksums(index: Path) -> dict[str, str]:

@@ -1,0 +1,60 @@
+"""Measuring a process tree from outside: wall seconds, CPU seconds and peak RSS of a command and all its
+descendants (psutil, sampled every 5 ms), with its output. Used by ``bench_build.py`` and
+``bench_scale.py`` (imported as ``proctree``: a script's own folder is first on ``sys.path``)."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SAMPLE_INTERVAL_S = 0.005
+
+
+def run_monitored(
+    cmd: list[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Run ``cmd`` to its end; return ``wall_s``, ``cpu_s``, ``peak_rss`` (bytes, the sum over the tree
+    at the sample with the most), ``returncode`` and ``output`` (stdout and stderr, decoded).
+
+    ``cpu_s`` is the larger of what the kernel reports for the reaped descendants and the sum of the last
+    CPU times sampled per process (worker pools whose children are not reaped by us are counted there).
+    """
+    import psutil
+
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seen: dict[int, float] = {}  # pid -> CPU seconds last seen
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = psutil.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        peak = 0
+        while proc.poll() is None:
+            total = 0
+            try:
+                procs = [proc, *proc.children(recursive=True)]
+            except psutil.Error:
+                procs = [proc]
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    total += p.memory_info().rss
+                    times = p.cpu_times()
+                    cpu_seen[p.pid] = times.user + times.system
+            peak = max(peak, total)
+            time.sleep(SAMPLE_INTERVAL_S)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    reaped = (usage.ru_utime + usage.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime)
+    return {
+        "wall_s": wall,
+        "cpu_s": max(reaped, sum(cpu_seen.values())),
+        "peak_rss": peak,
+        "returncode": proc.returncode,
+        "output": text,
+    }
