@@ -19,24 +19,21 @@ httpx (retrying connection errors and 503 answers with exponential backoff, hono
 ``LocalClient`` is a ``Client`` whose transport answers them with the engine in this process
 (:mod:`clients.local`), with the same JSON and the same exceptions.
 
-The optional cache (``cache_dir=``) is an sqlite3 file keyed by the index identity (sha256 of its
-manifest, which lists every file's checksum) + query kind and options + the query's canonical JSON;
-reruns of the same queries against the same index cost no server work.
+The optional cache (``cache_dir=``, :class:`clients.cache.ResultCache`) is an sqlite3 file keyed by the
+index identity (sha256 of its manifest, which lists every file's checksum) + query kind and options + the
+query's canonical JSON; reruns of the same queries against the same index cost no server work.
 """
 
 from __future__ import annotations
 
-import json
 import operator
 import os
-import sqlite3
-import threading
 from collections.abc import Generator, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+from clients.cache import ResultCache, canonical
 from clients.errors import (
     PayloadTooLargeError,
     ProtocolError,
@@ -69,8 +66,6 @@ Phrase = str | Sequence[int]
 PhraseSpec = Phrase | Sequence[Phrase] | Mapping[str, Sequence[Phrase]]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-CACHE_FILE = "taskgram-cache.sqlite3"
-_SQL_CHUNK = 500
 T = TypeVar("T")
 
 
@@ -136,65 +131,6 @@ def encode_spec(value: Any, where: str = "phrase") -> Any:
             f"{where}: expected a phrase or a list of phrase variants, not {type(value).__name__}"
         )
     return {"any": [encode_phrase(v, f"{where}[{j}]") for j, v in enumerate(variants)]}
-
-
-def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-# --------------------------------------------------------------------------------------------------
-# Result cache
-
-
-class ResultCache:
-    """Thread-safe sqlite3 store of JSON results keyed by (index identity, kind, query)."""
-
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        path = Path(directory).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        self.path = path / CACHE_FILE
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS results (identity TEXT NOT NULL, kind TEXT NOT NULL, "
-            "key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (identity, kind, key)) WITHOUT ROWID"
-        )
-
-    def get_many(self, identity: str, kind: str, keys: Sequence[str]) -> dict[str, Any]:
-        found: dict[str, Any] = {}
-        distinct = list(dict.fromkeys(keys))
-        with self._lock:
-            for start in range(0, len(distinct), _SQL_CHUNK):
-                chunk = distinct[start : start + _SQL_CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT key, value FROM results WHERE identity = ? AND kind = ? AND key IN ({marks})",
-                    (identity, kind, *chunk),
-                )
-                for key, value in rows:
-                    found[key] = json.loads(value)
-        return found
-
-    def put_many(self, identity: str, kind: str, items: Sequence[tuple[str, Any]]) -> None:
-        rows = [(identity, kind, key, canonical(value)) for key, value in items]
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                self._db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?)", rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 # --------------------------------------------------------------------------------------------------

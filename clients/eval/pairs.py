@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from clients.cache import ResultCache, canonical
 from clients.eval.errors import CountingError
 from clients.eval.ngrams import NgramOptions
 from clients.eval.tasks import Example
@@ -58,7 +60,6 @@ class CountBackend(Protocol):
         (``unit="occurrences"``). Only the occurrence unit is ever passed explicitly; ``boundary``
         (``"word"`` or ``"token"``) always is."""
         ...
-
 
 
 # ------------------------------------------------------------------------------------------------
@@ -181,38 +182,102 @@ def phrase_variants(phrase: str, *, case_variants: bool = True) -> PhraseVariant
 # ------------------------------------------------------------------------------------------------
 # Counting
 # ------------------------------------------------------------------------------------------------
-class CountCache:
-    """Append-only JSON Lines cache of counts, keyed by query kind and normalized phrase(s).
+CountKey = tuple[str, str]  # (kind, key) of one count: see phrase_key, pair_key, exists_key
 
-    One file per index identity (the caller puts the manifest hash in the file name). A rerun reads it and
-    queries only what is missing; a batch is appended after it succeeds, so an interrupted run resumes.
+
+class CountCache:
+    """The evaluation's counts in the clients' result cache (:class:`clients.cache.ResultCache`, one
+    sqlite3 file in the run folder), under one ``identity``: a hash of the index identity and of the
+    phrase-variant options (case variants, leading-space policy). Each count is a row (identity, kind,
+    key) with kind ``counts:<quantity>:<boundary>`` (the quantity names the unit) and the phrase or pair as
+    key, so counts of different indexes, units or boundaries never mix.
+
+    A rerun queries only what is missing; a batch is stored (one transaction) after it succeeds, so an
+    interrupted run resumes. ``store`` is a ResultCache or the folder to open one in. Thread-safe.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.values: dict[str, int] = {}
-        if self.path.exists():
-            with self.path.open(encoding="utf-8") as f:
-                for lineno, line in enumerate(f, 1):
-                    try:
-                        rec = json.loads(line)
-                        self.values[rec["k"]] = int(rec["v"])
-                    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                        # A torn last line from an interrupted write is dropped (it is re-queried).
-                        if line.endswith("\n"):
-                            raise CountingError(f"{self.path}:{lineno}: malformed count cache line") from None
+    def __init__(self, store: ResultCache | str | os.PathLike[str], identity: str) -> None:
+        self.store = store if isinstance(store, ResultCache) else ResultCache(store)
+        self.identity = identity
+        self._lock = threading.Lock()
+        self._known: dict[CountKey, int] = {}  # what this process has read or stored
 
-    def get(self, key: str) -> int | None:
-        return self.values.get(key)
+    @property
+    def path(self) -> Path:
+        return self.store.path
 
-    def add(self, items: dict[str, int]) -> None:
-        self.values.update(items)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
-            for k, v in items.items():
-                f.write(json.dumps({"k": k, "v": v}, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+    def get_many(self, keys: Iterable[CountKey]) -> dict[CountKey, int]:
+        """The stored counts among ``keys``."""
+        wanted = list(dict.fromkeys(keys))
+        with self._lock:
+            found = {k: self._known[k] for k in wanted if k in self._known}
+        by_kind: dict[str, list[str]] = {}
+        for kind, key in wanted:
+            if (kind, key) not in found:
+                by_kind.setdefault(kind, []).append(key)
+        for kind, keys_of in by_kind.items():
+            for key, value in self.store.get_many(self.identity, kind, keys_of).items():
+                found[(kind, key)] = int(value)
+        with self._lock:
+            self._known.update(found)
+        return found
+
+    def get(self, key: CountKey) -> int | None:
+        return self.get_many([key]).get(key)
+
+    def add(self, items: dict[CountKey, int]) -> None:
+        """Store ``items`` (one transaction per kind)."""
+        by_kind: dict[str, list[tuple[str, int]]] = {}
+        for (kind, key), value in items.items():
+            by_kind.setdefault(kind, []).append((key, int(value)))
+        for kind, rows in by_kind.items():
+            self.store.put_many(self.identity, kind, rows)
+        with self._lock:
+            self._known.update(items)
+
+    def values(self) -> dict[CountKey, int]:
+        """Every count of this identity read or stored by this process."""
+        with self._lock:
+            return dict(self._known)
+
+
+def migrate_jsonl(path: str | os.PathLike[str], cache: CountCache) -> int:
+    """Read a count cache of the earlier JSON Lines format (``counts-<hash>.jsonl``, one
+    ``{"k": "<quantity>\\t<boundary>\\t<phrase>[\\t<phrase>]", "v": count}`` per line) into ``cache``,
+    in one transaction per kind, then rename it to ``*.migrated`` so it is read once. Returns the number
+    of counts. A torn last line (an interrupted write) is dropped; any other malformed line raises
+    :class:`CountingError` naming the file and line, and nothing is stored."""
+    path = Path(path)
+    items: dict[CountKey, int] = {}
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                rec = json.loads(line)
+                fields = rec["k"].split("\t")
+                value = int(rec["v"])
+                quantity, boundary, phrases = fields[0], fields[1], fields[2:]
+                if quantity in ("df", "occ", "ex") and len(phrases) == 1:
+                    unit = "documents" if quantity == "df" else "occurrences"
+                    key = (
+                        exists_key(phrases[0], boundary)
+                        if quantity == "ex"
+                        else phrase_key(phrases[0], unit, boundary)
+                    )
+                elif quantity in ("co", "occ-co") and len(phrases) == 2:
+                    unit = "documents" if quantity == "co" else "occurrences"
+                    key = pair_key(phrases[0], phrases[1], unit, boundary)
+                else:
+                    raise ValueError(rec["k"])
+                if boundary not in BOUNDARIES:
+                    raise ValueError(boundary)
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError, AttributeError):
+                if line.endswith("\n"):
+                    raise CountingError(f"{path}:{lineno}: malformed count cache line") from None
+                continue  # a torn last line from an interrupted write: re-queried
+            items[key] = value
+    cache.add(items)
+    os.replace(path, path.with_name(path.name + ".migrated"))
+    return len(items)
 
 
 def _check_counts(result: Any, expected: int, what: str) -> list[int]:
@@ -251,24 +316,24 @@ class CountOptions:
             raise ValueError(f"boundary must be one of {', '.join(BOUNDARIES)}, not {self.boundary!r}")
 
 
-def phrase_key(phrase: str, unit: str = "documents", boundary: str = "word") -> str:
+def phrase_key(phrase: str, unit: str = "documents", boundary: str = "word") -> CountKey:
     """Count-cache key of C(s^x) in ``unit`` at ``boundary`` (counts of different units or boundaries
     never share a key)."""
-    return f"{'df' if unit == 'documents' else 'occ'}\t{boundary}\t{phrase}"
+    return f"counts:{'df' if unit == 'documents' else 'occ'}:{boundary}", phrase
 
 
-def pair_key(sx: str, sy: str, unit: str = "documents", boundary: str = "word") -> str:
+def pair_key(sx: str, sy: str, unit: str = "documents", boundary: str = "word") -> CountKey:
     """Count-cache key of C((s^x, s^y)) in ``unit`` at ``boundary``."""
-    return f"{'co' if unit == 'documents' else 'occ-co'}\t{boundary}\t{sx}\t{sy}"
+    return f"counts:{'co' if unit == 'documents' else 'occ-co'}:{boundary}", canonical([sx, sy])
 
 
-def exists_key(phrase: str, boundary: str = "word") -> str:
+def exists_key(phrase: str, boundary: str = "word") -> CountKey:
     """Count-cache key of whether a phrase occurs at all (decontamination): 1 or 0."""
-    return f"ex\t{boundary}\t{phrase}"
+    return f"counts:ex:{boundary}", phrase
 
 
 def _run_batches(
-    keys: list[str],
+    keys: list[CountKey],
     queries: list[Any],
     call: Callable[[list[Any]], list[int]],
     cache: CountCache,
@@ -306,7 +371,8 @@ def count_phrases(
     because the engine's plain ``count`` takes one token sequence, not an OR of variants; this also
     makes C(s^x) count exactly what C((s^x, s^y)) counts, with the same union of variants."""
     wanted = list(dict.fromkeys(phrases))
-    missing = [p for p in wanted if cache.get(phrase_key(p, opts.unit, opts.boundary)) is None]
+    known = cache.get_many(phrase_key(p, opts.unit, opts.boundary) for p in wanted)
+    missing = [p for p in wanted if phrase_key(p, opts.unit, opts.boundary) not in known]
     queries = [phrase_variants(p, case_variants=opts.case_variants) for p in missing]
 
     def call(batch: list[Any]) -> list[int]:
@@ -325,7 +391,8 @@ def count_phrases(
         opts.batch_size,
         progress,
     )
-    return {p: cache.values[phrase_key(p, opts.unit, opts.boundary)] for p in wanted}
+    known = cache.get_many(phrase_key(p, opts.unit, opts.boundary) for p in wanted)
+    return {p: known[phrase_key(p, opts.unit, opts.boundary)] for p in wanted}
 
 
 def phrases_exist(
@@ -338,7 +405,8 @@ def phrases_exist(
     """Whether each phrase (an OR of its variants) occurs in the corpus at ``opts.boundary``: a document
     count above 0, exact (one ``doc_freq`` query per phrase; the unit does not matter here)."""
     wanted = list(dict.fromkeys(phrases))
-    missing = [p for p in wanted if cache.get(exists_key(p, opts.boundary)) is None]
+    known = cache.get_many(exists_key(p, opts.boundary) for p in wanted)
+    missing = [p for p in wanted if exists_key(p, opts.boundary) not in known]
     queries = [phrase_variants(p, case_variants=opts.case_variants) for p in missing]
 
     def call(batch: list[Any]) -> list[int]:
@@ -356,7 +424,8 @@ def phrases_exist(
         opts.batch_size,
         progress,
     )
-    return {p: cache.values[exists_key(p, opts.boundary)] > 0 for p in wanted}
+    known = cache.get_many(exists_key(p, opts.boundary) for p in wanted)
+    return {p: known[exists_key(p, opts.boundary)] > 0 for p in wanted}
 
 
 def count_pairs(
@@ -369,7 +438,8 @@ def count_pairs(
     """C((s^x, s^y)) in ``opts.unit``: documents containing both phrases (each an OR of its variants),
     or occurrences of s^x in documents that contain s^y."""
     wanted = list(dict.fromkeys(pairs))
-    missing = [p for p in wanted if cache.get(pair_key(p[0], p[1], opts.unit, opts.boundary)) is None]
+    known = cache.get_many(pair_key(a, b, opts.unit, opts.boundary) for a, b in wanted)
+    missing = [p for p in wanted if pair_key(p[0], p[1], opts.unit, opts.boundary) not in known]
     queries = [
         [
             phrase_variants(a, case_variants=opts.case_variants),
@@ -392,4 +462,5 @@ def count_pairs(
         opts.batch_size,
         progress,
     )
-    return {p: cache.values[pair_key(p[0], p[1], opts.unit, opts.boundary)] for p in wanted}
+    known = cache.get_many(pair_key(a, b, opts.unit, opts.boundary) for a, b in wanted)
+    return {p: known[pair_key(p[0], p[1], opts.unit, opts.boundary)] for p in wanted}

@@ -6,8 +6,9 @@ same inputs skips it):
 1. ``examples``  seeded random subset of each task file;
 2. ``pairs``     word n-gram pairs per task and n, cosine-filtered (H_n(T) candidates);
 3. ``counts``    C(s^x) and C((s^x, s^y)) through the backend, both in ``count_unit`` (documents, or
-                 occurrences of s^x), in big batches, cached per index identity in
-                 ``RUN_DIR/counts-<index>.jsonl`` (append-only, resumable; the unit is in every key);
+                 occurrences of s^x), in big batches, cached per index identity in the run folder's
+                 result cache ``RUN_DIR/taskgram-cache.sqlite3`` (resumable; the unit and the boundary
+                 are in every row's kind; see :class:`clients.eval.pairs.CountCache`);
 4. ``llm-<model>``  log P_LLM of every s^y of the task-gram pairs (Eq. 2) and per-example performance;
 5. ``infgram``   log P_∞ of the same s^y (Eq. 5), when the backend has ``infgram_prob``;
 6. ``gen-<model>`` (``--generate`` only) greedy outputs of the translation, TriviaQA and GSM8K prompts:
@@ -59,6 +60,7 @@ from clients.eval.pairs import (
     count_pairs,
     count_phrases,
     extract_pairs,
+    migrate_jsonl,
     pair_key,
     phrases_exist,
     side_options,
@@ -81,7 +83,6 @@ DEFAULT_TASKS = (
     "mmlu-reasoning",
     "gsm8k",
 )
-
 
 
 @dataclass
@@ -432,18 +433,19 @@ class Run:
 
     # -- 3. counts -----------------------------------------------------------------------------
     def _count_cache(self) -> CountCache:
-        """The run's count cache, read once: one file per index identity, phrase variants and boundary
-        (the unit and the boundary are part of every key in it), shared by all counting stages."""
+        """The run's count cache, shared by all counting stages: the rows of this index identity and
+        phrase-variant options in the run folder's result cache (``taskgram-cache.sqlite3``; the unit and
+        the boundary are in every row's kind). A count cache of the earlier format for the same identity
+        and boundary (``counts-<hash>.jsonl``) is read into it once and renamed ``*.migrated``."""
         if self._counts is None:
-            ident = _key(
-                {
-                    "index": self.index_identity,
-                    "case": self.cfg.case_variants,
-                    "space": self.cfg.space,
-                    "boundary": self.cfg.boundary,
-                }
-            )
-            self._counts = CountCache(self.run_dir / f"counts-{ident[:16]}.jsonl")
+            variants = {"index": self.index_identity, "case": self.cfg.case_variants, "space": self.cfg.space}
+            self._counts = CountCache(self.run_dir, _key(variants))
+            legacy = self.run_dir / f"counts-{_key({**variants, 'boundary': self.cfg.boundary})[:16]}.jsonl"
+            if legacy.exists():
+                try:
+                    migrate_jsonl(legacy, self._counts)
+                except CountingError as err:
+                    raise StageError(f"counts: {err}") from err
         return self._counts
 
     def _count_options(self, unit: CountUnit | None = None) -> CountOptions:
@@ -471,8 +473,8 @@ class Run:
             with self._bar(len(all_x), f"C(s^x) {unit}") as bar:
                 x_counts = count_phrases(self.backend, all_x, cache, opts, progress=bar.update)
             pair_started = time.monotonic()
-            missing_pairs = sum(
-                1 for a, b in all_pairs if cache.get(pair_key(a, b, unit, opts.boundary)) is None
+            missing_pairs = len(all_pairs) - len(
+                cache.get_many(pair_key(a, b, unit, opts.boundary) for a, b in all_pairs)
             )
             with self._bar(len(all_pairs), f"C(pair) {unit}") as bar:
                 pair_counts = count_pairs(self.backend, all_pairs, cache, opts, progress=bar.update)

@@ -5,6 +5,7 @@ table/eval splits, per-task n, model-file keys and reported too-long spans."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -56,12 +57,14 @@ def test_counts_use_word_boundaries_and_the_boundary_is_in_every_key(tmp_path: P
     backend = BruteForceBackend(docs)
     from clients.eval.pairs import CountCache, CountOptions, count_phrases
 
-    cache = CountCache(tmp_path / "c.jsonl")
+    cache = CountCache(tmp_path / "c", "test")
     word = count_phrases(backend, ["index"], cache, CountOptions(boundary="word"))
     token = count_phrases(backend, ["index"], cache, CountOptions(boundary="token"))
     assert word == {"index": 2} and token == {"index": 3}  # "indexes" only matches token-wise
-    keys = [json.loads(line)["k"] for line in (tmp_path / "c.jsonl").read_text().splitlines()]
-    assert keys == ["df\tword\tindex", "df\ttoken\tindex"]
+    with sqlite3.connect(cache.path) as db:
+        query = "SELECT kind, key, value FROM results WHERE identity = 'test' ORDER BY kind"
+        rows = db.execute(query).fetchall()
+    assert rows == [("counts:df:token", "index", "3"), ("counts:df:word", "index", "2")]
     with pytest.raises(ValueError, match="boundary"):
         CountOptions(boundary="char")  # type: ignore[arg-type]
     # the run passes boundary="word" by default, and records it

@@ -75,7 +75,7 @@ def test_novel_pairs_match_brute_force(tmp_path: Path) -> None:
     outs = {"a": "Abre un archivo local", "b": "Archivo zzz remoto"}
     backend = BruteForceBackend(DOCS_ES)
     opts = CountOptions(batch_size=3)
-    res = novel_pairs(backend, exs, outs, "translation-es", 2, CountCache(tmp_path / "c.jsonl"), opts)
+    res = novel_pairs(backend, exs, outs, "translation-es", 2, CountCache(tmp_path / "c", "test"), opts)
     # oracle: the same pairs, each counted by scanning the documents directly
     gen = [Example(e.task, e.id, e.x, outs[e.id], e.prompt) for e in exs]
     pairs = extract_pairs(gen, "translation-es", 2)
@@ -114,7 +114,7 @@ def test_novel_pairs_filtered_by_cosine(tmp_path: Path) -> None:
         outs,
         "translation-es",
         2,
-        CountCache(tmp_path / "c.jsonl"),
+        CountCache(tmp_path / "c", "test"),
         opts,
         cosines=cosines,
         gamma=0.5,
@@ -132,10 +132,10 @@ def test_failed_or_malformed_query_is_an_error_not_a_novel_pair(tmp_path: Path) 
     backend = BruteForceBackend(DOCS_ES)
     backend.fail_on = "cooccurrence"
     with pytest.raises(CountingError, match="server went away"):
-        novel_pairs(backend, exs, outs, "translation-es", 2, CountCache(tmp_path / "c.jsonl"), CountOptions())
+        novel_pairs(backend, exs, outs, "translation-es", 2, CountCache(tmp_path / "c", "t"), CountOptions())
     backend.fail_on, backend.answer = None, [None] * 6  # 2 x 3 pairs
     with pytest.raises(CountingError, match="not a non-negative integer"):
-        novel_pairs(backend, exs, outs, "translation-es", 2, CountCache(tmp_path / "d.jsonl"), CountOptions())
+        novel_pairs(backend, exs, outs, "translation-es", 2, CountCache(tmp_path / "d", "t"), CountOptions())
 
 
 @pytest.mark.parametrize(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 
+from clients.cache import CACHE_FILE, ResultCache
 from clients.eval.pairs import (
     CountBackend,
     CountCache,
@@ -14,6 +16,8 @@ from clients.eval.pairs import (
     CountOptions,
     count_pairs,
     count_phrases,
+    exists_key,
+    migrate_jsonl,
     pair_key,
     phrase_key,
     phrase_variants,
@@ -43,7 +47,7 @@ def test_counts_match_brute_force_in_small_batches(tmp_path: Path) -> None:
     backend = BruteForceBackend(DOCS)
     assert isinstance(backend, CountBackend)
     opts = CountOptions(batch_size=2)
-    cache = CountCache(tmp_path / "c.jsonl")
+    cache = CountCache(tmp_path / "c", "test")
     x = count_phrases(backend, ["python", "garbage collector", "file system", "absent words"], cache, opts)
     assert x == {"python": 2, "garbage collector": 3, "file system": 1, "absent words": 0}
     pairs = [
@@ -63,30 +67,80 @@ def test_counts_match_brute_force_in_small_batches(tmp_path: Path) -> None:
 
 
 def test_cache_resumes_without_requerying(tmp_path: Path) -> None:
-    path = tmp_path / "c.jsonl"
     backend = BruteForceBackend(DOCS)
-    count_pairs(backend, [("python", "garbage collector")], CountCache(path), CountOptions())
+    count_pairs(backend, [("python", "garbage collector")], CountCache(tmp_path, "ix"), CountOptions())
     again = BruteForceBackend(DOCS)
     got = count_pairs(
-        again, [("python", "garbage collector"), ("python", "file system")], CountCache(path), CountOptions()
+        again,
+        [("python", "garbage collector"), ("python", "file system")],
+        CountCache(tmp_path, "ix"),  # a new process: a fresh connection to the same sqlite file
+        CountOptions(),
     )
     assert got == {("python", "garbage collector"): 2, ("python", "file system"): 0}
     assert again.calls == [("cooccurrence", 1)]  # only the new pair
-    with path.open("a", encoding="utf-8") as f:
-        f.write('{"k": "co\\tx\\ty", "v"')  # a torn last line (interrupted write) is dropped
-    assert len(CountCache(path).values) == 2
-    path.write_text('{"k": "co\\tx\\ty"}\n{"k": "df\\tx", "v": 1}\n', encoding="utf-8")
-    with pytest.raises(CountingError, match=r"c.jsonl:1: malformed"):
-        CountCache(path)
+    # another identity (another index, or other phrase variants) shares nothing
+    other = BruteForceBackend(DOCS)
+    count_pairs(
+        other, [("python", "garbage collector")], CountCache(tmp_path, "another index"), CountOptions()
+    )
+    assert other.calls == [("cooccurrence", 1)]
+    assert len(ResultCache(tmp_path)) == 3
+
+
+def test_one_cache_file_for_the_client_and_the_evaluation(tmp_path: Path) -> None:
+    store = ResultCache(tmp_path)
+    cache = CountCache(store, "ix")
+    cache.add({phrase_key("python"): 2, pair_key("python", "file system"): 0})
+    assert cache.store.path == tmp_path / CACHE_FILE
+    assert store.get_many("ix", "counts:df:word", ["python"]) == {"python": 2}
+    assert store.get_many("ix", "counts:co:word", ['["python","file system"]']) == {
+        '["python","file system"]': 0
+    }
+    assert CountCache(tmp_path, "ix").get(pair_key("python", "file system", boundary="token")) is None
+
+
+def test_jsonl_cache_of_the_earlier_format_is_migrated_once(tmp_path: Path) -> None:
+    old = tmp_path / "counts-0123456789abcdef.jsonl"
+    lines = [
+        {"k": "df\tword\tpython", "v": 2},
+        {"k": "occ\ttoken\tpython", "v": 4},
+        {"k": "co\tword\tpython\tgarbage collector", "v": 2},
+        {"k": "occ-co\tword\tpython\tgarbage collector", "v": 3},
+        {"k": "ex\tword\tfile system", "v": 1},
+    ]
+    old.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"k": "co\\tx', encoding="utf-8")
+    cache = CountCache(tmp_path, "ix")
+    assert migrate_jsonl(old, cache) == 5  # the torn last line is dropped
+    assert not old.exists() and old.with_name(old.name + ".migrated").exists()
+    reread = CountCache(tmp_path, "ix")
+    assert reread.get(phrase_key("python")) == 2
+    assert reread.get(phrase_key("python", "occurrences", "token")) == 4
+    assert reread.get(pair_key("python", "garbage collector")) == 2
+    assert reread.get(pair_key("python", "garbage collector", "occurrences")) == 3
+    assert reread.get(exists_key("file system")) == 1
+    backend = BruteForceBackend(DOCS)
+    assert count_pairs(backend, [("python", "garbage collector")], reread, CountOptions()) == {
+        ("python", "garbage collector"): 2
+    }
+    assert backend.calls == []
+    for bad in (
+        '{"k": "co\\tx\\ty"}\n',
+        '{"k": "co\\tword\\tx", "v": 1}\n',
+        '{"k": "df\\twords\\tx", "v": 1}\n',
+    ):
+        old.write_text('{"k": "df\\tword\\tx", "v": 1}\n' + bad, encoding="utf-8")
+        with pytest.raises(CountingError, match=r"counts-0123456789abcdef.jsonl:2: malformed"):
+            migrate_jsonl(old, CountCache(tmp_path / "bad", "ix"))
+        assert len(ResultCache(tmp_path / "bad")) == 0 and old.exists()  # nothing stored, file kept
 
 
 def test_failures_and_malformed_answers_are_errors_not_zeros(tmp_path: Path) -> None:
     backend = BruteForceBackend(DOCS)
     backend.fail_on = "cooccurrence"
-    cache = CountCache(tmp_path / "c.jsonl")
+    cache = CountCache(tmp_path / "c", "test")
     with pytest.raises(CountingError, match="ConnectionError: server went away"):
         count_pairs(backend, [("python", "file system")], cache, CountOptions())
-    assert cache.values == {}  # nothing recorded for the failed batch
+    assert cache.values() == {} and len(cache.store) == 0  # nothing recorded for the failed batch
     for bad, msg in [
         ([1], "2 queries"),
         ([1, -1], "not a non-negative"),
@@ -97,7 +151,7 @@ def test_failures_and_malformed_answers_are_errors_not_zeros(tmp_path: Path) -> 
         backend = BruteForceBackend(DOCS)
         backend.answer = bad
         with pytest.raises(CountingError, match=msg):
-            count_phrases(backend, ["python", "file"], CountCache(tmp_path / "d.jsonl"), CountOptions())
+            count_phrases(backend, ["python", "file"], CountCache(tmp_path / "d", "test"), CountOptions())
 
 
 UNIT_DOCS = ["the cat sat with the cat", "Cat and dog", "a dog and a cat and a cat", "dog dog"]
@@ -129,7 +183,7 @@ def _check_unit_counts(backend, cache: CountCache) -> None:
     # the document counts are still there, under their own keys: the units never mix in one cache
     x, pairs = _unit_counts(backend, cache, "documents")
     assert x["cat"] == 3 and pairs[("cat", "dog")] == 2
-    reread = CountCache(cache.path)
+    reread = CountCache(cache.path.parent, cache.identity)
     assert (
         reread.get(phrase_key("cat", "documents")) == 3 and reread.get(phrase_key("cat", "occurrences")) == 5
     )
@@ -139,10 +193,10 @@ def _check_unit_counts(backend, cache: CountCache) -> None:
 
 def test_occurrence_unit_by_hand_and_cached_apart_from_documents(tmp_path: Path) -> None:
     backend = BruteForceBackend(UNIT_DOCS)
-    _check_unit_counts(backend, CountCache(tmp_path / "c.jsonl"))
+    _check_unit_counts(backend, CountCache(tmp_path / "c", "test"))
     assert ("cooccurrence-occurrences", 3) in backend.calls  # C(s^x) as the phrase with itself
     calls = len(backend.calls)
-    _check_unit_counts(backend, CountCache(tmp_path / "c.jsonl"))
+    _check_unit_counts(backend, CountCache(tmp_path / "c", "test"))
     assert len(backend.calls) == calls  # a rerun is answered from the cache, in both units
     with pytest.raises(ValueError, match="count unit"):
         CountOptions(unit="tokens")  # type: ignore[arg-type]
@@ -152,7 +206,7 @@ def test_occurrence_unit_by_hand_on_a_real_index(tmp_path: Path, build_small_ind
     from clients.client import LocalClient
 
     with LocalClient(build_small_index(UNIT_DOCS)) as client:
-        _check_unit_counts(client, CountCache(tmp_path / "c.jsonl"))
+        _check_unit_counts(client, CountCache(tmp_path / "c", "test"))
 
 
 def test_taskgram_probabilities_and_dropped_zero_pairs() -> None:

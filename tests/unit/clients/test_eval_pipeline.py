@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from clients.cache import CACHE_FILE
 from clients.eval.errors import EvalError
 from clients.eval.pipeline import EvalConfig, Run
 from tests.unit.clients.test_eval_fakes import BruteForceBackend, HashEmbedder, LengthScorer
@@ -53,14 +55,18 @@ def _config(run_dir: Path, **kw) -> EvalConfig:
 
 
 def _run(
-    cfg: EvalConfig, backend, scorer: LengthScorer | None = None, embedder: HashEmbedder | None = None
+    cfg: EvalConfig,
+    backend,
+    scorer: LengthScorer | None = None,
+    embedder: HashEmbedder | None = None,
+    index_identity: dict | None = None,
 ) -> tuple:
     scorer = scorer or LengthScorer()
     embedder = embedder or HashEmbedder()
     run = Run(
         cfg,
         backend,
-        index_identity={"test": 1},
+        index_identity={"test": 1} if index_identity is None else index_identity,
         embedder_factory=lambda: embedder,
         scorer_factory=lambda m: scorer,
         progress=False,
@@ -154,13 +160,69 @@ def test_rerun_resumes_from_cached_stages(tmp_path: Path) -> None:
     assert report3["ok"] and any(k == "cooccurrence" for k, _ in backend3.calls)
 
 
+COUNT_CALLS = {"doc_freq", "cooccurrence", "cooccurrence-occurrences"}
+
+
+def _count_calls(backend: BruteForceBackend) -> list:
+    return [c for c in backend.calls if c[0] in COUNT_CALLS]
+
+
+def test_second_run_reads_counts_from_the_cache_and_another_index_misses(tmp_path: Path) -> None:
+    cfg = _config(tmp_path / "run")
+    first = BruteForceBackend(DOCS)
+    _, report1, _, _ = _run(cfg, first)
+    assert _count_calls(first)
+    shutil.rmtree(tmp_path / "run" / "stages")  # only the count cache is left to answer from
+    second = BruteForceBackend(DOCS)
+    _, report2, _, _ = _run(cfg, second)
+    assert report2["ok"] and second.calls and _count_calls(second) == []  # ∞-gram asked again, no count
+    timing = ("pair_query_seconds", "pairs_per_second", "pairs_queried_this_run")
+    same = [k for k in report1["stats"]["counts"] if k not in timing]
+    assert [report2["stats"]["counts"][k] for k in same] == [report1["stats"]["counts"][k] for k in same]
+    assert report2["stats"]["counts"]["pairs_queried_this_run"] == 0
+    other = BruteForceBackend(DOCS)
+    _, report3, _, _ = _run(cfg, other, index_identity={"test": 2})  # another index: nothing to reuse
+    assert report3["ok"] and sorted(_count_calls(other)) == sorted(_count_calls(first))
+
+
+def test_a_run_folder_of_the_jsonl_format_is_migrated_once(tmp_path: Path) -> None:
+    from clients.eval.pipeline import _key
+
+    cfg = _config(tmp_path / "run")
+    _run(cfg, BruteForceBackend(DOCS))
+    # the same counts as the earlier format wrote them, in the file name that format used
+    with sqlite3.connect(tmp_path / "run" / CACHE_FILE) as db:
+        rows = db.execute("SELECT kind, key, value FROM results").fetchall()
+    lines = []
+    for kind, key, value in rows:
+        quantity, boundary = kind.split(":")[1:]
+        phrases = json.loads(key) if quantity in ("co", "occ-co") else [key]
+        lines.append(json.dumps({"k": "\t".join([quantity, boundary, *phrases]), "v": int(value)}) + "\n")
+    shutil.rmtree(tmp_path / "run" / "stages")
+    (tmp_path / "run" / CACHE_FILE).unlink()
+    variants = {"index": {"test": 1}, "case": cfg.case_variants, "space": cfg.space, "boundary": cfg.boundary}
+    old = tmp_path / "run" / f"counts-{_key(variants)[:16]}.jsonl"
+    old.write_text("".join(lines), encoding="utf-8")
+    backend = BruteForceBackend(DOCS)
+    _, report, _, _ = _run(cfg, backend)
+    assert report["ok"] and _count_calls(backend) == []
+    assert not old.exists() and old.with_name(old.name + ".migrated").exists()
+    old.write_text('{"k": "df\\tword\\tx", "v": 1}\n{"k": "df"}\n', encoding="utf-8")
+    shutil.rmtree(tmp_path / "run" / "stages")
+    with pytest.raises(
+        EvalError, match=r"counts: .*counts-[0-9a-f]{16}\.jsonl:2: malformed count cache line"
+    ):
+        _run(cfg, BruteForceBackend(DOCS))
+
+
 def test_failed_count_stops_the_run_and_nothing_is_zero(tmp_path: Path) -> None:
     backend = BruteForceBackend(DOCS)
     backend.fail_on = "cooccurrence"
     with pytest.raises(EvalError, match="counts: co-occurrence of pairs: batch of 50 queries starting at #0"):
         _run(_config(tmp_path / "run"), backend)
-    cache = list((tmp_path / "run").glob("counts-*.jsonl"))
-    assert cache and all('"co\\t' not in line for line in cache[0].read_text(encoding="utf-8").splitlines())
+    with sqlite3.connect(tmp_path / "run" / CACHE_FILE) as db:
+        kinds = {kind for (kind,) in db.execute("SELECT DISTINCT kind FROM results")}
+    assert "counts:df:word" in kinds and "counts:co:word" not in kinds  # phrase counts stored, no pair count
 
 
 def test_failed_model_is_an_error_in_the_report(tmp_path: Path) -> None:
