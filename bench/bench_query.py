@@ -26,9 +26,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import resource
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -103,56 +100,16 @@ def build_peer(work: Path, ours: Path) -> Path | None:
     except ImportError:
         log("infini-gram not installed: peer measurements skipped (pip install -e '.[bench]')")
         return None
-    from indexer.format import open_shard, read_manifest
+    from infinigram_peer import build_infinigram  # bench/infinigram_peer.py, next to this script
 
     out = work / "infinigram-techdocs"
     if (out / "table.0").is_file():
         log(f"infini-gram index: reusing {out}")
         return out
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(ours)
-    with open(out / "tokenized.0", "wb") as ds, open(out / "offset.0", "wb") as od:
-        pos = 0
-        for info in manifest.shards:
-            arr = open_shard(ours, manifest, info)
-            toks = np.asarray(arr.tokens)
-            off = np.asarray(arr.doc_offsets, dtype=np.int64)
-            sep = np.array([0xFFFF], dtype="<u2")
-            for d in range(info.n_docs):
-                body = toks[off[d] : off[d + 1] - 1].astype("<u2")
-                od.write(np.array([pos], dtype="<u8").tobytes())
-                ds.write(sep.tobytes())
-                ds.write(body.tobytes())
-                pos += 2 * (len(body) + 1)
-    empty = Path(tempfile.mkdtemp(prefix="ig-data-"))
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    ulimit = min(hard if hard != resource.RLIM_INFINITY else 1 << 20, 1 << 20)
-    cmd = [
-        sys.executable,
-        "-m",
-        "infini_gram.indexing",
-        "--data_dir",
-        str(empty),
-        "--save_dir",
-        str(out),
-        "--temp_dir",
-        str(work / "ig-tmp"),
-        "--token_dtype",
-        "u16",
-        "--shards",
-        "1",
-        "--cpus",
-        "2",
-        "--mem",
-        "4",
-        "--ulimit",
-        str(ulimit),
-    ]
     log("infini-gram index: building table.0 ...")
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    build_infinigram(ours, out, work / "ig-tmp", cpus=2, mem_gib=4, quiet=True)
     log(f"infini-gram index: built in {time.perf_counter() - t:.1f} s")
-    shutil.rmtree(empty, ignore_errors=True)
     return out
 
 

@@ -31,12 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -54,40 +51,12 @@ def log(msg: str) -> None:
 
 
 def build_peer(ours: Path, out: Path) -> None:
-    """infini-gram's files of the same token ids: tokenized.0 / offset.0 written from our arrays, table.0
-    built by ``python -m infini_gram.indexing``."""
-    from indexer.format import open_shard, read_manifest
+    """infini-gram's index of the same token ids (``bench/infinigram_peer.py``)."""
+    from infinigram_peer import build_infinigram  # bench/infinigram_peer.py, next to this script
 
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(ours)
-    if manifest.token_dtype != "uint16":
-        raise SystemExit("the peer build writes u16 tokens; this index is " + manifest.token_dtype)
     t = time.perf_counter()
-    with open(out / "tokenized.0", "wb") as ds, open(out / "offset.0", "wb") as od:
-        pos = 0
-        for info in manifest.shards:
-            arr = open_shard(ours, manifest, info)
-            toks = np.asarray(arr.tokens)
-            off = np.asarray(arr.doc_offsets, dtype=np.int64)
-            starts = off[:-1]
-            # infini-gram: each document is 0xFFFF followed by its tokens; ours: tokens then 0xFFFF
-            out_bytes = np.empty(len(toks), dtype="<u2")
-            out_bytes[0] = 0xFFFF
-            out_bytes[1:] = toks[:-1]
-            ds.write(out_bytes.tobytes())
-            od.write(((pos + starts) * 2).astype("<u8").tobytes())
-            pos += len(toks)
-    log(f"infini-gram tokenized.0/offset.0 written in {time.perf_counter() - t:.1f} s")
-    empty = Path(tempfile.mkdtemp(prefix="ig-data-"))
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    ulimit = min(hard if hard != resource.RLIM_INFINITY else 1 << 20, 1 << 20)
-    cmd = [sys.executable, "-m", "infini_gram.indexing", "--data_dir", str(empty), "--save_dir", str(out)]
-    cmd += ["--temp_dir", str(out / "tmp"), "--token_dtype", "u16", "--shards", "1", "--cpus", "2"]
-    cmd += ["--mem", "6", "--ulimit", str(ulimit)]
-    t = time.perf_counter()
-    subprocess.run(cmd, check=True)
-    log(f"infini-gram table.0 built in {time.perf_counter() - t:.1f} s")
-    shutil.rmtree(empty, ignore_errors=True)
+    build_infinigram(ours, out, out / "tmp", cpus=2, mem_gib=6)
+    log(f"infini-gram index built in {time.perf_counter() - t:.1f} s")
     shutil.rmtree(out / "tmp", ignore_errors=True)
 
 
