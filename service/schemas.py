@@ -195,7 +195,12 @@ class DocumentsRequest(_Bounded):
     limit: int = Field(default=10, ge=0)
     sample: bool = Field(default=False, description="a uniform random sample instead of a page")
     seed: int | None = Field(default=None, description="seed of the sample (reproducible)")
-    window: int = Field(default=100, ge=0, description="snippet tokens on each side of the first match")
+    window: int = Field(
+        default=100,
+        ge=0,
+        description="snippet tokens on each side of the first match (more where a byte-level tokenizer split "
+        "a character over the snippet's edge: the snippet holds whole characters)",
+    )
 
 
 class TokenizeRequest(_Batch):
