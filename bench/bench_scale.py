@@ -1,7 +1,7 @@
 """Whole-build benchmark of ``taskgram build`` at scale: workers, Ray, today's build, and the peers.
 
 Every run is a whole ``taskgram build`` (or peer) process, started fresh, measured from outside: wall
-time, CPU seconds of the whole process tree, peak RSS of the tree (psutil, sampled every 5 ms), and the
+time, CPU seconds of the whole process tree, peak RSS of the tree (psutil, sampled every 50 ms), and the
 machine's load average before the run (the machine may be shared: a scaling ratio means something only
 when the load before the run is low). Ratios are computed between runs of the same invocation.
 
@@ -46,6 +46,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"
 RESULTS_DIR = REPO / "bench" / "results"
+SAMPLE_INTERVAL_S = 0.05  # the sampler itself costs CPU: every 5 ms took ~13 % of a core
 DEFAULT_BASELINE = "7c23e47"  # the last commit with the one-process build
 
 if str(REPO) not in sys.path:
@@ -61,7 +62,7 @@ def run_monitored(cmd: list[str], env: dict[str, str] | None = None) -> dict[str
     from proctree import run_monitored as run_tree  # bench/proctree.py, next to this script
 
     load = load_average()
-    run = run_tree(cmd, env=env)
+    run = run_tree(cmd, env=env, interval_s=SAMPLE_INTERVAL_S)
     if run["returncode"] != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({run['returncode']}):\n{run['output'][-3000:]}")
     return {

@@ -1,5 +1,5 @@
 """Measuring a process tree from outside: wall seconds, CPU seconds and peak RSS of a command and all its
-descendants (psutil, sampled every 5 ms), with its output. Used by ``bench_build.py`` and
+descendants (psutil, sampled every ``interval_s``), with its output. Used by ``bench_build.py`` and
 ``bench_scale.py`` (imported as ``proctree``: a script's own folder is first on ``sys.path``)."""
 
 from __future__ import annotations
@@ -13,17 +13,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-SAMPLE_INTERVAL_S = 0.005
+SAMPLE_INTERVAL_S = 0.005  # the default: bench_build's suffix-array builds last seconds
 
 
 def run_monitored(
-    cmd: list[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+    cmd: list[str],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    interval_s: float = SAMPLE_INTERVAL_S,
 ) -> dict[str, Any]:
     """Run ``cmd`` to its end; return ``wall_s``, ``cpu_s``, ``peak_rss`` (bytes, the sum over the tree
     at the sample with the most), ``returncode`` and ``output`` (stdout and stderr, decoded).
 
     ``cpu_s`` is the larger of what the kernel reports for the reaped descendants and the sum of the last
     CPU times sampled per process (worker pools whose children are not reaped by us are counted there).
+    The sampler costs CPU itself (every 5 ms, about 13 % of a core): a long build is better sampled less
+    often (``bench_scale.py``: 50 ms); a short peak is caught only by sampling often.
     """
     import psutil
 
@@ -45,7 +51,7 @@ def run_monitored(
                     times = p.cpu_times()
                     cpu_seen[p.pid] = times.user + times.system
             peak = max(peak, total)
-            time.sleep(SAMPLE_INTERVAL_S)
+            time.sleep(interval_s)
         wall = time.perf_counter() - start
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
