@@ -28,11 +28,17 @@ __all__ = ["CACHE_FILE", "ResultCache", "canonical"]
 
 CACHE_FILE = "taskgram-cache.sqlite3"
 _SQL_CHUNK = 500
+_SCAN_OVER = 5_000  # above this many keys, get_many reads the rows of the (identity, kind) in one pass
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical(value: Any) -> str:
     """The canonical JSON of ``value`` (sorted keys, no spaces): equal queries give equal keys."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if type(value) is int:  # the common value (a count): what the encoder writes, without its overhead
+        return str(value)
+    return _CANONICAL.encode(value)
 
 
 class ResultCache:
@@ -69,6 +75,15 @@ class ResultCache:
         found: dict[str, Any] = {}
         distinct = list(dict.fromkeys(keys))
         with self._lock:
+            if len(distinct) > _SCAN_OVER:  # many keys: one pass over the (identity, kind) rows
+                wanted = set(distinct)
+                rows = self._db.execute(
+                    "SELECT key, value FROM results WHERE identity = ? AND kind = ?", (identity, kind)
+                )
+                for key, value in rows:
+                    if key in wanted:
+                        found[key] = json.loads(value)
+                return found
             for start in range(0, len(distinct), _SQL_CHUNK):
                 chunk = distinct[start : start + _SQL_CHUNK]
                 marks = ",".join("?" * len(chunk))
