@@ -91,7 +91,9 @@ def baseline_tree(rev: str, work: Path) -> Path:
 
 def taskgram_cmd(tree: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return [sys.executable, "-m", "taskgram.cli", "build", *args], env
+    # -P: without it ``-m`` puts the working directory first on sys.path, ahead of PYTHONPATH, and a
+    # bench started in the checkout would run today's code as the baseline.
+    return [sys.executable, "-P", "-m", "taskgram.cli", "build", *args], env
 
 
 def namespace_prefix() -> list[str] | None:
