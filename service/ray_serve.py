@@ -60,6 +60,10 @@ OPERATIONS = frozenset(
         "document",
         "probe",
         "cache_info",
+        "trace_matches",
+        "shard_counts",
+        "trace_hits",
+        "unigram_counts",
     }
 )
 _ERRORS: dict[str, type[EngineError]] = {
@@ -158,6 +162,9 @@ def warm_up_group(group: ShardGroup) -> None:
     group.windowed(var_flat, var_off, clause_off, q_off, np.array([0], dtype=np.int64), 1)
     group.next_tokens(flat, off)
     group.doc_totals([key], None)
+    group.trace_matches(flat, off, np.zeros(1, dtype=np.int64), np.array([0, 1], dtype=np.int64))
+    first = next(s.number for s in group.shards if s.n_tokens)  # the shard the probe comes from
+    group.trace_hits(flat, off, [{first: np.zeros(1, dtype=np.int64)}], 1)
     if group.words is not None:
         group.word_counts(flat, off, None, "warm-up")
         group.doc_freq([key], None, True)
