@@ -4,8 +4,9 @@ that goes away gives 503 problem+json naming its shards, never a partial sum.
 The test runs ``serve_helper.py`` under ``unshare -n`` with only ``lo`` up: Ray can reach nothing but
 127.0.0.1 (the helper also checks that every node Ray lists is 127.0.0.1). Two nodes are simulated with
 ``ray.cluster_utils.Cluster``; one 8-shard index is served under three names with 2, 3 and 8 shards per
-replica, and every endpoint's answer is compared with the single-process app's. Skipped, with the reason,
-where Ray is not installed or network namespaces are not permitted.
+replica, and every endpoint's answer is compared with the single-process app's (span tracing with several
+option sets included). When the node of one group goes away, the 503 comes at once, not at the deadline.
+Skipped, with the reason, where Ray is not installed or network namespaces are not permitted.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
         "groupings": {"k2": 2, "k3": 3, "k8": 8},
         "nodes": 2,
         "down": ["k3", 1],
-        "time_budget_s": 20.0,
+        "time_budget_s": 30.0,
         "report": str(tmp_path / "report.json"),
     }
     path = tmp_path / "serve-config.json"
@@ -83,6 +84,7 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
     assert report["n_differences"] == 0, report["differences"]
     assert report["compared"] >= 3 * 35
     assert any(key.endswith(" 404") for key in report["statuses"]), report["statuses"]
+    assert report["statuses"]["/v1/trace 200"] == 3 * 5 and report["statuses"]["/v1/trace 422"] == 3
     assert report["status_before"] == "ok"
     assert report["health_before"] == {name: ["up"] * len(g) for name, g in groups.items()}
 
@@ -95,6 +97,9 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
     assert body["missing_shards"] == report["expected_missing"] == down == [3, 4, 5]
     assert list(body["shard_groups"]) == [report["down_group"]]
     assert "results" not in body
+    # ... and at once, not at the 30 s deadline: the group has no running replica
+    assert report["down_s"] < 10, report["down_s"]
+    assert report["down_again"][0] == 503 and report["down_again"][1] < 10, report["down_again"]
     # the other groupings of the same shards still answer, with the single process's numbers
     local = report["local_after"]["results"]
     assert [r["results"] for r in report["others_after"]] == [local, local]
