@@ -279,7 +279,7 @@ class RemoteIndex(Index):
         return deadline - time.monotonic()
 
     def _fan_out(self, op: str, *args: Any, deadline: float | None = None) -> list[Any]:
-        return self._gather(self._groups, op, args, deadline)
+        return self._gather(self._open_groups(), op, args, deadline)
 
     def _ask(self, group: Any, op: str, *args: Any, deadline: float | None = None) -> Any:
         return self._gather([group], op, args, deadline)[0]

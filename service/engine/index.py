@@ -235,7 +235,14 @@ class Index:
     def _fan_out(self, op: str, *args: Any, deadline: float | None = None) -> list[Any]:
         """Every group's answer to operation ``op`` (a :class:`ShardGroup` method), in group order. A
         subclass with remote groups runs them concurrently under the request's deadline."""
-        return [getattr(group, op)(*args, deadline=deadline) for group in self._groups]
+        return [getattr(group, op)(*args, deadline=deadline) for group in self._open_groups()]
+
+    def _open_groups(self) -> list[Any]:
+        """The shard groups; IndexUnavailable once the index is closed (an answer from no shards would
+        be zeros)."""
+        if not self._groups:
+            raise IndexUnavailable(f"index {self.name!r} is closed", name=self.name)
+        return self._groups
 
     # ----------------------------------------------------------------------------------------------
     # Text
@@ -766,6 +773,7 @@ class Index:
         check_int(max_tokens, "max_tokens", none_ok=True)
         number = int(np.searchsorted(self._doc_bases, doc_id, side="right")) - 1
         local = int(doc_id) - int(self._doc_bases[number])
+        self._open_groups()
         doc = self._ask(self._group_of[number], "document", number, local, max_tokens)
         return document(int(doc_id), doc, self._decoder())
 

@@ -132,3 +132,18 @@ def test_groups_must_hold_every_shard_once(index_dir: Path) -> None:
     for groups in ([], [ShardGroup(shards[1:])], [ShardGroup(shards), ShardGroup(shards[:1])]):
         with pytest.raises(IndexUnavailable, match="shard groups"):
             Index(index_dir, "x", manifest, groups, tokenizer)
+
+
+def test_a_closed_index_refuses_queries_instead_of_answering_zeros(index_dir: Path) -> None:
+    from service.engine import IndexUnavailable
+
+    ix = grouped(index_dir, 3)
+    ix.close()
+    for call in (
+        lambda: ix.count(["the"]),
+        lambda: ix.doc_freq(["the"]),
+        lambda: ix.trace(["the import"]),
+        lambda: ix.document(0),
+    ):
+        with pytest.raises(IndexUnavailable, match="closed"):
+            call()
