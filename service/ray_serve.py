@@ -182,9 +182,11 @@ class GroupLiveness:
     """Which shard-group deployments have a running replica, as the Serve controller sees them
     (``serve.status()``). A replica that dies (its node gone, its process killed) leaves the deployment
     with no running replica within the controller's health-check period (``RayOptions``); a request
-    routed to it would otherwise wait in Serve's router for a replica until its deadline. Asked only when
-    a fan-out has waited :data:`LIVENESS_AFTER_S`, and then at most every ``ttl_s``, so healthy requests
-    never pay for it."""
+    routed to it would otherwise wait in Serve's router for a replica until its deadline.
+
+    The controller is asked only when a fan-out has waited :data:`LIVENESS_AFTER_S`, at most every
+    ``ttl_s``, and in a background thread: a request thread never waits for the controller, it reads the
+    last answer (when at most ``ttl_s`` old)."""
 
     def __init__(
         self,
@@ -198,6 +200,7 @@ class GroupLiveness:
         self._lock = threading.Lock()
         self._at = -float("inf")
         self._running: dict[str, int] | None = None
+        self._refreshing = False
 
     def _fetch(self) -> dict[str, int] | None:
         """Running replicas of each deployment of the application, or None when the controller does not
@@ -224,16 +227,20 @@ class GroupLiveness:
             log.warning("shard groups: the Serve controller's status is unavailable: %s", err)
             return None
 
-    def down(self, names: Sequence[str], *, fetch: bool = True) -> dict[str, str]:
-        """The deployments among ``names`` that have no running replica, with the reason; from the
-        controller's status, asked now when the last answer is older than ``ttl_s`` (with ``fetch``;
-        without it only a fresh answer counts)."""
+    def _refresh(self) -> None:
+        running = self._fetch()
+        with self._lock:
+            self._running, self._at, self._refreshing = running, time.monotonic(), False
+
+    def down(self, names: Sequence[str], *, refresh: bool = True) -> dict[str, str]:
+        """The deployments among ``names`` that have no running replica, with the reason, from the
+        controller's last answer if it is at most ``ttl_s`` old (else nothing is known). With ``refresh``
+        an older answer makes a background thread ask the controller again."""
         with self._lock:
             fresh = time.monotonic() - self._at <= self.ttl_s
-            if not fresh and fetch:
-                self._running = self._fetch()
-                self._at = time.monotonic()
-                fresh = True
+            if not fresh and refresh and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="taskgram-group-liveness", daemon=True).start()
             running = self._running if fresh else None
         if running is None:
             return {}
@@ -293,7 +300,7 @@ class RemoteIndex(Index):
         end = time.monotonic() + remaining
         missing: dict[str, str] = {}
         if self.liveness is not None:  # a group already known to be down: no need to ask anyone
-            missing = self.liveness.down([g.name for g in groups], fetch=False)
+            missing = self.liveness.down([g.name for g in groups], refresh=False)
         answers: list[Any] = [None] * len(groups)
         if not missing:
             answers, missing = self._wait(groups, op, args, remaining, end)
