@@ -1,7 +1,7 @@
 """Whole-build benchmark of ``taskgram build`` at scale: workers, Ray, today's build, and the peers.
 
 Every run is a whole ``taskgram build`` (or peer) process, started fresh, measured from outside: wall
-time, CPU seconds of the whole process tree, peak RSS of the tree (psutil, sampled every 5 ms), and the
+time, CPU seconds of the whole process tree, peak RSS of the tree (psutil, sampled every 50 ms), and the
 machine's load average before the run (the machine may be shared: a scaling ratio means something only
 when the load before the run is low). Ratios are computed between runs of the same invocation.
 
@@ -47,7 +47,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO / ".." / "shared" / "data"
 RESULTS_DIR = REPO / "bench" / "results"
-SAMPLE_INTERVAL_S = 0.005
+SAMPLE_INTERVAL_S = 0.05  # the sampler itself costs CPU: every 5 ms took ~13 % of a core
 DEFAULT_BASELINE = "7c23e47"  # the last commit with the one-process build
 
 if str(REPO) not in sys.path:
@@ -112,7 +112,9 @@ def baseline_tree(rev: str, work: Path) -> Path:
 
 def taskgram_cmd(tree: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return [sys.executable, "-m", "taskgram.cli", "build", *args], env
+    # -P: without it ``-m`` puts the working directory first on sys.path, ahead of PYTHONPATH, and a
+    # bench started in the checkout would run today's code as the baseline.
+    return [sys.executable, "-P", "-m", "taskgram.cli", "build", *args], env
 
 
 def namespace_prefix() -> list[str] | None:

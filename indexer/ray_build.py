@@ -95,15 +95,22 @@ class RayExecutor:
         self._piece = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_ray_piece)
         self._shard = ray.remote(num_cpus=1, memory=slot_bytes, max_retries=TASK_RETRIES)(_ray_shard)
         self._sources_ref: Any = None
+        self._spec: tuple[BuildSpec, Any] | None = None
+
+    def _spec_ref(self, spec: BuildSpec) -> Any:
+        """The spec (with the tokenizer's JSON, megabytes) in the object store once, not once per task."""
+        if self._spec is None or self._spec[0] is not spec:
+            self._spec = (spec, self._ray.put(dataclasses.replace(spec, progress=False)))
+        return self._spec[1]
 
     def submit_piece(self, spec: BuildSpec, piece: Piece) -> Any:
-        return self._piece.remote(dataclasses.replace(spec, progress=False), piece)
+        return self._piece.remote(self._spec_ref(spec), piece)
 
     def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> Any:
         if sources is not None and self._sources_ref is None:
             self._sources_ref = self._ray.put(sources)  # the token files' document index, shipped once
         ref = self._sources_ref if sources is not None else None
-        return self._shard.remote(dataclasses.replace(spec, progress=False), shard, ref)
+        return self._shard.remote(self._spec_ref(spec), shard, ref)
 
     def wait_any(self, handles: list[Any]) -> None:
         self._ray.wait(handles, num_returns=1)

@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from indexer.tokenize import normalize_text
 from taskgram.progress import progress_bar
 
 PIECES_DIR = writer.PIECES_DIR
-PIECE_BYTES = 16 << 20  # text bytes of one tokenize task
+PIECE_BYTES = 4 << 20  # text bytes of one tokenize task (small: the last pieces end unevenly)
 ENCODE_BATCH_BYTES = 2 << 20  # tokenizer Encodings cost ~100+ bytes per token while a batch is live
 READ_TOKENS = 4 << 20  # token ids read from a file at a time while a shard is filled
 
@@ -405,7 +406,7 @@ def build_shard(spec: BuildSpec, shard: ShardSpec, sources: Any = None) -> Shard
         info, done = found
         if done.get("first_doc") == shard.first_doc and info.n_docs == shard.n_docs:
             return ShardResult(info, kept=True, worker=worker_label())
-    from indexer.kernels import build_suffix_array
+    from indexer.kernels import build_suffix_array, suffix_array_dtype
 
     t0 = time.monotonic()
     sep = separator_id(spec.token_dtype)
@@ -428,25 +429,31 @@ def build_shard(spec: BuildSpec, shard: ShardSpec, sources: Any = None) -> Shard
             )
         t1 = time.monotonic()
         n_tokens = shard.n_positions - shard.n_docs
-        bar = _bar(spec, f"sort shard {shard.index}", n_tokens, "tok")
-        suffix_array = build_suffix_array(tokens, sep)
-        if bar is not None:
-            bar.update(n_tokens)
-            bar.close()
-        t2 = time.monotonic()
-        total = tokens.nbytes + doc_offsets.nbytes + suffix_array.nbytes
-        bar = _bar(spec, f"write+hash shard {shard.index}", total, "B")
+        sa_bytes = np.dtype(suffix_array_dtype(shard.n_positions)).itemsize * n_tokens
+        total = tokens.nbytes + doc_offsets.nbytes + sa_bytes
+        write_bar = _bar(spec, f"write+hash shard {shard.index}", total, "B")
+        progress = write_bar.update if write_bar is not None else None
+        sort_bar = _bar(spec, f"sort shard {shard.index}", n_tokens, "tok")
+        # The corpus files are written (and fsynced) by a thread while the kernel sorts without the GIL:
+        # only the suffix array is left to write once the sort ends.
+        with ThreadPoolExecutor(1, thread_name_prefix=f"write-shard-{shard.index}") as pool:
+            corpus_written = pool.submit(
+                shard_writer.write_corpus, tokens, spec.token_dtype, doc_offsets, progress
+            )
+            suffix_array = build_suffix_array(tokens, sep)
+            if sort_bar is not None:
+                sort_bar.update(n_tokens)
+                sort_bar.close()
+            t2 = time.monotonic()
+            corpus_written.result()
         info = shard_writer.finish(
-            tokens,
-            spec.token_dtype,
-            doc_offsets,
             suffix_array,
             fingerprint=spec.fingerprint,
             record={"first_doc": shard.first_doc},
-            progress=bar.update if bar is not None else None,
+            progress=progress,
         )
-        if bar is not None:
-            bar.close()
+        if write_bar is not None:
+            write_bar.close()
         t3 = time.monotonic()
     except BaseException:
         shard_writer.abort()

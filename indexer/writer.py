@@ -78,7 +78,8 @@ def _fsync_file(path: Path) -> None:
 
 
 class ShardWriter:
-    """Collects one shard's metadata while it is read, then writes the shard atomically."""
+    """Collects one shard's metadata while it is read, then writes the shard atomically: the corpus
+    files first (:meth:`write_corpus`, which may overlap the sort), then the suffix array (:meth:`finish`)."""
 
     def __init__(self, index_dir: Path, shard_index: int) -> None:
         self.index_dir = index_dir
@@ -90,6 +91,7 @@ class ShardWriter:
         self.partial.mkdir(parents=True)
         self._spool: IO[str] | None = open(self.partial / METADATA_SPOOL, "w", encoding="utf-8")  # noqa: SIM115
         self.n_metadata = 0
+        self._corpus: tuple[int, int, dict[str, FileInfo]] | None = None  # set by write_corpus
 
     def add_metadata(self, records: list[dict[str, Any]]) -> None:
         if self._spool is None:
@@ -111,41 +113,53 @@ class ShardWriter:
             for line in f:
                 yield json.loads(line)
 
-    def finish(
+    def write_corpus(
         self,
         tokens: np.ndarray,
         token_dtype: str,
         doc_offsets: np.ndarray,
-        suffix_array: np.ndarray,
-        *,
-        fingerprint: str,
-        record: dict[str, Any],
         progress: ProgressFn | None = None,
-    ) -> ShardInfo:
-        """Write the arrays and metadata, the done-record, and publish the shard; return its ShardInfo."""
-        if self._spool is None:
+    ) -> None:
+        """Write every file but the suffix array: tokens, document offsets and metadata (fsynced and
+        hashed). Reads nothing the sort writes, so a build runs it in a thread while the suffix array
+        is sorted."""
+        if self._spool is None or self._corpus is not None:
             raise RuntimeError("shard already written")
-        self._spool.close()
-        self._spool = None
         n_docs = len(doc_offsets) - 1
         if self.n_metadata != n_docs:
             raise RuntimeError(f"{self.name}: {self.n_metadata} metadata records for {n_docs} documents")
-        n_tokens = len(tokens) - n_docs
-        if len(suffix_array) != n_tokens:
-            raise RuntimeError(f"{self.name}: suffix array of {len(suffix_array)} for {n_tokens} tokens")
-        suffix_dtype: SuffixDtype = "uint32" if suffix_array.dtype == np.uint32 else "uint64"
-        files: dict[str, FileInfo] = {
+        self._spool.close()
+        self._spool = None
+        files = {
             TOKENS_FILE: _write_array(self.partial / TOKENS_FILE, tokens, token_dtype, progress),
             DOC_OFFSETS_FILE: _write_array(self.partial / DOC_OFFSETS_FILE, doc_offsets, "uint64", progress),
-            SUFFIX_ARRAY_FILE: _write_array(
-                self.partial / SUFFIX_ARRAY_FILE, suffix_array, suffix_dtype, progress
-            ),
         }
         write_metadata(self._spooled(), self.partial / METADATA_FILE, self.partial / METADATA_OFFSETS_FILE)
         _fsync_file(self.partial / METADATA_OFFSETS_FILE)
         (self.partial / METADATA_SPOOL).unlink()
         for name in (METADATA_FILE, METADATA_OFFSETS_FILE):
             files[name] = file_info(self.partial / name)
+        self._corpus = (len(tokens) - n_docs, n_docs, files)
+
+    def finish(
+        self,
+        suffix_array: np.ndarray,
+        *,
+        fingerprint: str,
+        record: dict[str, Any],
+        progress: ProgressFn | None = None,
+    ) -> ShardInfo:
+        """Write the suffix array and the done-record (after :meth:`write_corpus`), and publish the
+        shard; return its ShardInfo."""
+        if self._corpus is None:
+            raise RuntimeError(f"{self.name}: write_corpus must come first")
+        n_tokens, n_docs, files = self._corpus
+        if len(suffix_array) != n_tokens:
+            raise RuntimeError(f"{self.name}: suffix array of {len(suffix_array)} for {n_tokens} tokens")
+        suffix_dtype: SuffixDtype = "uint32" if suffix_array.dtype == np.uint32 else "uint64"
+        files[SUFFIX_ARRAY_FILE] = _write_array(
+            self.partial / SUFFIX_ARRAY_FILE, suffix_array, suffix_dtype, progress
+        )
         info = ShardInfo(
             name=self.name,
             n_tokens=n_tokens,
