@@ -74,8 +74,9 @@ class RayExecutor:
             runtime_env = {"env_vars": WORKER_ENV}
             if address:
                 ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-            else:  # a local Ray is one node: it listens on loopback only
+            else:  # a new local Ray, never another one found on this host; it listens on loopback only
                 ray.init(
+                    address="local",
                     _node_ip_address="127.0.0.1",
                     include_dashboard=False,
                     runtime_env=runtime_env,

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -109,4 +110,39 @@ def test_ray_worker_killed_mid_shard_is_retried_and_rerun_keeps_finished_shards(
     report = _run_helper(tmp_path, {"nodes": 1, "build": {"inputs": [str(data)], "output": str(out), **opts}})
     assert report["resumed"] == len(local.shards) - 1
     assert {p: (out / p / "tokens.bin").stat().st_mtime_ns for p in stamps} == stamps
+    assert read_manifest(out).shards == local.shards
+
+
+@pytest.mark.slow
+def test_ray_without_address_starts_its_own_ray_not_the_last_one_on_this_host(tmp_path, pythia_tokenizer):
+    # `--ray` with no address is a new local Ray. Ray's own default (ray.init() without an address)
+    # connects to the cluster recorded in <ray temp dir>/ray_current_cluster by the host's last
+    # `ray start`: here a dead address, which hung the build before.
+    prefix = _namespace_prefix()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths live under it
+    try:
+        (ray_tmp / "ray").mkdir()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")
+        out = tmp_path / "ray"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_TMPDIR": str(ray_tmp),
+        }
+        env.pop("RAY_ADDRESS", None)
+        build = f"{sys.executable} -m taskgram.cli build {SAMPLE} -o {out} --memory 2M -q --ray"
+        proc = subprocess.run(
+            [*prefix, "sh", "-c", f"ip link set lo up && exec {build}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    local = build_index(
+        [SAMPLE], tmp_path / "local", tokenizer=pythia_tokenizer, memory_budget_bytes="2M", progress=False
+    )
     assert read_manifest(out).shards == local.shards
