@@ -560,7 +560,9 @@ def serve_on_ray(settings: Any, options: RayOptions, address: str | None) -> int
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        # a new local Ray, never another one found on this host (Ray's default joins the host's last
+        # `ray start` cluster, dead or alive); it listens on loopback only
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
