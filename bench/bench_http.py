@@ -100,7 +100,7 @@ def sample_queries(index_dir: Path, n: int, rng: np.random.Generator) -> tuple[l
     from service.engine import Index
 
     ix = Index.open(index_dir)
-    shard = ix._shards[0]
+    shard = ix.shards[0]
     toks = np.asarray(shard.tokens)
     sep = ix.separator
     out: list[list[int]] = []

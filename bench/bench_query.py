@@ -120,7 +120,7 @@ def build_peer(work: Path, ours: Path) -> Path | None:
 class Brute:
     def __init__(self, index) -> None:
         toks, docs = [], []
-        for shard in index._shards:
+        for shard in index.shards:
             toks.append(np.asarray(shard.tokens, dtype=np.int32))
             counts = np.diff(np.asarray(shard.doc_offsets))
             docs.append(np.repeat(np.arange(shard.n_docs, dtype=np.int32) + shard.doc_base, counts))

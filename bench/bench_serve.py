@@ -2,7 +2,7 @@
 (one process) on the same index, in the same run, with ratios.
 
     python bench/bench_serve.py [--index DIR] [--work DIR] [--groupings 7,2] [--replicas 1]
-                                [--load-seconds 20] [--quick]
+                                [--layouts 0x1,0x2,2x1] [--load-only] [--load-seconds 20] [--quick]
 
 Both servers run as subprocesses of ``taskgram serve`` on 127.0.0.1, inside a loopback-only network
 namespace (the script re-runs itself under ``unshare -n`` with ``lo`` up; Ray must never reach anything
@@ -15,7 +15,13 @@ other:
   ``workloads/pairs-*.jsonl.zst`` files (pairs/s);
 * one count: sequential single-phrase requests (p50 / p99 ms);
 * mixed load: ``bench_load.py``'s request mix from ``--clients`` concurrent clients for ``--load-seconds``
-  (requests/s, p99 per query type, errors).
+  (requests/s, errors, p50 and p99 per query type, and their ratios to the single process's).
+
+The Ray layouts are ``--groupings`` x ``--replicas``, or exactly ``--layouts`` (``KxR``: K shards per
+replica, 0 = all shards in one group, R replicas of each group). For what replicas and shard groups do
+to tail latency under mixed load (issue 15): ``--layouts 0x1,0x2,2x1 --load-only`` (one group of all
+shards, the same with two replicas, groups of two shards; ``--load-only`` skips the throughput
+measurements and checks a smaller set of answers).
 
 Every answer of the Ray server is compared with the single process's (they must be equal). Skips (exit 0,
 saying why) when ../shared/data is absent and no ``--index`` is given, or when Ray or network namespaces
@@ -163,6 +169,12 @@ def measure(
     out: dict[str, Any] = {"answers": {}}
     with httpx.Client(base_url=server.url, timeout=600.0) as client:
         post(client, "/v1/count", {"index": name, "queries": phrases[:100]})  # warm
+        if args.load_only:  # the answers are still compared, on fewer queries
+            out["answers"]["count"] = post(client, "/v1/count", {"index": name, "queries": phrases[:5000]})
+            body = {"index": name, "queries": pairs[:1000], "space": "both"}
+            out["answers"]["pairs"] = post(client, "/v1/cooccurrence", body)
+            out["load"] = mixed_load(server, name, args)
+            return out
         best = float("inf")
         answers: list[int] = []
         for _ in range(args.rounds):
@@ -209,9 +221,11 @@ def mixed_load(server: Server, name: str, args: Any) -> dict[str, Any]:
         seed=0, index_name=name,
     )  # fmt: skip
     pool = bench_load.phrase_pool(args.index, random.Random(0), 2000)
+    load_before = os.getloadavg()[0]
     result = asyncio.run(bench_load.drive(load_args, server.url, pool, psutil.Process(server.proc.pid)))
     n = sum(len(v) for v in result["samples"].values())
     return {
+        "machine_load": (load_before, os.getloadavg()[0]),  # 1-minute load average, before and after
         "requests_per_s": n / result["wall_s"],
         "errors": sum(result["errors"].values()),
         "p99_ms": {
@@ -233,6 +247,12 @@ def main() -> int:
     parser.add_argument("--memory", default="48M", help="--memory of the default index's build")
     parser.add_argument("--groupings", default="0,2", help="shards per replica of each Ray run (0 = all)")
     parser.add_argument("--replicas", default="1", help="replicas of each group, per Ray run (e.g. 1,2)")
+    parser.add_argument(
+        "--layouts", default=None, help="exact Ray runs, KxR each (e.g. 0x1,0x2,2x1); overrides the two above"
+    )
+    parser.add_argument(
+        "--load-only", action="store_true", help="only the mixed load (and a check of fewer answers)"
+    )
     parser.add_argument("--phrases", type=int, default=100_000)
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--count-batch", type=int, default=10_000)
@@ -278,9 +298,14 @@ def main() -> int:
         f"index {index}: {n_shards} shards; {len(phrases)} phrases, {len(pairs)} pairs; {os.cpu_count()} CPUs"
     )
 
-    groupings = [int(k) or n_shards for k in args.groupings.split(",")]
-    replicas = [int(r) for r in args.replicas.split(",")]
-    runs: list[tuple[int, int] | None] = [None] + [(k, r) for k in groupings for r in replicas]
+    if args.layouts:
+        layouts = [tuple(int(x) for x in layout.lower().split("x")) for layout in args.layouts.split(",")]
+        pairs_kr = [(k or n_shards, r) for k, r in layouts]
+    else:
+        groupings = [int(k) or n_shards for k in args.groupings.split(",")]
+        replicas = [int(r) for r in args.replicas.split(",")]
+        pairs_kr = [(k, r) for k in groupings for r in replicas]
+    runs: list[tuple[int, int] | None] = [None, *pairs_kr]
     results: dict[str, Any] = {}
     for ray_layout in runs:
         server = Server(index, ray_layout, args.time_budget)
@@ -293,26 +318,41 @@ def main() -> int:
             server.stop()
 
     base = results["single process"]
-    log(
-        f"\n{'server':<22}{'counts/s':>12}{'pairs/s':>12}{'1 count p50':>13}{'p99 ms':>9}"
-        f"{'ratio c':>9}{'ratio p':>9}"
-    )
     for label, r in results.items():
         if label != "single process" and r["answers"] != base["answers"]:
             raise SystemExit(f"{label}: answers differ from the single process's")
+    if not args.load_only:
         log(
-            f"{label:<22}{r['counts_per_s']:>12,.0f}{r['pairs_per_s']:>12,.0f}{r['one_count_p50_ms']:>13.2f}"
-            f"{r['one_count_p99_ms']:>9.2f}{r['counts_per_s'] / base['counts_per_s']:>9.2f}"
-            f"{r['pairs_per_s'] / base['pairs_per_s']:>9.2f}"
+            f"\n{'server':<22}{'counts/s':>12}{'pairs/s':>12}{'1 count p50':>13}{'p99 ms':>9}"
+            f"{'ratio c':>9}{'ratio p':>9}"
         )
+        for label, r in results.items():
+            log(
+                f"{label:<22}{r['counts_per_s']:>12,.0f}{r['pairs_per_s']:>12,.0f}"
+                f"{r['one_count_p50_ms']:>13.2f}{r['one_count_p99_ms']:>9.2f}"
+                f"{r['counts_per_s'] / base['counts_per_s']:>9.2f}"
+                f"{r['pairs_per_s'] / base['pairs_per_s']:>9.2f}"
+            )
     if args.load_seconds > 0:
-        kinds = sorted(base["load"]["p99_ms"])
-        log(f"\nmixed load, {args.clients} clients, {args.load_seconds:.0f} s: p99 ms per query type")
-        log(f"{'server':<22}{'req/s':>8}{'errors':>8}" + "".join(f"{k[:11]:>12}" for k in kinds))
+        log(f"\nmixed load, {args.clients} clients, {args.load_seconds:.0f} s each, one server after another")
+        log(f"{'server':<22}{'requests/s':>11}{'ratio':>7}{'errors':>8}   machine load before / after")
         for label, r in results.items():
             load = r["load"]
-            cells = "".join(f"{load['p99_ms'].get(k, float('nan')):>12.0f}" for k in kinds)
-            log(f"{label:<22}{load['requests_per_s']:>8.1f}{load['errors']:>8}{cells}")
+            ratio = load["requests_per_s"] / base["load"]["requests_per_s"]
+            before, after = load["machine_load"]
+            log(
+                f"{label:<22}{load['requests_per_s']:>11.1f}{ratio:>7.2f}{load['errors']:>8}"
+                f"   {before:.1f} / {after:.1f}"
+            )
+        log(f"\n{'query type':<14}{'server':<22}{'p50 ms':>9}{'p99 ms':>9}{'p50 ratio':>11}{'p99 ratio':>11}")
+        for kind in sorted(base["load"]["p99_ms"]):
+            for label, r in results.items():
+                p50 = r["load"]["p50_ms"].get(kind, float("nan"))
+                p99 = r["load"]["p99_ms"].get(kind, float("nan"))
+                log(
+                    f"{kind:<14}{label:<22}{p50:>9.0f}{p99:>9.0f}"
+                    f"{p50 / base['load']['p50_ms'][kind]:>11.2f}{p99 / base['load']['p99_ms'][kind]:>11.2f}"
+                )
     log("answers: identical across servers")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     for r in results.values():

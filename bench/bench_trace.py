@@ -80,7 +80,7 @@ def texts(index, n: int, rng: np.random.Generator, tasks: Path = TASKS) -> list[
             ids += tok.encode(" " + a.strip()).tolist()
         for k in range(n // 2):
             out.append(("model-like", tok.decode(ids[k * N_TOKENS : (k + 1) * N_TOKENS])))
-    shards = index._shards
+    shards = index.shards
     vocab_words = [
         t for t in range(1000, 40000) if tok.decode([t]).startswith(" ") and tok.decode([t])[1:].isalpha()
     ]

@@ -7,8 +7,6 @@ Unknown fields a newer server adds are ignored, missing ones are a :class:`clien
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict
 
 from taskgram.api import (
@@ -23,6 +21,9 @@ from taskgram.api import (
     ProbResultBase,
     TokenizedBase,
     TokenProbBase,
+    TraceDocumentBase,
+    TraceResultBase,
+    TraceSpanBase,
 )
 
 __all__ = [
@@ -93,46 +94,16 @@ class Health(HealthBase, _Model):
     pass
 
 
-class TraceDocument(_Model):
+class TraceDocument(TraceDocumentBase, _Model):
     """One occurrence of a traced span in its document: ``text[span[0]:span[1]]`` is the span (tokens of
     ``token_ids`` when the index has no tokenizer)."""
 
-    doc_id: int
-    shard: int
-    metadata: dict[str, Any]
-    position: int
-    text: str | None
-    span: tuple[int, int]
-    token_ids: list[int]
-    token_span: tuple[int, int]
-    snippet_start: int
-    doc_len: int
 
-
-class TraceSpan(_Model):
+class TraceSpan(TraceSpanBase[TraceDocument], _Model):
     """A maximal span of the traced text found verbatim in the corpus: tokens ``[start, end)``,
     characters ``[char_start, char_end)`` of ``TraceResult.text``, exact ``count``, sampled documents."""
 
-    start: int
-    end: int
-    length: int
-    count: int
-    char_start: int | None
-    char_end: int | None
-    text: str | None
-    rank: int
-    unigram_logprob: float
-    documents: list[TraceDocument]
 
-
-class TraceResult(_Model):
+class TraceResult(TraceResultBase[TraceSpan], _Model):
     """The trace of one text: ``spans`` in text order, ``span_density`` (spans per token), ``coverage``
     (fraction of tokens inside a span), ``longest`` (longest span in tokens)."""
-
-    token_ids: list[int]
-    text: str | None
-    spans: list[TraceSpan]
-    n_tokens: int
-    span_density: float
-    coverage: float
-    longest: int

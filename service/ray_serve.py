@@ -9,7 +9,9 @@ handles. So every endpoint is answered by fan-out + merge, and the answers are t
 
 Failure and budget: one deadline (the request's time budget) covers the whole fan-out. A group that
 fails or has not answered by then makes the request fail with :class:`ShardsUnavailable` (503
-problem+json naming the missing shards); a partial sum is never returned. ``/v1/health`` and ``/metrics``
+problem+json naming the missing shards); a partial sum is never returned. A group with no running
+replica (its node gone) fails the request at once, not at the deadline: a fan-out that waits asks the
+Serve controller which groups still have a replica (:class:`GroupLiveness`). ``/v1/health`` and ``/metrics``
 report each group's state.
 
 Placement: every node that may run a group replica needs the index directories at the same paths (a
@@ -28,7 +30,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,12 +62,18 @@ OPERATIONS = frozenset(
         "document",
         "probe",
         "cache_info",
+        "trace_matches",
+        "shard_counts",
+        "trace_hits",
+        "unigram_counts",
     }
 )
 _ERRORS: dict[str, type[EngineError]] = {
     cls.__name__: cls for cls in (EngineError, QueryError, BudgetExceeded, IndexUnavailable)
 }
 STATE_TIMEOUT_S = 2.0  # how long /v1/health and /metrics wait for a group's state
+LIVENESS_AFTER_S = 0.5  # a fan-out that waits this long asks whether its groups still have a replica
+LIVENESS_TTL_S = 1.0  # how old the controller's answer may be
 
 
 def plan_groups(n_shards: int, shards_per_replica: int) -> list[list[int]]:
@@ -158,6 +166,9 @@ def warm_up_group(group: ShardGroup) -> None:
     group.windowed(var_flat, var_off, clause_off, q_off, np.array([0], dtype=np.int64), 1)
     group.next_tokens(flat, off)
     group.doc_totals([key], None)
+    group.trace_matches(flat, off, np.zeros(1, dtype=np.int64), np.array([0, 1], dtype=np.int64))
+    first = next(s.number for s in group.shards if s.n_tokens)  # the shard the probe comes from
+    group.trace_hits(flat, off, [{first: np.zeros(1, dtype=np.int64)}], 1)
     if group.words is not None:
         group.word_counts(flat, off, None, "warm-up")
         group.doc_freq([key], None, True)
@@ -165,6 +176,79 @@ def warm_up_group(group: ShardGroup) -> None:
 
 # --------------------------------------------------------------------------------------------------
 # The merge layer over remote groups
+
+
+class GroupLiveness:
+    """Which shard-group deployments have a running replica, as the Serve controller sees them
+    (``serve.status()``). A replica that dies (its node gone, its process killed) leaves the deployment
+    with no running replica within the controller's health-check period (``RayOptions``); a request
+    routed to it would otherwise wait in Serve's router for a replica until its deadline.
+
+    The controller is asked only when a fan-out has waited :data:`LIVENESS_AFTER_S`, at most every
+    ``ttl_s``, and in a background thread: a request thread never waits for the controller, it reads the
+    last answer (when at most ``ttl_s`` old)."""
+
+    def __init__(
+        self,
+        app_name: str | None,
+        ttl_s: float = LIVENESS_TTL_S,
+        status: Callable[[], Any] | None = None,
+    ) -> None:
+        self.app_name = app_name
+        self.ttl_s = ttl_s
+        self._status = status
+        self._lock = threading.Lock()
+        self._at = -float("inf")
+        self._running: dict[str, int] | None = None
+        self._refreshing = False
+
+    def _fetch(self) -> dict[str, int] | None:
+        """Running replicas of each deployment of the application, or None when the controller does not
+        answer (then nothing is known to be down)."""
+        try:
+            if self._status is None:
+                from ray import serve
+
+                status = serve.status()
+            else:
+                status = self._status()
+            running: dict[str, int] = {}
+            for app_name, app in status.applications.items():
+                if self.app_name is not None and app_name != self.app_name:
+                    continue
+                for name, deployment in app.deployments.items():
+                    running[name] = sum(
+                        int(n)
+                        for state, n in deployment.replica_states.items()
+                        if str(getattr(state, "value", state)) == "RUNNING"
+                    )
+            return running
+        except Exception as err:  # noqa: BLE001 - no answer is no knowledge, never a failure
+            log.warning("shard groups: the Serve controller's status is unavailable: %s", err)
+            return None
+
+    def _refresh(self) -> None:
+        running = self._fetch()
+        with self._lock:
+            self._running, self._at, self._refreshing = running, time.monotonic(), False
+
+    def down(self, names: Sequence[str], *, refresh: bool = True) -> dict[str, str]:
+        """The deployments among ``names`` that have no running replica, with the reason, from the
+        controller's last answer if it is at most ``ttl_s`` old (else nothing is known). With ``refresh``
+        an older answer makes a background thread ask the controller again."""
+        with self._lock:
+            fresh = time.monotonic() - self._at <= self.ttl_s
+            if not fresh and refresh and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(target=self._refresh, name="taskgram-group-liveness", daemon=True).start()
+            running = self._running if fresh else None
+        if running is None:
+            return {}
+        return {
+            name: "down: no running replica" if name in running else "down: not deployed"
+            for name in names
+            if running.get(name, 0) == 0
+        }
 
 
 @dataclass
@@ -184,9 +268,16 @@ class RemoteIndex(Index):
     at once, and the request's deadline (or ``default_timeout_s`` for operations that have none) bounds
     the wait for all of them. Sync methods: call them from a worker thread, not the event loop."""
 
-    def __init__(self, *args: Any, default_timeout_s: float = 30.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        default_timeout_s: float = 30.0,
+        liveness: GroupLiveness | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.default_timeout_s = default_timeout_s
+        self.liveness = liveness
         self._lock = threading.Lock()
 
     def _remaining(self, deadline: float | None) -> float:
@@ -195,7 +286,7 @@ class RemoteIndex(Index):
         return deadline - time.monotonic()
 
     def _fan_out(self, op: str, *args: Any, deadline: float | None = None) -> list[Any]:
-        return self._gather(self._groups, op, args, deadline)
+        return self._gather(self._open_groups(), op, args, deadline)
 
     def _ask(self, group: Any, op: str, *args: Any, deadline: float | None = None) -> Any:
         return self._gather([group], op, args, deadline)[0]
@@ -207,27 +298,19 @@ class RemoteIndex(Index):
         if remaining <= 0:
             raise BudgetExceeded(f"{op}: the time budget ran out before the shards were asked", kind="time")
         end = time.monotonic() + remaining
-        sent = [(g, g.handle.call.remote(op, args, remaining)) for g in groups]
-        answers: list[Any] = []
         missing: dict[str, str] = {}
-        for group, response in sent:
-            try:
-                answer = response.result(timeout_s=max(0.0, end - time.monotonic()))
-            except TimeoutError:
-                response.cancel()
-                missing[group.name] = f"no answer within {remaining:.3g} s"
-                continue
-            except Exception as err:  # noqa: BLE001 - a replica that died, a cluster that went away, ...
-                missing[group.name] = f"down: {type(err).__name__}: {str(err).splitlines()[0][:200]}"
-                continue
-            answers.append(answer)
+        if self.liveness is not None:  # a group already known to be down: no need to ask anyone
+            missing = self.liveness.down([g.name for g in groups], refresh=False)
+        answers: list[Any] = [None] * len(groups)
+        if not missing:
+            answers, missing = self._wait(groups, op, args, remaining, end)
         with self._lock:
             now = time.time()
-            for group in groups:
+            for group, answer in zip(groups, answers, strict=True):
                 if group.name in missing:
                     group.failures += 1
                     group.last_error = missing[group.name]
-                else:
+                elif answer is not None:
                     group.last_ok = now
         if missing:
             shards = sorted(n for g in groups if g.name in missing for n in g.shard_numbers)
@@ -245,6 +328,47 @@ class RemoteIndex(Index):
                 raise _rebuild_error(cls_name, message, attrs)
             values.append(answer[1])
         return values
+
+    def _wait(
+        self, groups: Sequence[RemoteGroup], op: str, args: tuple[Any, ...], remaining: float, end: float
+    ) -> tuple[list[Any], dict[str, str]]:
+        """Send ``op`` to every group and wait for the answers until ``end``; a group that fails, does not
+        answer in time or (:class:`GroupLiveness`) has no running replica any more is missing. Once one
+        is, the others are not waited for: the request fails anyway."""
+        sent = [g.handle.call.remote(op, args, remaining) for g in groups]
+        answers: list[Any] = [None] * len(groups)
+        missing: dict[str, str] = {}
+        pending = list(range(len(groups)))
+        check_at = time.monotonic() + LIVENESS_AFTER_S
+        while pending and not missing:
+            i = pending[0]
+            now = time.monotonic()
+            if now >= end:  # the deadline: whoever has not answered by now is missing
+                for j in pending:
+                    try:
+                        answers[j] = sent[j].result(timeout_s=0)
+                    except TimeoutError:
+                        missing[groups[j].name] = f"no answer within {remaining:.3g} s"
+                    except Exception as err:  # noqa: BLE001 - as below
+                        missing[groups[j].name] = _down(err)
+                pending = [j for j in pending if groups[j].name in missing]
+                break
+            wait = end - now if self.liveness is None else max(0.0, min(end, check_at) - now)
+            try:
+                answers[i] = sent[i].result(timeout_s=wait)
+                pending.pop(0)
+                continue
+            except TimeoutError:
+                pass
+            except Exception as err:  # noqa: BLE001 - a replica that died, a cluster that went away, ...
+                missing[groups[i].name] = _down(err)
+                break
+            if self.liveness is not None and time.monotonic() >= check_at:
+                missing = self.liveness.down([groups[j].name for j in pending])
+                check_at = time.monotonic() + LIVENESS_AFTER_S
+        for j in pending:
+            sent[j].cancel()
+        return answers, missing
 
     def group_states(self, timeout_s: float = STATE_TIMEOUT_S) -> list[dict[str, Any]]:
         """Each group: name, shards, ``state`` ("up" or "down"), the replica's state or the reason, and
@@ -278,6 +402,10 @@ class RemoteIndex(Index):
         self._group_of = {}
 
 
+def _down(err: Exception) -> str:
+    return f"down: {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}"
+
+
 def _rebuild_error(cls_name: str, message: str, attrs: Mapping[str, Any]) -> EngineError:
     cls = _ERRORS.get(cls_name, EngineError)
     if cls is QueryError:
@@ -301,10 +429,14 @@ def _ranges_text(numbers: Sequence[int]) -> str:
 
 
 def open_remote_index(
-    directory: str | os.PathLike[str], name: str, groups: Sequence[tuple[list[int], Any]], settings: Any
+    directory: str | os.PathLike[str],
+    name: str,
+    groups: Sequence[tuple[list[int], Any]],
+    settings: Any,
+    liveness: GroupLiveness | None = None,
 ) -> RemoteIndex:
     """The merge layer of index ``name`` over its group deployments (``groups``: shard numbers and
-    handle of each)."""
+    handle of each); ``liveness`` tells a group that has no running replica (a fast 503)."""
     path = Path(directory)
     manifest, tokenizer = open_header(path, name)
     remote = [RemoteGroup(group_name(name, shards), list(shards), handle) for shards, handle in groups]
@@ -317,6 +449,7 @@ def open_remote_index(
         max_occurrences=settings.max_occurrences,
         space=settings.space,
         default_timeout_s=settings.time_budget_s,
+        liveness=liveness,
     )
 
 
@@ -334,10 +467,17 @@ class TaskgramIngress:
         self.groups = groups
 
     def __serve_build_asgi_app__(self) -> Any:
+        from ray import serve
+
         from service.app import create_app
 
+        try:
+            app_name: str | None = serve.get_replica_context().app_name
+        except Exception:  # noqa: BLE001 - outside a replica (the app built directly): every app's groups
+            app_name = None
+        liveness = GroupLiveness(app_name)
         indexes = {
-            name: open_remote_index(directory, name, self.groups[name], self.settings)
+            name: open_remote_index(directory, name, self.groups[name], self.settings, liveness)
             for name, directory in self.settings.indexes.items()
         }
         # warm-up runs in the group replicas; the lifespan must not wait on them from the event loop
@@ -355,6 +495,9 @@ class RayOptions:
     cpus_per_replica: float = 1.0
     pin_groups: bool = False
     max_ongoing_requests: int = 64
+    #: how often Serve's controller checks a group replica: a dead one is noticed within this, and the
+    #: requests that need its group then answer 503 at once (:class:`GroupLiveness`)
+    health_check_period_s: float = 2.0
 
 
 def build_application(settings: Any, options: RayOptions) -> Any:
@@ -380,6 +523,7 @@ def build_application(settings: Any, options: RayOptions) -> Any:
                 num_replicas=options.replicas,
                 ray_actor_options=actor_options,
                 max_ongoing_requests=options.max_ongoing_requests,
+                health_check_period_s=options.health_check_period_s,
             )
             bound = deployment.bind(
                 str(directory),
@@ -416,7 +560,9 @@ def serve_on_ray(settings: Any, options: RayOptions, address: str | None) -> int
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+        # a new local Ray, never another one found on this host (Ray's default joins the host's last
+        # `ray start` cluster, dead or alive); it listens on loopback only
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

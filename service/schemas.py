@@ -38,6 +38,9 @@ from taskgram.api import (
     SpacePolicy,
     TokenizedBase,
     TokenProbBase,
+    TraceDocumentBase,
+    TraceResultBase,
+    TraceSpanBase,
 )
 
 TokenId = Annotated[StrictInt, Field(ge=0)]
@@ -354,44 +357,17 @@ class TraceRequest(_Model):
     )
 
 
-class TraceDocumentModel(_Response):
-    doc_id: int
-    shard: int
-    metadata: dict[str, Any]
-    position: int = Field(description="the span's first token in the document")
-    text: str | None = Field(description="the snippet; null for an index without a tokenizer")
-    span: tuple[int, int] = Field(
-        description="[start, end) characters of the span in text (tokens if no text)"
-    )
-    token_ids: list[int]
-    token_span: tuple[int, int] = Field(description="[start, end) of the span in token_ids")
-    snippet_start: int
-    doc_len: int
+class TraceDocumentModel(TraceDocumentBase, _Response):
+    pass
 
 
-class TraceSpanModel(_Response):
-    start: int = Field(description="first token of the span in the query")
-    end: int = Field(description="one past its last token")
-    length: int
-    count: int = Field(description="exact occurrences in the corpus")
-    char_start: int | None
-    char_end: int | None
-    text: str | None
-    rank: int = Field(description="1 = best under the request's rank")
-    unigram_logprob: float
-    documents: list[TraceDocumentModel]
+class TraceSpanModel(TraceSpanBase[TraceDocumentModel], _Response):
+    pass
 
 
-class TraceResultModel(_Response):
-    token_ids: list[int]
-    text: str | None = Field(description="the text the character offsets index")
-    spans: list[TraceSpanModel]
-    n_tokens: int
-    span_density: float = Field(description="spans per token")
-    coverage: float = Field(description="fraction of tokens inside a span")
-    longest: int
+class TraceResultModel(TraceResultBase[TraceSpanModel], _Response):
+    pass
 
 
-class TraceResults(_Response):
-    index: str
-    results: list[TraceResultModel]
+class TraceResults(Results[TraceResultModel], _Response):
+    pass

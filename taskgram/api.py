@@ -39,6 +39,9 @@ __all__ = [
     "SpacePolicy",
     "TokenProbBase",
     "TokenizedBase",
+    "TraceDocumentBase",
+    "TraceResultBase",
+    "TraceSpanBase",
 ]
 
 #: how text becomes tokens: a space prepended unless the text starts with whitespace, as given, or both
@@ -53,6 +56,7 @@ COUNT_UNITS: tuple[str, ...] = get_args(CountUnit)
 
 R = TypeVar("R")
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 class Results(BaseModel, Generic[R]):
@@ -162,3 +166,50 @@ class HealthBase(BaseModel):
     version: str
     indexes: list[str]
     limits: dict[str, int | float]
+
+
+class TraceDocumentBase(BaseModel):
+    """One occurrence of a traced span, shown in its document: ``text[span[0]:span[1]]`` is the span
+    (tokens of ``token_ids`` when the index has no tokenizer)."""
+
+    doc_id: int
+    shard: int
+    metadata: dict[str, Any]
+    position: int = Field(description="the span's first token in the document")
+    text: str | None = Field(description="the snippet; null for an index without a tokenizer")
+    span: tuple[int, int] = Field(
+        description="[start, end) characters of the span in text (tokens if no text)"
+    )
+    token_ids: list[int]
+    token_span: tuple[int, int] = Field(description="[start, end) of the span in token_ids")
+    snippet_start: int = Field(description="the snippet's first token in the document")
+    doc_len: int
+
+
+class TraceSpanBase(BaseModel, Generic[D]):
+    """A maximal span of the traced text found verbatim in the corpus: tokens ``[start, end)``, characters
+    ``[char_start, char_end)`` of the result's ``text``, its exact ``count``, and sampled documents."""
+
+    start: int = Field(description="first token of the span in the query")
+    end: int = Field(description="one past its last token")
+    length: int
+    count: int = Field(description="exact occurrences in the corpus")
+    char_start: int | None
+    char_end: int | None
+    text: str | None
+    rank: int = Field(description="1 = best under the request's rank")
+    unigram_logprob: float
+    documents: list[D] = []
+
+
+class TraceResultBase(BaseModel, Generic[T]):
+    """The trace of one text: ``spans`` in text order, ``span_density`` (spans per token), ``coverage``
+    (fraction of tokens inside a span), ``longest`` (the longest span in tokens, 0 when none)."""
+
+    token_ids: list[int]
+    text: str | None = Field(description="the text the character offsets index")
+    spans: list[T]
+    n_tokens: int
+    span_density: float = Field(description="spans per token")
+    coverage: float = Field(description="fraction of tokens inside a span")
+    longest: int

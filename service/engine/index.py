@@ -58,6 +58,7 @@ from service.engine.results import (
     TokenProb,
 )
 from service.engine.shards import CHUNK, Shard, ShardGroup, check_deadline
+from service.engine.trace import Tracer, TraceResult
 from service.engine.words import WordTables, check_boundary, word_tables
 from taskgram.api import COUNT_UNITS
 
@@ -153,6 +154,17 @@ class Index:
         self._tok_lock = threading.Lock()
         # word-boundary tables (service.engine.words); None with the reason when there are none
         self._words, self._words_refusal = words or index_word_tables(tokenizer, self.vocab_size, name)
+        self._tracer = Tracer(
+            name=name,
+            vocab_size=self.vocab_size,
+            separator=self.separator,
+            normalization=manifest.normalization,
+            tokenizer=tokenizer,
+            tok_lock=self._tok_lock,
+            words=self._words,
+            word_check=self._word,
+            fan_out=self._fan_out,
+        )
 
     # ----------------------------------------------------------------------------------------------
     # Opening
@@ -216,8 +228,6 @@ class Index:
         remote)."""
         return [s for g in self._groups for s in getattr(g, "shards", [])]
 
-    _shards = shards  # the name span tracing uses
-
     @property
     def groups(self) -> list[Any]:
         return list(self._groups)
@@ -225,7 +235,14 @@ class Index:
     def _fan_out(self, op: str, *args: Any, deadline: float | None = None) -> list[Any]:
         """Every group's answer to operation ``op`` (a :class:`ShardGroup` method), in group order. A
         subclass with remote groups runs them concurrently under the request's deadline."""
-        return [getattr(group, op)(*args, deadline=deadline) for group in self._groups]
+        return [getattr(group, op)(*args, deadline=deadline) for group in self._open_groups()]
+
+    def _open_groups(self) -> list[Any]:
+        """The shard groups; IndexUnavailable once the index is closed (an answer from no shards would
+        be zeros)."""
+        if not self._groups:
+            raise IndexUnavailable(f"index {self.name!r} is closed", name=self.name)
+        return self._groups
 
     # ----------------------------------------------------------------------------------------------
     # Text
@@ -288,11 +305,6 @@ class Index:
 
     # ----------------------------------------------------------------------------------------------
     # Counting
-
-    def _ranges(self, patterns: Sequence[Ids]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """SA range of every pattern in every local shard (span tracing uses it)."""
-        flat, offsets = flatten(patterns)
-        return [r for g in self._groups for r in g._ranges(flat, offsets)]
 
     def _counts(self, patterns: Sequence[Ids], deadline: float | None, what: str) -> np.ndarray:
         return self._counts_flat(*flatten(patterns), deadline, what)
@@ -761,21 +773,20 @@ class Index:
         check_int(max_tokens, "max_tokens", none_ok=True)
         number = int(np.searchsorted(self._doc_bases, doc_id, side="right")) - 1
         local = int(doc_id) - int(self._doc_bases[number])
+        self._open_groups()
         doc = self._ask(self._group_of[number], "document", number, local, max_tokens)
         return document(int(doc_id), doc, self._decoder())
 
     # ----------------------------------------------------------------------------------------------
     # Tracing
 
-    def trace(self, queries: Sequence[Any], **options: Any) -> list[Any]:
+    def trace(self, queries: Sequence[Any], **options: Any) -> list[TraceResult]:
         """Maximal spans of each text (or token-id list) that occur in the corpus, with exact counts and
-        sampled documents: see :mod:`service.engine.trace` for the method and the options."""
-        from service.engine.trace import Tracer
-
-        tracer = self.__dict__.get("_tracer")
-        if tracer is None:
-            tracer = self.__dict__.setdefault("_tracer", Tracer(self))
-        return tracer.trace(queries, **options)
+        sampled documents: see :mod:`service.engine.trace` for the method. Options: ``min_len``,
+        ``max_count``, ``boundary`` ("word" or "token"), ``rank`` ("length" or "unigram_logprob"),
+        ``max_spans``, ``docs_per_span``, ``context``, ``seed``, ``space`` ("auto" or "exact"),
+        ``deadline``. Asked of the shard groups like every other query (in this process or over Ray)."""
+        return self._tracer.trace(queries, **options)
 
     # ----------------------------------------------------------------------------------------------
 
@@ -818,8 +829,7 @@ class Index:
             self.count(probes, boundary="word")
             self.doc_freq(probes, boundary="word")
             self.cooccurrence([probes * 2], unit="occurrences", boundary="word")
-        if len(self.shards) == len(self.manifest.shards):  # tracing runs over shards mapped here
-            self.trace([probe], boundary="token", docs_per_span=1, context=1)
+        self.trace([probe], boundary="token", docs_per_span=1, context=1)
 
     def cache_info(self) -> dict[str, int]:
         """The document-set caches of the shard groups, added up."""

@@ -44,6 +44,7 @@ from service.engine.kernels import (
 )
 from service.engine.merge import NextTokens, merge_next_tokens
 from service.engine.query import SpecKey, flatten
+from service.engine.trace import TraceHit, group_hits, group_matches, group_unigram_counts
 from service.engine.words import WordTables, shard_word_counts, shard_word_doc_sets
 
 CHUNK = 16_384  # batch items per kernel call; the deadline is checked between chunks
@@ -751,6 +752,47 @@ class ShardGroup:
         self, shard_number: int, local: int, max_tokens: int | None, *, deadline: float | None = None
     ) -> DocTokens:
         return self._by_number[shard_number].document(local, max_tokens)
+
+    # Span tracing (service.engine.trace) ----------------------------------------------------------
+
+    def trace_matches(
+        self,
+        flat: np.ndarray,
+        offsets: np.ndarray,
+        pos_flat: np.ndarray,
+        pos_off: np.ndarray,
+        *,
+        deadline: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shard numbers, longest match at each start position of each query over the group's shards,
+        each shard's occurrences of it): :func:`service.engine.trace.group_matches`."""
+        return group_matches(self.shards, flat, offsets, pos_flat, pos_off, deadline)
+
+    def shard_counts(
+        self, flat: np.ndarray, offsets: np.ndarray, *, deadline: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(shard numbers, occurrences of every pattern in each shard: one row per shard)."""
+        check_deadline(deadline, "trace")
+        rows = [hi - lo for lo, hi in self._ranges(flat, offsets)]
+        counts = np.stack(rows) if rows else np.zeros((0, len(offsets) - 1), dtype=np.int64)
+        return np.array(self.shard_numbers, dtype=np.int64), counts
+
+    def trace_hits(
+        self,
+        flat: np.ndarray,
+        offsets: np.ndarray,
+        picks: Sequence[dict[int, np.ndarray]],
+        context: int,
+        *,
+        deadline: float | None = None,
+    ) -> list[list[TraceHit]]:
+        """The occurrences of every span at the ranks ``picks[j]`` names for the group's shards, with
+        ``context`` tokens on either side: :func:`service.engine.trace.group_hits`."""
+        return group_hits(self.shards, flat, offsets, picks, context, deadline)
+
+    def unigram_counts(self, vocab_size: int, *, deadline: float | None = None) -> np.ndarray:
+        """Occurrences of every token id below ``vocab_size`` in the group's shards."""
+        return group_unigram_counts(self.shards, vocab_size)
 
 
 def _joined(

@@ -1,28 +1,36 @@
 """Span tracing: which spans of a text occur verbatim in the corpus, how often, and in which documents.
 
-The method is OLMoTrace's (infini-gram ``attribute``), made exact across shards:
+The method is OLMoTrace's (infini-gram ``attribute``), made exact across shards. Tracing is an operation
+of the shard groups like the others (:mod:`service.engine.shards`): each group answers on its own, and
+the merge layer (:class:`Tracer`, used by :class:`~service.engine.index.Index`, in process or over Ray
+Serve replicas) combines the answers. One request costs at most three rounds of group operations.
 
-1. **Longest match per start** (per shard, :func:`_longest_matches`): for every start position ``p`` of
-   the query, the longest ``L`` such that ``q[p:p+L]`` occurs in the shard. The suffix-array range is
-   narrowed one token at a time (a one-token comparison per probe), and the match of ``p`` starts from
-   ``L(p-1) - 1`` tokens (a suffix of an occurring string occurs), so a query costs about
-   ``(n + Σ extensions) · 3 log2(shard size)`` probes. A shard answers on its own.
-2. **Merge**: the longest match over all shards; a shard with a shorter match has no occurrence of the
-   longer string, so the span's count is the sum of the shards' counts of the final span (recounted
-   exactly after step 3).
+1. **Longest match per start** (group operation ``trace_matches``; per shard :func:`_longest_matches`):
+   for every start position ``p`` of the query, the longest ``L`` such that ``q[p:p+L]`` occurs in the
+   shard. The suffix-array range is narrowed one token at a time (a one-token comparison per probe), and
+   the match of ``p`` starts from ``L(p-1) - 1`` tokens (a suffix of an occurring string occurs), so a
+   query costs about ``(n + Σ extensions) · 3 log2(shard size)`` probes.
+2. **Merge** (:func:`merge_longest`, within a group and over groups): the longest match over all shards;
+   a shard with a shorter match has no occurrence of the longer string, so the span's count is the sum of
+   the shards' counts of the final span.
 3. **Boundaries** (``boundary="word"``): spans start at a word start and end at a word end; a match is cut
-   back to its last word end. Word boundaries are the engine's (:mod:`service.engine.words`): between two
-   tokens unless the last character of the first and the first character of the second are both word
-   characters (letters, digits, underscore); the text's start and end are boundaries. A span starts at a
-   boundary before a token whose first non-whitespace character is a word character (spans never begin
-   with punctuation). ``boundary="token"``: any token.
+   back to its last word end, and a cut span is counted again in every shard (group operation
+   ``shard_counts``). Word boundaries are the engine's (:mod:`service.engine.words`): between two tokens
+   unless the last character of the first and the first character of the second are both word characters
+   (letters, digits, underscore); the text's start and end are boundaries. A span starts at a boundary
+   before a token whose first non-whitespace character is a word character (spans never begin with
+   punctuation). ``boundary="token"``: any token.
 4. **Filter**: keep spans of at least ``min_len`` tokens occurring at most ``max_count`` times; drop a span
    contained in another kept span.
 5. **Rank**: ``length`` (longest first) or ``unigram_logprob`` (lowest sum of the tokens' unigram
-   log-probabilities first: the rarest wording), ties by position; ``max_spans`` keeps the best.
+   log-probabilities first: the rarest wording; unigram counts from group operation ``unigram_counts``),
+   ties by position; ``max_spans`` keeps the best.
 6. **Documents**: up to ``docs_per_span`` occurrences per span, a uniform sample without replacement
-   (numpy's generator, seeded with ``seed``) when there are more, each shown in its document with
-   ``context`` tokens on each side and the span marked.
+   (numpy's generator, seeded with ``seed``) of the span's occurrences in shard order, then suffix-array
+   order within a shard; the merge layer draws the ranks, the shards that hold them cut the snippets
+   (group operation ``trace_hits``: ``context`` tokens on each side, with the document's metadata), and
+   the merge layer decodes them and marks the span. The draw depends on the per-shard counts only, so
+   the answer is the same however the shards are grouped.
 
 **Span density** = spans / tokens of the text (OLMoTrace's measure); **coverage** = the fraction of the
 text's tokens inside at least one span. Character offsets refer to ``TraceResult.text``: the input text
@@ -32,21 +40,23 @@ otherwise the normalized text.
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import zstandard
 from numba import njit
 
-from indexer.format import METADATA_BLOCK_DOCS, read_metadata
-from service.engine import kernels as K
-from service.engine.errors import BudgetExceeded, QueryError
+from indexer.format import METADATA_BLOCK_DOCS, Normalization, read_metadata
+from service.engine.errors import BudgetExceeded, EngineError, QueryError
+from service.engine.kernels import _doc_of, _sa_range
+from service.engine.merge import add_up, page_picks
+from service.engine.query import flatten
 from service.engine.words import WordTables, first_char_is_word, token_bytes
-
-if TYPE_CHECKING:
-    from service.engine.index import Index
 
 BOUNDARIES: tuple[str, ...] = ("word", "token")
 RANKS: tuple[str, ...] = ("length", "unigram_logprob")
@@ -77,7 +87,7 @@ def _longest_matches(tokens, sa, starts, q, positions):
             # q[p:prev_end] is a suffix of the previous match: it occurs; find its range directly
             k = prev_end - p
             t = q[p]
-            a, b = K._sa_range(tokens, sa, q, p, p + k, starts[t], starts[t + 1], np.int64(1))
+            a, b = _sa_range(tokens, sa, q, p, p + k, starts[t], starts[t + 1], np.int64(1))
         elif p < n:
             t = q[p]
             a = starts[t]
@@ -85,7 +95,7 @@ def _longest_matches(tokens, sa, starts, q, positions):
             if a < b:
                 k = np.int64(1)
         while k > 0 and p + k < n:
-            a2, b2 = K._sa_range(tokens, sa, q, p, p + k + 1, a, b, k)
+            a2, b2 = _sa_range(tokens, sa, q, p, p + k + 1, a, b, k)
             if a2 >= b2:
                 break
             a = a2
@@ -155,6 +165,160 @@ class TraceResult:
     span_density: float
     coverage: float
     longest: int
+
+
+@dataclass(frozen=True)
+class TraceHit:
+    """One sampled occurrence of a span as its shard sees it (tokens, not text: the merge layer decodes):
+    ``token_ids`` is the snippet, from token ``snippet_start`` of the document; the span starts at token
+    ``position`` of the document."""
+
+    doc_id: int
+    shard: int
+    metadata: dict[str, Any]
+    position: int
+    token_ids: list[int]
+    snippet_start: int
+    doc_len: int
+
+
+# --------------------------------------------------------------------------------------------------
+# What a shard group answers (the group operations of service.engine.shards.ShardGroup call these)
+
+
+def _check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() > deadline:
+        raise BudgetExceeded("trace: the time budget ran out before the batch finished", kind="time")
+
+
+def shard_longest(shard: Any, ids: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One shard's answer: the length of the longest match at each start position (increasing) of ``ids``,
+    and that match's number of occurrences in the shard (0 where the length is 0)."""
+    if shard.n_tokens == 0:
+        return np.zeros(len(positions), dtype=np.int64), np.zeros(len(positions), dtype=np.int64)
+    length, lo, hi = _longest_matches(shard.tokens, shard.sa, shard.starts(), ids, positions)
+    return length, hi - lo
+
+
+def merge_longest(parts: Sequence[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Longest matches of shards, or of groups of shards, merged: each part is (length of its longest match
+    at each of ``n`` positions, its shards' occurrences of that match, one row per shard). Returns the
+    longest match over all parts and every shard's occurrences of THAT match (rows in part order): 0 in
+    a part whose own longest match is shorter, since the longer string does not occur there."""
+    longest = np.zeros(n, dtype=np.int64)
+    for length, _ in parts:
+        np.maximum(longest, length, out=longest)
+    rows = [np.where((length == longest) & (longest > 0), counts, 0) for length, counts in parts]
+    return longest, np.concatenate(rows, axis=0) if rows else np.zeros((0, n), dtype=np.int64)
+
+
+def group_matches(
+    shards: Sequence[Any],
+    flat: np.ndarray,
+    offsets: np.ndarray,
+    pos_flat: np.ndarray,
+    pos_off: np.ndarray,
+    deadline: float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A group's answer to ``trace_matches``: for the queries ``flat[offsets[i]:offsets[i + 1]]`` and
+    their start positions ``pos_flat[pos_off[i]:pos_off[i + 1]]``, (the group's shard numbers, the longest
+    match at every position over the group's shards, each shard's occurrences of it: one row per shard)."""
+    parts = []
+    for shard in shards:
+        lengths, counts = [], []
+        for i in range(len(offsets) - 1):
+            _check_deadline(deadline)
+            length, count = shard_longest(
+                shard, flat[offsets[i] : offsets[i + 1]], pos_flat[pos_off[i] : pos_off[i + 1]]
+            )
+            lengths.append(length)
+            counts.append(count)
+        empty = np.zeros(0, dtype=np.int64)
+        parts.append((np.concatenate([empty, *lengths]), np.concatenate([empty, *counts])[None, :]))
+    longest, per_shard = merge_longest(parts, len(pos_flat))
+    return np.array([s.number for s in shards], dtype=np.int64), longest, per_shard
+
+
+def group_unigram_counts(shards: Sequence[Any], vocab_size: int) -> np.ndarray:
+    """Occurrences of every token id in the group's shards, from their first-token range tables."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for shard in shards:
+        counts += np.diff(shard.starts())[:vocab_size]
+    return counts
+
+
+def group_hits(
+    shards: Sequence[Any],
+    flat: np.ndarray,
+    offsets: np.ndarray,
+    picks: Sequence[Mapping[int, np.ndarray]],
+    context: int,
+    deadline: float | None,
+) -> list[list[TraceHit]]:
+    """A group's answer to ``trace_hits``: for every span (pattern ``flat[offsets[j]:offsets[j + 1]]``),
+    the occurrences at ranks ``picks[j][shard number]`` (in suffix-array order) of the group's shards,
+    each cut to ``context`` tokens on either side; ranks of shards of other groups are skipped."""
+    n = len(offsets) - 1
+    out: list[list[TraceHit]] = [[] for _ in range(n)]
+    for shard in shards:
+        spans = [j for j in range(n) if len(picks[j].get(shard.number, ()))]
+        if not spans:
+            continue
+        _check_deadline(deadline)
+        sub_flat, sub_off = flatten([tuple(flat[offsets[j] : offsets[j + 1]].tolist()) for j in spans])
+        lo, hi = shard.ranges(sub_flat, sub_off)
+        cuts = []  # (span, local doc, doc start, doc length, position in the document, snippet [a, b))
+        for k, j in enumerate(spans):
+            ranks = np.asarray(picks[j][shard.number], dtype=np.int64)
+            if int(ranks.min()) < 0 or int(ranks.max()) >= int(hi[k] - lo[k]):
+                raise EngineError(
+                    f"trace: shard {shard.number} holds {int(hi[k] - lo[k])} occurrences of a span, "
+                    f"asked for rank {int(ranks.max())}"
+                )
+            m = int(sub_off[k + 1] - sub_off[k])
+            for r in ranks:
+                pos = int(shard.sa[int(lo[k]) + int(r)])
+                local = int(_doc_of(shard.doc_offsets, np.int64(pos)))
+                d0 = int(shard.doc_offsets[local])
+                doc_len = int(shard.doc_offsets[local + 1]) - 1 - d0
+                at = pos - d0
+                cuts.append((j, local, d0, doc_len, at, max(0, at - context), min(doc_len, at + m + context)))
+        metadata = _metadata_many(shard, [c[1] for c in cuts])
+        for j, local, d0, doc_len, at, a, b in cuts:
+            out[j].append(
+                TraceHit(
+                    doc_id=shard.doc_base + local,
+                    shard=shard.number,
+                    metadata=metadata[local],
+                    position=at,
+                    token_ids=shard.tokens[d0 + a : d0 + b].astype(np.int64).tolist(),
+                    snippet_start=a,
+                    doc_len=doc_len,
+                )
+            )
+    return out
+
+
+def _metadata_many(shard: Any, docs: Sequence[int]) -> dict[int, Any]:
+    """Metadata of a shard's (local) documents, each compressed block read and parsed once."""
+    out: dict[int, Any] = {}
+    blocks: dict[int, list[str]] = {}
+    arrays = shard.arrays
+    for local in docs:
+        if local in out:
+            continue
+        block, line = divmod(local, METADATA_BLOCK_DOCS)
+        if block not in blocks:
+            if not 0 <= block < len(arrays.metadata_offsets) - 1:
+                out[local] = read_metadata(arrays, local)  # raises the format's error
+                continue
+            start, end = int(arrays.metadata_offsets[block]), int(arrays.metadata_offsets[block + 1])
+            with open(arrays.metadata_path, "rb") as f:
+                f.seek(start)
+                frame = f.read(end - start)
+            blocks[block] = zstandard.ZstdDecompressor().decompress(frame).decode("utf-8").split("\n")
+        out[local] = json.loads(blocks[block][line])
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,45 +422,54 @@ def _check_options(
             raise QueryError(f"{name} must be one of {', '.join(allowed)}, not {value!r}", field=name)
 
 
-def _check_deadline(deadline: float | None) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        raise BudgetExceeded("trace: the time budget ran out before the batch finished", kind="time")
+# --------------------------------------------------------------------------------------------------
+# The merge layer
 
 
-def shard_matches(
-    shard: Any, vocab_size: int, ids: np.ndarray, positions: np.ndarray
-) -> tuple[np.ndarray, ...]:
-    """One shard's answer: (length, lo, hi) of the longest match at each start position."""
-    if shard.n_tokens == 0:
-        zeros = np.zeros(len(positions), dtype=np.int64)
-        return zeros, zeros.copy(), zeros.copy()
-    out: tuple[np.ndarray, ...] = _longest_matches(
-        shard.tokens, shard.sa, shard.starts(vocab_size), ids, positions
-    )
-    return out
+FanOut = Callable[..., list[Any]]
 
 
-def merge_matches(
-    per_shard: Sequence[tuple[np.ndarray, ...]], n: int
-) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-    """The longest match over all shards, and each shard's suffix-array range of THAT match (empty in a
-    shard whose own longest match is shorter: the longer string does not occur there)."""
-    longest = np.zeros(n, dtype=np.int64)
-    for length, _, _ in per_shard:
-        np.maximum(longest, length, out=longest)
-    ranges = []
-    for length, lo, hi in per_shard:
-        at = (length == longest) & (longest > 0)
-        ranges.append((np.where(at, lo, 0), np.where(at, hi, 0)))
-    return longest, ranges
+@dataclass
+class _Candidates:
+    """One query's spans before filtering: token ``[starts, ends)`` and each shard's occurrences (rows in
+    shard-number order)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    counts: np.ndarray
 
 
 class Tracer:
-    """Traces texts over one opened :class:`~service.engine.index.Index` (use ``Index.trace``). Holds the
-    lazily computed per-vocabulary tables (word edges, unigram counts)."""
+    """Span tracing over one index's shard groups: parses the texts, asks the groups through ``fan_out``
+    (``Index._fan_out``: local groups, or Ray Serve replicas) for the group operations ``trace_matches``,
+    ``shard_counts``, ``trace_hits`` and ``unigram_counts``, and merges their answers. Holds the lazily
+    computed per-vocabulary tables (span openers, unigram log-probabilities).
 
-    def __init__(self, index: Index) -> None:
-        self.index = index
+    ``word_check(boundary)`` refuses ``boundary="word"`` on an index without word tables (the index's own
+    check); ``tok_lock`` serializes the tokenizer with the index's other users."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        vocab_size: int,
+        separator: int,
+        normalization: Normalization,
+        tokenizer: Any | None,
+        tok_lock: threading.Lock,
+        words: WordTables | None,
+        word_check: Callable[[str], bool],
+        fan_out: FanOut,
+    ) -> None:
+        self.name = name
+        self.vocab_size = vocab_size
+        self.separator = separator
+        self.normalization = normalization
+        self.tokenizer = tokenizer
+        self.words = words
+        self._tok_lock = tok_lock
+        self._word_check = word_check
+        self._fan_out = fan_out
         self._opens: np.ndarray | None = None
         self._unigram_logp: np.ndarray | None = None
 
@@ -304,23 +477,19 @@ class Tracer:
 
     def edges(self) -> tuple[WordTables, np.ndarray]:
         """The engine's word tables, and which tokens may open a span (:func:`opens_word_table`)."""
-        self.index._word("word")  # QueryError (field "boundary") when the index has no word tables
-        words: WordTables | None = self.index._words
-        if words is None:  # pragma: no cover - _word("word") raised already
+        self._word_check("word")  # QueryError (field "boundary") when the index has no word tables
+        if self.words is None:  # pragma: no cover - word_check raised already
             raise QueryError("no word tables", field="boundary")
         if self._opens is None:
-            self._opens = opens_word_table(self.index._tokenizer, self.index.vocab_size)
-        return words, self._opens
+            self._opens = opens_word_table(self.tokenizer, self.vocab_size)
+        return self.words, self._opens
 
-    def unigram_logp(self) -> np.ndarray:
+    def unigram_logp(self, deadline: float | None = None) -> np.ndarray:
         """log(count(t) / corpus tokens) per token id (-inf for absent tokens), from the shards'
-        first-token range tables."""
+        first-token range tables (group operation ``unigram_counts``)."""
         if self._unigram_logp is None:
-            index = self.index
-            counts = np.zeros(index.vocab_size, dtype=np.int64)
-            for shard in index._shards:
-                starts = shard.starts(index.vocab_size)
-                counts += np.diff(starts)[: index.vocab_size]
+            answers = self._fan_out("unigram_counts", self.vocab_size, deadline=deadline)
+            counts = add_up(answers, self.vocab_size)
             total = max(int(counts.sum()), 1)
             with np.errstate(divide="ignore"):
                 self._unigram_logp = np.log(counts / total)
@@ -329,7 +498,6 @@ class Tracer:
     # input --------------------------------------------------------------------------------------
 
     def _queries(self, queries: Sequence[Any], space: str) -> list[_Query]:
-        index = self.index
         if isinstance(queries, (str, bytes)) or not isinstance(queries, Sequence) or not queries:
             raise QueryError("queries: a non-empty list of texts or token-id lists", field="queries")
         out: list[_Query | None] = [None] * len(queries)
@@ -347,11 +515,11 @@ class Tracer:
                         f"queries[{i}]: token ids must be integers", field=f"queries[{i}]", item=i
                     )
                 ids = np.asarray(q, dtype=np.int64)
-                bad = (ids < 0) | (ids >= index.vocab_size) | (ids == index.separator)
+                bad = (ids < 0) | (ids >= self.vocab_size) | (ids == self.separator)
                 if bad.any():
                     raise QueryError(
                         f"queries[{i}]: token id {int(ids[bad][0])} is out of range (vocabulary of "
-                        f"{index.vocab_size})",
+                        f"{self.vocab_size})",
                         field=f"queries[{i}]",
                         item=i,
                     )
@@ -368,7 +536,7 @@ class Tracer:
         return [q for q in out if q is not None]
 
     def _from_ids(self, ids: np.ndarray) -> _Query:
-        tok = self.index._tokenizer
+        tok = self.tokenizer
         if tok is None:
             return _Query(ids, None, None)
         # character offsets: the decoded text re-encoded, when that gives back the same ids (usual)
@@ -387,15 +555,14 @@ class Tracer:
         return _Query(ids, pieces[-1], offsets)
 
     def _from_texts(self, texts: list[str], space: str) -> list[_Query]:
-        index = self.index
-        tok = index._tokenizer
+        tok = self.tokenizer
         if tok is None:
             raise QueryError(
-                f"index {index.name!r} was built without a tokenizer: trace token ids", field="queries"
+                f"index {self.name!r} was built without a tokenizer: trace token ids", field="queries"
             )
         from indexer.tokenize import normalize_text
 
-        mode = index.manifest.normalization
+        mode = self.normalization
         forms, maps, shifts = [], [], []
         for text in texts:
             form = text if (space == "exact" or text[:1].isspace()) else " " + text
@@ -403,7 +570,7 @@ class Tracer:
             forms.append(normalized)
             maps.append(cmap)
             shifts.append(len(form) - len(text))
-        with index._tok_lock:
+        with self._tok_lock:
             encodings = tok.hf.backend_tokenizer.encode_batch(forms, add_special_tokens=False)
         out = []
         for text, normalized, cmap, shift, enc in zip(texts, forms, maps, shifts, encodings, strict=True):
@@ -435,94 +602,130 @@ class Tracer:
         space: str = "auto",
         deadline: float | None = None,
     ) -> list[TraceResult]:
+        """The trace of each query (text or token ids): see the module's description for the method and
+        :meth:`service.engine.index.Index.trace` for the options."""
         _check_options(min_len, max_count, boundary, rank, docs_per_span, context, seed, max_spans, space)
-        if len(self.index._shards) != len(self.index.manifest.shards):
-            # a refusal of this query on this deployment (422 naming the index), not a server failure
-            raise QueryError(
-                f"index {self.index.name!r}: span tracing runs over shards mapped in this process; "
-                "this index's shards are served elsewhere (taskgram serve --ray)",
-                field="index",
-            )
         parsed = self._queries(queries, space)
         if boundary == "word":
             self.edges()  # fail early on an index without a tokenizer
+        _check_deadline(deadline)
+        numbers, candidates = self.candidates([q.ids for q in parsed], boundary, min_len, deadline)
+        shard_numbers = numbers.tolist()
+        logp = self.unigram_logp(deadline)
+        kept = [
+            self._select(q.ids, c, max_count, rank, max_spans, logp)
+            for q, c in zip(parsed, candidates, strict=True)
+        ]
+        # the sampled occurrences: ranks drawn here (query by query, span by span), cut by their shards
         rng = np.random.default_rng(seed)
+        patterns: list[tuple[int, ...]] = []
+        picks: list[dict[int, np.ndarray]] = []
+        where: dict[tuple[int, int], int] = {}
+        for i, (query, spans) in enumerate(zip(parsed, kept, strict=True)):
+            for s, span in enumerate(spans):
+                k = min(docs_per_span, span.count)
+                if k < span.count:
+                    chosen = np.sort(rng.choice(span.count, size=k, replace=False)).astype(np.int64)
+                else:
+                    chosen = np.arange(span.count, dtype=np.int64)
+                if len(chosen):
+                    where[(i, s)] = len(patterns)
+                    patterns.append(tuple(query.ids[span.start : span.end].tolist()))
+                    picks.append(page_picks(shard_numbers, span.per_shard, chosen))
+        hits: list[list[TraceHit]] = [[] for _ in patterns]
+        if patterns:
+            flat, offsets = flatten(patterns)
+            for answer in self._fan_out("trace_hits", flat, offsets, picks, context, deadline=deadline):
+                for j, found in enumerate(answer):
+                    hits[j].extend(found)
         results = []
-        for query in parsed:
-            _check_deadline(deadline)
-            results.append(
-                self._trace_one(
-                    query, min_len, max_count, boundary, rank, docs_per_span, context, max_spans, rng
-                )
-            )
+        for i, (query, spans) in enumerate(zip(parsed, kept, strict=True)):
+            docs = [
+                self._documents(span.end - span.start, hits[where[(i, s)]]) if (i, s) in where else []
+                for s, span in enumerate(spans)
+            ]
+            results.append(_result(query, spans, docs))
         _check_deadline(deadline)
         return results
 
     def candidates(
-        self, ids: np.ndarray, boundary: str
-    ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
-        """The longest match at every allowed start, merged over shards, cut back to an allowed end:
-        (starts, ends, per-shard suffix-array ranges of the uncut matches, uncut mask). A shard answers
-        on its own (:func:`shard_matches`); :func:`merge_matches` takes the longest over shards."""
-        index = self.index
-        n = len(ids)
-        if boundary == "word":
-            words, opens_word = self.edges()
-            bounds = word_boundaries(ids, words)
-            positions = word_starts(ids, bounds, opens_word)
-        else:
-            bounds = np.ones(n + 1, dtype=np.bool_)
-            positions = np.arange(n, dtype=np.int64)
-        per_shard = [shard_matches(shard, index.vocab_size, ids, positions) for shard in index._shards]
-        longest, ranges = merge_matches(per_shard, len(positions))
-        ends = positions + longest
-        if boundary == "word":
-            # cut back to the last word end at or before the match end
-            last_bound = np.maximum.accumulate(np.where(bounds, np.arange(n + 1), -1))
-            ends = np.maximum(last_bound[ends], positions)
-        return positions, ends, ranges, ends == positions + longest
-
-    def _trace_one(
         self,
-        query: _Query,
-        min_len: int,
-        max_count: int | None,
+        queries: Sequence[np.ndarray],
         boundary: str,
+        min_len: int = 1,
+        deadline: float | None = None,
+    ) -> tuple[np.ndarray, list[_Candidates]]:
+        """The longest match at every allowed start of each query, merged over all shards, cut back to an
+        allowed end, at least ``min_len`` tokens long: (the shard numbers, in order, and per query the
+        spans with each shard's occurrences). Group operation ``trace_matches``, then ``shard_counts`` for
+        the spans that the cut shortened (their counts are those of the shorter string)."""
+        positions, bounds = [], []
+        for ids in queries:
+            if boundary == "word":
+                words, opens_word = self.edges()
+                bounds.append(word_boundaries(ids, words))
+                positions.append(word_starts(ids, bounds[-1], opens_word))
+            else:
+                bounds.append(np.ones(len(ids) + 1, dtype=np.bool_))
+                positions.append(np.arange(len(ids), dtype=np.int64))
+        flat, offsets = _concat(queries)
+        pos_flat, pos_off = _concat(positions)
+        answers = self._fan_out("trace_matches", flat, offsets, pos_flat, pos_off, deadline=deadline)
+        numbers = np.concatenate([a[0] for a in answers])
+        longest, counts = merge_longest([(a[1], a[2]) for a in answers], len(pos_flat))
+        order = np.argsort(numbers, kind="stable")
+        numbers, counts = numbers[order], counts[order]
+        out: list[_Candidates] = []
+        cut: list[tuple[int, ...]] = []
+        cut_at: list[tuple[int, int]] = []
+        for i, ids in enumerate(queries):
+            a, b = int(pos_off[i]), int(pos_off[i + 1])
+            starts = positions[i]
+            uncut_ends = starts + longest[a:b]
+            ends = uncut_ends
+            if boundary == "word":
+                # cut back to the last word end at or before the match end
+                last_bound = np.maximum.accumulate(np.where(bounds[i], np.arange(len(ids) + 1), -1))
+                ends = np.maximum(last_bound[uncut_ends], starts)
+            keep = ends - starts >= min_len
+            candidate = _Candidates(starts[keep], ends[keep], counts[:, a:b][:, keep])
+            for j in np.flatnonzero(ends[keep] != uncut_ends[keep]):
+                cut.append(tuple(ids[candidate.starts[j] : candidate.ends[j]].tolist()))
+                cut_at.append((i, int(j)))
+            out.append(candidate)
+        if cut:
+            answers = self._fan_out("shard_counts", *flatten(cut), deadline=deadline)
+            cut_numbers = np.concatenate([a[0] for a in answers])
+            recount = np.concatenate([a[1] for a in answers], axis=0)
+            recount = recount[np.argsort(cut_numbers, kind="stable")]
+            for k, (query, span) in enumerate(cut_at):
+                out[query].counts[:, span] = recount[:, k]
+        return numbers, out
+
+    def _select(
+        self,
+        ids: np.ndarray,
+        candidate: _Candidates,
+        max_count: int | None,
         rank: str,
-        docs_per_span: int,
-        context: int,
         max_spans: int | None,
-        rng: np.random.Generator,
-    ) -> TraceResult:
-        index = self.index
-        ids = query.ids
-        n = len(ids)
-        starts, ends, matched, uncut = self.candidates(ids, boundary)
-        keep = ends - starts >= min_len
-        starts, ends, uncut = starts[keep], ends[keep], uncut[keep]
-        ranges = [(lo[keep], hi[keep]) for lo, hi in matched]
-        # a cut span has its own (larger) ranges: search them; an uncut one has the merged match ranges
-        cut = np.flatnonzero(~uncut)
-        if len(cut):
-            patterns = [tuple(ids[starts[j] : ends[j]].tolist()) for j in cut]
-            for (lo, hi), (clo, chi) in zip(ranges, index._ranges(patterns), strict=True):
-                lo[cut], hi[cut] = clo, chi
-        counts = np.zeros(len(starts), dtype=np.int64)
-        for lo, hi in ranges:
-            counts += hi - lo
+        logp: np.ndarray,
+    ) -> list[_Span]:
+        """The kept spans of one query, in text order: occurring at least once and at most ``max_count``
+        times, not inside another kept span, the best ``max_spans`` under ``rank``."""
+        starts, ends = candidate.starts, candidate.ends
+        counts = candidate.counts.sum(axis=0)
         keep = counts >= 1
         if max_count is not None:
             keep &= counts <= max_count
-        chosen = np.flatnonzero(keep)
         # drop spans contained in another kept span (starts are increasing)
         maximal = []
         reach = -1
-        for c in chosen:
+        for c in np.flatnonzero(keep):
             if ends[c] > reach:
                 maximal.append(int(c))
                 reach = int(ends[c])
-            # else: ends[j] <= the end of an earlier kept span that starts before it
-        logp = self.unigram_logp()
+            # else: ends[c] <= the end of an earlier kept span that starts before it
         scores = [float(logp[ids[starts[j] : ends[j]]].sum()) for j in maximal]
         if rank == "length":
             order = sorted(range(len(maximal)), key=lambda k: (-(ends[maximal[k]] - starts[maximal[k]]), k))
@@ -531,158 +734,110 @@ class Tracer:
         if max_spans is not None:
             order = order[:max_spans]
         rank_of = {k: r + 1 for r, k in enumerate(order)}
-        kept = sorted(rank_of)
-        docs = self._documents(
-            [
-                (
-                    int(starts[maximal[k]]),
-                    int(ends[maximal[k]]),
-                    [(lo[maximal[k]], hi[maximal[k]]) for lo, hi in ranges],
-                )
-                for k in kept
-            ],
-            ids,
-            docs_per_span,
-            context,
-            rng,
-        )
-        spans = []
-        covered = np.zeros(n, dtype=np.bool_)
-        for k, span_docs in zip(kept, docs, strict=True):
-            j = maximal[k]
-            a, b = int(starts[j]), int(ends[j])
-            covered[a:b] = True
-            cs = ce = None
-            text = None
-            if query.offsets is not None and query.text is not None:
-                cs, ce = int(query.offsets[a, 0]), int(query.offsets[b - 1, 1])
-                text = query.text[cs:ce]
-            spans.append(
-                TraceSpan(
-                    start=a,
-                    end=b,
-                    length=b - a,
-                    count=int(counts[j]),
-                    char_start=cs,
-                    char_end=ce,
-                    text=text,
-                    rank=rank_of[k],
-                    unigram_logprob=scores[k],
-                    documents=span_docs,
-                )
+        return [
+            _Span(
+                start=int(starts[maximal[k]]),
+                end=int(ends[maximal[k]]),
+                count=int(counts[maximal[k]]),
+                rank=rank_of[k],
+                unigram_logprob=scores[k],
+                per_shard=candidate.counts[:, maximal[k]],
             )
-        return TraceResult(
-            token_ids=ids.tolist(),
-            text=query.text,
-            spans=spans,
-            n_tokens=n,
-            span_density=len(spans) / n,
-            coverage=float(covered.mean()),
-            longest=max((s.length for s in spans), default=0),
-        )
+            for k in sorted(rank_of)
+        ]
 
-    def _documents(
-        self,
-        spans: list[tuple[int, int, list[tuple[Any, Any]]]],
-        ids: np.ndarray,
-        docs_per_span: int,
-        context: int,
-        rng: np.random.Generator,
-    ) -> list[list[TraceDocument]]:
-        """Sampled occurrences of each span in its documents; snippets decoded in one batch."""
-        index = self.index
-        shards = index._shards
-        picks: list[list[tuple[int, int]]] = []  # per span: (shard number, position)
-        for _, _, per_shard in spans:
-            sizes = np.array([int(hi) - int(lo) for lo, hi in per_shard], dtype=np.int64)
-            total = int(sizes.sum())
-            k = min(docs_per_span, total)
-            chosen = np.sort(rng.choice(total, size=k, replace=False)) if k < total else np.arange(total)
-            bases = np.concatenate([[0], np.cumsum(sizes)])
-            span_picks = []
-            for r in chosen:
-                s = int(np.searchsorted(bases, r, side="right")) - 1
-                shard = shards[s]
-                span_picks.append((s, int(shard.sa[int(per_shard[s][0]) + int(r - bases[s])])))
-            picks.append(span_picks)
-        # locate, cut snippets
-        cuts = []  # (span index, shard no, local doc, doc_start, doc_len, pos in doc, lo, a, b)
-        for i, ((a, b, _), span_picks) in enumerate(zip(spans, picks, strict=True)):
-            for s, pos in span_picks:
-                shard = shards[s]
-                local = int(K._doc_of(shard.doc_offsets, np.int64(pos)))
-                d0 = int(shard.doc_offsets[local])
-                doc_len = int(shard.doc_offsets[local + 1]) - 1 - d0
-                at = pos - d0
-                lo = max(0, at - context)
-                hi = min(doc_len, at + (b - a) + context)
-                cuts.append((i, s, local, d0, doc_len, at, lo, hi, b - a))
-        cuts.sort(key=lambda c: (c[1], c[2], c[5]))
-        tok = index._tokenizer
-        snippets = [shards[c[1]].tokens[c[3] + c[6] : c[3] + c[7]].astype(np.int64) for c in cuts]
-        texts: list[str] | None = None
-        if tok is not None and cuts:
-            pieces: list[list[int]] = []
-            for c, snip in zip(cuts, snippets, strict=True):
-                at, lo, m = c[5], c[6], c[8]
-                pieces += [
-                    snip[: at - lo].tolist(),
-                    snip[at - lo : at - lo + m].tolist(),
-                    snip[at - lo + m :].tolist(),
-                ]
-            decode = tok.hf.backend_tokenizer.decode  # a loop: faster than decode_batch on short pieces
-            texts = [decode(piece, skip_special_tokens=False) for piece in pieces]
-        metadata = _metadata_many(shards, [(c[1], c[2]) for c in cuts])
-        out: list[list[TraceDocument]] = [[] for _ in spans]
-        for k, (c, snip) in enumerate(zip(cuts, snippets, strict=True)):
-            i, s, local, _, doc_len, at, lo, _, m = c
-            if texts is not None:
-                before, inside, after = texts[3 * k], texts[3 * k + 1], texts[3 * k + 2]
-                text: str | None = before + inside + after
+    def _documents(self, length: int, hits: list[TraceHit]) -> list[TraceDocument]:
+        """The sampled occurrences of a span of ``length`` tokens as documents: the snippet decoded (when
+        the index has a tokenizer) in three pieces, so the span's characters are known; in doc-id order."""
+        decode = None
+        if self.tokenizer is not None:
+            decode = self.tokenizer.hf.backend_tokenizer.decode  # a loop: faster than decode_batch here
+        out = []
+        for hit in hits:
+            at = hit.position - hit.snippet_start
+            token_span = (at, at + length)
+            text: str | None = None
+            span = token_span
+            if decode is not None:
+                before, inside, after = (
+                    decode(piece, skip_special_tokens=False)
+                    for piece in (
+                        hit.token_ids[:at],
+                        hit.token_ids[at : at + length],
+                        hit.token_ids[at + length :],
+                    )
+                )
+                text = before + inside + after
                 span = (len(before), len(before) + len(inside))
-            else:
-                text = None
-                span = (at - lo, at - lo + m)
-            out[i].append(
+            out.append(
                 TraceDocument(
-                    doc_id=shards[s].doc_base + local,
-                    shard=s,
-                    metadata=metadata[(s, local)],
-                    position=at,
+                    doc_id=hit.doc_id,
+                    shard=hit.shard,
+                    metadata=hit.metadata,
+                    position=hit.position,
                     text=text,
                     span=span,
-                    token_ids=snip.tolist(),
-                    token_span=(at - lo, at - lo + m),
-                    snippet_start=lo,
-                    doc_len=doc_len,
+                    token_ids=hit.token_ids,
+                    token_span=token_span,
+                    snippet_start=hit.snippet_start,
+                    doc_len=hit.doc_len,
                 )
             )
-        for docs in out:
-            docs.sort(key=lambda d: (d.doc_id, d.position))
+        out.sort(key=lambda d: (d.doc_id, d.position))
         return out
 
 
-def _metadata_many(shards: Sequence[Any], docs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Any]:
-    """Metadata of (shard number, local doc) pairs, each compressed block read and parsed once."""
-    import json
+@dataclass(frozen=True)
+class _Span:
+    """A kept span of one query, before its documents are known."""
 
-    import zstandard
+    start: int
+    end: int
+    count: int
+    rank: int
+    unigram_logprob: float
+    per_shard: np.ndarray  # occurrences in each shard, shard-number order
 
-    out: dict[tuple[int, int], Any] = {}
-    blocks: dict[tuple[int, int], list[str]] = {}
-    for s, local in docs:
-        if (s, local) in out:
-            continue
-        arrays = shards[s].arrays
-        block, line = divmod(local, METADATA_BLOCK_DOCS)
-        if (s, block) not in blocks:
-            if not 0 <= block < len(arrays.metadata_offsets) - 1:
-                out[(s, local)] = read_metadata(arrays, local)  # raises the format's error
-                continue
-            start, end = int(arrays.metadata_offsets[block]), int(arrays.metadata_offsets[block + 1])
-            with open(arrays.metadata_path, "rb") as f:
-                f.seek(start)
-                frame = f.read(end - start)
-            blocks[(s, block)] = zstandard.ZstdDecompressor().decompress(frame).decode("utf-8").split("\n")
-        out[(s, local)] = json.loads(blocks[(s, block)][line])
-    return out
+
+def _result(query: _Query, spans: list[_Span], docs: list[list[TraceDocument]]) -> TraceResult:
+    n = len(query.ids)
+    out = []
+    covered = np.zeros(n, dtype=np.bool_)
+    for span, span_docs in zip(spans, docs, strict=True):
+        a, b = span.start, span.end
+        covered[a:b] = True
+        cs = ce = None
+        text = None
+        if query.offsets is not None and query.text is not None:
+            cs, ce = int(query.offsets[a, 0]), int(query.offsets[b - 1, 1])
+            text = query.text[cs:ce]
+        out.append(
+            TraceSpan(
+                start=a,
+                end=b,
+                length=b - a,
+                count=span.count,
+                char_start=cs,
+                char_end=ce,
+                text=text,
+                rank=span.rank,
+                unigram_logprob=span.unigram_logprob,
+                documents=span_docs,
+            )
+        )
+    return TraceResult(
+        token_ids=query.ids.tolist(),
+        text=query.text,
+        spans=out,
+        n_tokens=n,
+        span_density=len(out) / n,
+        coverage=float(covered.mean()),
+        longest=max((s.length for s in out), default=0),
+    )
+
+
+def _concat(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """int64 arrays -> (flat, offsets)."""
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    return np.concatenate([np.zeros(0, dtype=np.int64), *arrays]).astype(np.int64), offsets

@@ -88,6 +88,30 @@ def requests_for(index: Any) -> list[tuple[str, dict[str, Any]]]:
     out.append(("/v1/documents", {"queries": [["the"]], "sample": True, "seed": 3, "limit": 6, "window": 4}))
     for doc_id in (0, 1, n_docs // 3, n_docs // 2, n_docs - 1, n_docs):  # the last one is out of range
         out.append((f"GET /v1/indexes/{{name}}/documents/{doc_id}", {}))
+    traced = [
+        "The function returns the value of the file object, and the import statement loads the module.",
+        "zzqx unseen words, then the Python index of the data",
+    ]
+    out += [  # span tracing: spans across shards, sampled documents from several shards
+        ("/v1/trace", {"queries": traced}),
+        ("/v1/trace", {"queries": traced, "max_count": None, "docs_per_span": 6, "context": 4, "seed": 2}),
+        (
+            "/v1/trace",
+            {"queries": traced, "boundary": "token", "min_len": 2, "max_count": 50, "seed": 4, "context": 3},
+        ),
+        (
+            "/v1/trace",
+            {
+                "queries": [traced[0], {"ids": grams[5] + grams[6]}],
+                "rank": "unigram_logprob",
+                "max_spans": 3,
+                "docs_per_span": 2,
+                "seed": 9,
+            },
+        ),
+        ("/v1/trace", {"queries": traced[:1], "space": "exact", "docs_per_span": 0, "min_len": 3}),
+        ("/v1/trace", {"queries": traced, "min_len": 0}),  # 422 naming the field
+    ]
     return out
 
 
@@ -206,11 +230,16 @@ def main() -> int:
         }
         report["status_before"] = health["status"]
 
-        # the node that holds one group goes away: that group cannot be placed anywhere else
+        # the node that holds one group goes away: that group cannot be placed anywhere else. The request
+        # that needs it fails at once (the deadline is the time budget), not when the deadline is over.
         cluster.remove_node(last)
-        time.sleep(2)
         count = {"queries": ["import", "the"]}
+        started = time.monotonic()
         failed = remote.post("/v1/count", json={**count, "index": down_name})
+        report["down_s"] = round(time.monotonic() - started, 2)
+        started = time.monotonic()
+        again = remote.post("/v1/trace", json={"queries": ["import os"], "index": down_name})
+        report["down_again"] = [again.status_code, round(time.monotonic() - started, 2)]
         report["down_status"] = failed.status_code
         report["down_body"] = failed.json()
         report["down_content_type"] = failed.headers.get("content-type")

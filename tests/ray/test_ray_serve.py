@@ -4,8 +4,9 @@ that goes away gives 503 problem+json naming its shards, never a partial sum.
 The test runs ``serve_helper.py`` under ``unshare -n`` with only ``lo`` up: Ray can reach nothing but
 127.0.0.1 (the helper also checks that every node Ray lists is 127.0.0.1). Two nodes are simulated with
 ``ray.cluster_utils.Cluster``; one 8-shard index is served under three names with 2, 3 and 8 shards per
-replica, and every endpoint's answer is compared with the single-process app's. Skipped, with the reason,
-where Ray is not installed or network namespaces are not permitted.
+replica, and every endpoint's answer is compared with the single-process app's (span tracing with several
+option sets included). When the node of one group goes away, the 503 comes at once, not at the deadline.
+Skipped, with the reason, where Ray is not installed or network namespaces are not permitted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -66,7 +68,7 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
         "groupings": {"k2": 2, "k3": 3, "k8": 8},
         "nodes": 2,
         "down": ["k3", 1],
-        "time_budget_s": 20.0,
+        "time_budget_s": 30.0,
         "report": str(tmp_path / "report.json"),
     }
     path = tmp_path / "serve-config.json"
@@ -83,6 +85,7 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
     assert report["n_differences"] == 0, report["differences"]
     assert report["compared"] >= 3 * 35
     assert any(key.endswith(" 404") for key in report["statuses"]), report["statuses"]
+    assert report["statuses"]["/v1/trace 200"] == 3 * 5 and report["statuses"]["/v1/trace 422"] == 3
     assert report["status_before"] == "ok"
     assert report["health_before"] == {name: ["up"] * len(g) for name, g in groups.items()}
 
@@ -95,6 +98,9 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
     assert body["missing_shards"] == report["expected_missing"] == down == [3, 4, 5]
     assert list(body["shard_groups"]) == [report["down_group"]]
     assert "results" not in body
+    # ... and at once, not at the 30 s deadline: the group has no running replica
+    assert report["down_s"] < 10, report["down_s"]
+    assert report["down_again"][0] == 503 and report["down_again"][1] < 10, report["down_again"]
     # the other groupings of the same shards still answer, with the single process's numbers
     local = report["local_after"]["results"]
     assert [r["results"] for r in report["others_after"]] == [local, local]
@@ -108,3 +114,62 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
     assert [line for line in lines if line.endswith(" 0.0")] == [
         'taskgram_shard_group_up{group="shards-k3-3-5",index="k3",shards="3-5"} 0.0'
     ]
+
+
+_SERVE_AND_ASK = """
+import json, signal, socket, subprocess, sys, time
+import httpx
+
+index, out = sys.argv[1], sys.argv[2]
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+cmd = [sys.executable, "-m", "taskgram.cli", "serve", index, "--ray", "--shards-per-replica", "4",
+       "--cpus-per-replica", "0", "--host", "127.0.0.1", "--port", str(port), "--log-level", "WARNING"]
+proc = subprocess.Popen(cmd)
+answer = None
+deadline = time.monotonic() + 300
+while answer is None and proc.poll() is None and time.monotonic() < deadline:
+    try:
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/count", json={"index": "index", "queries": ["import"]})
+        if r.status_code == 200:
+            answer = r.json()["results"]
+    except httpx.HTTPError:
+        pass
+    time.sleep(1)
+proc.send_signal(signal.SIGTERM)
+proc.wait(timeout=120)
+open(out, "w").write(json.dumps(answer))
+"""
+
+
+@pytest.mark.slow
+def test_serve_ray_without_address_starts_its_own_ray_not_the_last_one_on_this_host(
+    eight_shards: Path, tmp_path: Path
+) -> None:
+    """``taskgram serve --ray`` with no address is a new local Ray: Ray's default (ray.init() without an
+    address) joins the cluster recorded by the host's last ``ray start``, here a dead address."""
+    from service.engine import Index
+
+    prefix = _namespace_prefix()
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths live under it
+    driver, out = tmp_path / "driver.py", tmp_path / "answer.json"
+    driver.write_text(_SERVE_AND_ASK)
+    try:
+        (ray_tmp / "ray").mkdir()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "RAY_USAGE_STATS_ENABLED": "0",
+            "RAY_TMPDIR": str(ray_tmp),
+        }
+        env.pop("RAY_ADDRESS", None)
+        cmd = f"ip link set lo up && exec {sys.executable} {driver} {eight_shards} {out}"
+        proc = subprocess.run(
+            [*prefix, "sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert json.loads(out.read_text()) == Index.open(eight_shards).count(["import"])

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 import clients.models as client_models
 import service.engine.results as engine_results
+import service.engine.trace as engine_trace
 import service.schemas as schemas
 import taskgram.api as api
 from service.engine import COUNT_UNITS as ENGINE_COUNT_UNITS
@@ -18,27 +19,51 @@ from service.engine import SPACE_POLICIES as ENGINE_SPACE_POLICIES
 
 # engine dataclass, shared base, service response model, client model
 SHAPES = [
-    ("TokenProb", api.TokenProbBase, schemas.TokenProbModel, client_models.TokenProb),
+    (engine_results.TokenProb, api.TokenProbBase, schemas.TokenProbModel, client_models.TokenProb),
     (
-        "NextTokenDistribution",
+        engine_results.NextTokenDistribution,
         api.NextTokenDistributionBase,
         schemas.NextTokenDistributionModel,
         client_models.NextTokenDistribution,
     ),
-    ("ProbResult", api.ProbResultBase, schemas.ProbResultModel, client_models.ProbResult),
-    ("InfgramToken", api.InfgramTokenBase, schemas.InfgramTokenModel, client_models.InfgramToken),
-    ("InfgramResult", api.InfgramResultBase, schemas.InfgramResultModel, client_models.InfgramResult),
-    ("DocumentHit", api.DocumentHitBase, schemas.DocumentHitModel, client_models.DocumentHit),
-    ("DocumentsResult", api.DocumentsResultBase, schemas.DocumentsResultModel, client_models.DocumentsResult),
-    ("Document", api.DocumentBase, schemas.DocumentModel, client_models.Document),
+    (engine_results.ProbResult, api.ProbResultBase, schemas.ProbResultModel, client_models.ProbResult),
+    (
+        engine_results.InfgramToken,
+        api.InfgramTokenBase,
+        schemas.InfgramTokenModel,
+        client_models.InfgramToken,
+    ),
+    (
+        engine_results.InfgramResult,
+        api.InfgramResultBase,
+        schemas.InfgramResultModel,
+        client_models.InfgramResult,
+    ),
+    (engine_results.DocumentHit, api.DocumentHitBase, schemas.DocumentHitModel, client_models.DocumentHit),
+    (
+        engine_results.DocumentsResult,
+        api.DocumentsResultBase,
+        schemas.DocumentsResultModel,
+        client_models.DocumentsResult,
+    ),
+    (engine_results.Document, api.DocumentBase, schemas.DocumentModel, client_models.Document),
+    (
+        engine_trace.TraceDocument,
+        api.TraceDocumentBase,
+        schemas.TraceDocumentModel,
+        client_models.TraceDocument,
+    ),
+    (engine_trace.TraceSpan, api.TraceSpanBase, schemas.TraceSpanModel, client_models.TraceSpan),
+    (engine_trace.TraceResult, api.TraceResultBase, schemas.TraceResultModel, client_models.TraceResult),
 ]
 
 
-@pytest.mark.parametrize(("engine_name", "base", "wire", "client"), SHAPES, ids=[s[0] for s in SHAPES])
+@pytest.mark.parametrize(
+    ("engine_cls", "base", "wire", "client"), SHAPES, ids=[s[0].__name__ for s in SHAPES]
+)
 def test_wire_types_have_the_engine_fields(
-    engine_name: str, base: type[BaseModel], wire: type[BaseModel], client: type[BaseModel]
+    engine_cls: type, base: type[BaseModel], wire: type[BaseModel], client: type[BaseModel]
 ) -> None:
-    engine_cls = getattr(engine_results, engine_name)
     fields = {f.name: f for f in dataclasses.fields(engine_cls)}
     assert set(base.model_fields) == set(fields)
     assert issubclass(wire, base) and issubclass(client, base)
@@ -60,6 +85,39 @@ def test_an_engine_result_parses_as_the_client_model_and_back() -> None:
     schemas.DocumentsResultModel.model_validate(dataclasses.asdict(result))
 
 
+def test_an_engine_trace_parses_as_the_client_model_and_back() -> None:
+    doc = engine_trace.TraceDocument(
+        doc_id=4,
+        shard=1,
+        metadata={"n": 4},
+        position=7,
+        text="a b c",
+        span=(2, 3),
+        token_ids=[1, 2, 3],
+        token_span=(1, 2),
+        snippet_start=6,
+        doc_len=9,
+    )
+    span = engine_trace.TraceSpan(
+        start=0,
+        end=1,
+        length=1,
+        count=3,
+        char_start=0,
+        char_end=1,
+        text="b",
+        rank=1,
+        unigram_logprob=-2.5,
+        documents=[doc],
+    )
+    result = engine_trace.TraceResult(
+        token_ids=[2], text="b", spans=[span], n_tokens=1, span_density=1.0, coverage=1.0, longest=1
+    )
+    wire = dataclasses.asdict(result)
+    assert client_models.TraceResult.model_validate(wire).model_dump() == wire
+    assert schemas.TraceResultModel.model_validate(wire).model_dump() == wire
+
+
 def test_option_vocabularies_are_defined_once() -> None:
     assert ENGINE_SPACE_POLICIES is api.SPACE_POLICIES and ENGINE_COUNT_UNITS is api.COUNT_UNITS
     request_space = schemas.CountRequest.model_fields["space"].annotation
@@ -77,6 +135,7 @@ def test_every_batch_answer_is_the_one_envelope() -> None:
         schemas.InfgramResults,
         schemas.DocumentsResults,
         schemas.TokenizeResults,
+        schemas.TraceResults,
     ]
     for model in envelopes:
         assert issubclass(model, api.Results) and set(model.model_fields) == {"index", "results"}

@@ -191,11 +191,6 @@ def test_the_service_never_imports_build_or_client_code() -> None:
     assert not wrong
 
 
-#: a circle left to the change that made it: service.engine.trace's Tracer reads Index internals and names
-#: the Index type under TYPE_CHECKING, while Index.trace imports the Tracer (a type-only edge one way)
-KNOWN_CIRCLES = [["service.engine.index", "service.engine.trace"]]
-
-
 def test_no_import_circles() -> None:
     edges = {s: {t for t in ts if not s.startswith(t + ".")} for s, ts in graph().items()}
-    assert [c for c in cycles(edges) if c not in KNOWN_CIRCLES] == []
+    assert cycles(edges) == []

@@ -1,7 +1,7 @@
 """The merge layer: an index answered by shard groups of any size gives the answers of one group of all
 shards, for every query type (documents never span shards, so sums are exact; next-token counts merge
-token by token; document pages are cut across shards), and the work budget is checked on the whole
-index, not per group."""
+token by token; document pages are cut across shards; traced spans and their sampled documents are
+the same), and the work budget is checked on the whole index, not per group."""
 
 from __future__ import annotations
 
@@ -43,6 +43,10 @@ def grouped(directory: Path, k: int, **options) -> Index:
 WORDS = ["the", "import", "index", "Python", "function", "return", "zzqx unseen"]
 SPECS = [*WORDS[:5], {"any": ["import", "return"]}]
 PAIRS = [[a, b] for a in SPECS for b in SPECS[2:]]
+TRACED = [
+    "The function returns the value of the file object, and the import statement loads the module.",
+    "zzqx unseen words, then the Python index of the data",
+]
 
 
 def answers(ix: Index) -> dict[str, object]:
@@ -68,6 +72,14 @@ def answers(ix: Index) -> dict[str, object]:
         "word_page": asdict(ix.documents(["index"], limit=4, window=4, boundary="word")),
         "sample": asdict(ix.documents(["the"], sample=True, seed=3, limit=6, window=3)),
         "docs": [asdict(ix.document(d, max_tokens=20)) for d in (0, 1, n // 3, n // 2, n - 1)],
+        "trace": [asdict(r) for r in ix.trace(TRACED, max_count=None, docs_per_span=3, context=5)],
+        "trace_token": [
+            asdict(r) for r in ix.trace(TRACED, boundary="token", min_len=2, max_count=50, seed=4, context=3)
+        ],
+        "trace_rank": [
+            asdict(r)
+            for r in ix.trace(TRACED[:1], rank="unigram_logprob", max_spans=3, docs_per_span=0, seed=None)
+        ],
     }
 
 
@@ -120,3 +132,18 @@ def test_groups_must_hold_every_shard_once(index_dir: Path) -> None:
     for groups in ([], [ShardGroup(shards[1:])], [ShardGroup(shards), ShardGroup(shards[:1])]):
         with pytest.raises(IndexUnavailable, match="shard groups"):
             Index(index_dir, "x", manifest, groups, tokenizer)
+
+
+def test_a_closed_index_refuses_queries_instead_of_answering_zeros(index_dir: Path) -> None:
+    from service.engine import IndexUnavailable
+
+    ix = grouped(index_dir, 3)
+    ix.close()
+    for call in (
+        lambda: ix.count(["the"]),
+        lambda: ix.doc_freq(["the"]),
+        lambda: ix.trace(["the import"]),
+        lambda: ix.document(0),
+    ):
+        with pytest.raises(IndexUnavailable, match="closed"):
+            call()

@@ -66,7 +66,7 @@ def test_kernel_longest_matches_oracle_read_only(open_index, dtype):
     rng = np.random.default_rng(3)
     docs = [rng.integers(0, 4, size=int(rng.integers(0, 30))).tolist() for _ in range(12)]
     index = open_index(docs, dtype=dtype, vocab_size=4)
-    shard = index._shards[0]
+    shard = index.shards[0]
     assert not shard.tokens.flags.writeable
     for _ in range(30):
         q = rng.integers(0, 4, size=int(rng.integers(1, 15))).astype(np.int64)
@@ -230,9 +230,9 @@ def naive_starts(tokenizer, ids):
 
 
 def test_word_boundaries_match_naive(text_index, pythia_tokenizer):
-    from service.engine.trace import Tracer, word_starts
+    from service.engine.trace import word_starts
 
-    words, opens = Tracer(text_index).edges()
+    words, opens = text_index._tracer.edges()
     sentence = " The indexes (of 3 naïve cafés) weren't 東京 built_in.\nYes"
     ids = pythia_tokenizer.encode(sentence).astype(np.int64)
     bounds = word_boundaries(ids, words)
@@ -352,11 +352,28 @@ def test_http_trace_equals_engine_and_errors_name_the_field(text_index):
             assert where in bad.text
 
 
-def test_trace_refuses_an_index_whose_shards_are_served_elsewhere(open_index, monkeypatch):
-    """Over remote shard groups (taskgram serve --ray) tracing is a clear refusal naming the index, never
-    a server failure or an answer from part of the shards."""
-    index = open_index([[1, 2, 3, 4], [2, 3, 4, 5]], shard_cut=(1,))
-    monkeypatch.setattr(Index, "_shards", property(lambda self: []))
-    with pytest.raises(QueryError, match="served elsewhere") as err:
-        index.trace([{"ids": [2, 3, 4]}], min_len=1)
-    assert err.value.field == "index"
+def test_trace_over_shard_groups_answers_as_one_group(open_index):
+    """Tracing is a shard-group operation like the others: an index whose shards answer in groups (each
+    shard its own group, as Ray Serve replicas would) gives the single group's answer, sampled documents
+    included."""
+    from dataclasses import asdict
+
+    from service.engine.opening import open_header, open_shards
+    from service.engine.shards import ShardGroup
+
+    rng = np.random.default_rng(11)
+    docs = [rng.integers(0, 5, size=int(rng.integers(1, 25))).tolist() for _ in range(30)]
+    one = open_index(docs, (4, 9, 17, 23), vocab_size=5)
+    manifest, tokenizer = open_header(one.directory, "g")
+    shards = open_shards(one.directory, "g", manifest)
+    for k in (1, 2, 5):
+        groups = [ShardGroup(shards[a : a + k]) for a in range(0, len(shards), k)]
+        grouped = Index(one.directory, "g", manifest, groups[::-1], tokenizer)  # any group order
+        for options in (
+            {"boundary": "token"},
+            {"boundary": "token", "max_count": None, "docs_per_span": 4, "seed": 5, "context": 2},
+            {"boundary": "token", "min_len": 2, "max_count": 6, "rank": "unigram_logprob", "max_spans": 2},
+        ):
+            queries = [rng.integers(0, 5, size=12).tolist() for _ in range(4)]
+            want = [asdict(r) for r in one.trace(queries, **options)]
+            assert [asdict(r) for r in grouped.trace(queries, **options)] == want, (k, options)
