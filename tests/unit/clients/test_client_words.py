@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from clients import Client, InvalidQueryError, LocalClient
+from tests.index_writer import write_index
 
 IDENTITY = "b" * 64
 HEALTH = {"status": "ok", "version": "0", "indexes": ["x"], "limits": {"max_batch": 10}}
@@ -81,14 +82,8 @@ def test_local_client_word_boundary(sample_index: Path) -> None:
 
 
 def test_local_client_refuses_word_on_an_index_without_tokenizer(tmp_path: Path) -> None:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "service" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("client_words_writer", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
     with (
-        LocalClient(module.write_index(tmp_path / "ix", [[1, 2]])) as local,
+        LocalClient(write_index(tmp_path / "ix", [[1, 2]])) as local,
         pytest.raises(InvalidQueryError, match="boundary"),
     ):
         local.count([[1]], boundary="word")

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.engine import Index
 from service.settings import Settings
+from tests.index_writer import write_index
 
 DOCS = ["the index of indexes", "reindex the index, index", "indexed data", "data index_1 index"]
 
@@ -32,13 +33,7 @@ def word_index(tmp_path_factory: pytest.TempPathFactory, pythia_tokenizer: Any) 
 
 @pytest.fixture(scope="module")
 def ids_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import importlib.util
-
-    path = Path(__file__).with_name("conftest.py")
-    spec = importlib.util.spec_from_file_location("app_words_writer", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.write_index(tmp_path_factory.mktemp("ids") / "index", [[1, 2, 3]])
+    return write_index(tmp_path_factory.mktemp("ids") / "index", [[1, 2, 3]])
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.engine import Index
 from service.settings import Settings
+from tests.index_writer import write_index
 
 DOCS = [
     "the cat sat on the mat near the dog",
@@ -235,13 +236,8 @@ def test_body_over_the_limit_is_an_error_object(tiny_index: Path) -> None:
 
 def test_query_ids_on_an_index_without_tokenizer(tmp_path: Path) -> None:
     """An index built from token ids (no tokenizer) answers query_ids; the text fields are null."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("compat_writer", Path(__file__).parent / "conftest.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
     docs = [[1, 2, 3, 1, 2], [2, 3], [4]]
-    root = module.write_index(tmp_path / "ids", docs, vocab_size=5)
+    root = write_index(tmp_path / "ids", docs, vocab_size=5)
     settings = Settings(indexes={"ids": root}, access_log=False, metrics=False)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
 
