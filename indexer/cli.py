@@ -74,8 +74,8 @@ def register(subparsers: Any) -> None:
         const="",
         default=None,
         metavar="ADDRESS",
-        help="run the build's tasks on Ray: a local Ray without ADDRESS, else the cluster at ADDRESS "
-        "(DIR must be storage every node sees)",
+        help="run the build's tasks on Ray: a new local Ray without ADDRESS (never a cluster found on "
+        "this host: name it to use it), else the cluster at ADDRESS (DIR must be storage every node sees)",
     )
     build.add_argument("--quiet", "-q", action="store_true", help="no progress bars or summary")
     build.set_defaults(handler=run_build, failures=(IndexerError,))
