@@ -787,8 +787,9 @@ class ShardGroup:
         deadline: float | None = None,
     ) -> list[list[TraceHit]]:
         """The occurrences of every span at the ranks ``picks[j]`` names for the group's shards, with
-        ``context`` tokens on either side: :func:`service.engine.trace.group_hits`."""
-        return group_hits(self.shards, flat, offsets, picks, context, deadline)
+        ``context`` tokens on either side, widened to whole characters
+        (:func:`service.engine.trace.group_hits`)."""
+        return group_hits(self.shards, flat, offsets, picks, context, deadline, self.words)
 
     def unigram_counts(self, vocab_size: int, *, deadline: float | None = None) -> np.ndarray:
         """Occurrences of every token id below ``vocab_size`` in the group's shards."""

@@ -254,10 +254,12 @@ def group_hits(
     picks: Sequence[Mapping[int, np.ndarray]],
     context: int,
     deadline: float | None,
+    chars: WordTables | None = None,
 ) -> list[list[TraceHit]]:
     """A group's answer to ``trace_hits``: for every span (pattern ``flat[offsets[j]:offsets[j + 1]]``),
     the occurrences at ranks ``picks[j][shard number]`` (in suffix-array order) of the group's shards,
-    each cut to ``context`` tokens on either side; ranks of shards of other groups are skipped."""
+    each cut to ``context`` tokens on either side; ranks of shards of other groups are skipped. With
+    ``chars`` (the tables of a byte-level tokenizer) a cut is widened to whole characters."""
     n = len(offsets) - 1
     out: list[list[TraceHit]] = [[] for _ in range(n)]
     for shard in shards:
@@ -282,7 +284,10 @@ def group_hits(
                 d0 = int(shard.doc_offsets[local])
                 doc_len = int(shard.doc_offsets[local + 1]) - 1 - d0
                 at = pos - d0
-                cuts.append((j, local, d0, doc_len, at, max(0, at - context), min(doc_len, at + m + context)))
+                a, b = max(0, at - context), min(doc_len, at + m + context)
+                if chars is not None:
+                    a, b = chars.char_span(shard.tokens[d0 : d0 + doc_len], a, b)
+                cuts.append((j, local, d0, doc_len, at, a, b))
         metadata = _metadata_many(shard, [c[1] for c in cuts])
         for j, local, d0, doc_len, at, a, b in cuts:
             out[j].append(
@@ -759,13 +764,12 @@ class Tracer:
             text: str | None = None
             span = token_span
             if decode is not None:
+                # a span edge inside a character split over byte-level tokens: the characters it cuts
+                # are shown whole (each piece then decodes without U+FFFD)
+                a, b = self.words.char_span(hit.token_ids, *token_span) if self.words else token_span
                 before, inside, after = (
                     decode(piece, skip_special_tokens=False)
-                    for piece in (
-                        hit.token_ids[:at],
-                        hit.token_ids[at : at + length],
-                        hit.token_ids[at + length :],
-                    )
+                    for piece in (hit.token_ids[:a], hit.token_ids[a:b], hit.token_ids[b:])
                 )
                 text = before + inside + after
                 span = (len(before), len(before) + len(inside))

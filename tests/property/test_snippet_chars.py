@@ -2,7 +2,7 @@
 4-byte UTF-8 characters are split over tokens in every way (single bytes, pairs, a byte glued to ASCII),
 the snippet's text never holds U+FFFD, is a substring of the document, and each span covers its match's
 bytes plus at most the rest of the characters the match cuts (hypothesis; random window edges on both
-sides, matches that start or end inside a character)."""
+sides, matches that start or end inside a character). The same holds for the documents of span tracing."""
 
 from __future__ import annotations
 
@@ -127,3 +127,28 @@ def test_cuts_char_edges() -> None:
     ]
     assert tables.char_span(toks, 1, 1) == (0, 2) and tables.char_span(toks, 4, 5) == (3, 6)
     assert tables.cuts_char([1, 1], 1) is False  # a stray continuation byte is no character to keep whole
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(c=case())
+def test_trace_snippets_hold_whole_characters(open_index, c) -> None:
+    # The same cuts in span tracing: each sampled occurrence's context, and the span marked in it.
+    docs, phrase, context, cut = c
+    ix = open_index([toks for _, toks in docs], cut)
+    (result,) = ix.trace(
+        [list(phrase)], min_len=1, max_count=None, boundary="token", docs_per_span=5, context=context
+    )
+    texts = [text for text, _ in docs]
+    for span in result.spans:
+        span_bytes = b"".join(VOCAB_BYTES[t] for t in phrase[span.start : span.end])
+        for d in span.documents:
+            text, toks = docs[d.doc_id]
+            assert d.token_ids == toks[d.snippet_start : d.snippet_start + len(d.token_ids)]
+            assert d.text is not None and "\ufffd" not in d.text and d.text in texts[d.doc_id]
+            s, e = d.span
+            covered = d.text[s:e].encode()
+            assert span_bytes in covered and len(covered) - len(span_bytes) <= 6
+            # widening never narrows the context asked for
+            assert d.snippet_start <= max(0, d.position - context)
+            end = d.snippet_start + len(d.token_ids)
+            assert end >= min(d.doc_len, d.position + span.length + context)
