@@ -556,7 +556,18 @@ class Tracer:
             [ids[:j].tolist() for j in range(len(ids) + 1)], skip_special_tokens=False
         )
         bounds = np.array([len(p) for p in pieces], dtype=np.int64)
-        offsets = np.stack([bounds[:-1], bounds[1:]], axis=1)
+        starts, ends = bounds.copy(), bounds.copy()
+        if self.words is not None:
+            # A boundary inside a character split over byte-level tokens has no character offset (its
+            # prefix decodes to U+FFFD): a token starts where its first character starts and ends where
+            # its last one ends, so a span's text holds the characters it touches, whole.
+            for j in range(1, len(ids)):
+                if self.words.cuts_char(ids, j):
+                    starts[j] = starts[j - 1]
+            for j in range(len(ids) - 1, 0, -1):
+                if self.words.cuts_char(ids, j):
+                    ends[j] = ends[j + 1]
+        offsets = np.stack([starts[:-1], ends[1:]], axis=1)
         return _Query(ids, pieces[-1], offsets)
 
     def _from_texts(self, texts: list[str], space: str) -> list[_Query]:

@@ -2,7 +2,8 @@
 4-byte UTF-8 characters are split over tokens in every way (single bytes, pairs, a byte glued to ASCII),
 the snippet's text never holds U+FFFD, is a substring of the document, and each span covers its match's
 bytes plus at most the rest of the characters the match cuts (hypothesis; random window edges on both
-sides, matches that start or end inside a character). The same holds for the documents of span tracing."""
+sides, matches that start or end inside a character). The same holds for the documents of span tracing
+and for the spans of a token-id trace query."""
 
 from __future__ import annotations
 
@@ -152,3 +153,21 @@ def test_trace_snippets_hold_whole_characters(open_index, c) -> None:
             assert d.snippet_start <= max(0, d.position - context)
             end = d.snippet_start + len(d.token_ids)
             assert end >= min(d.doc_len, d.position + span.length + context)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(c=case(), other=tokenized_text())
+def test_trace_spans_of_token_id_queries_hold_whole_characters(open_index, c, other) -> None:
+    # A token-id query of whole characters whose maximal spans start or end inside a character: each
+    # span's characters are the ones its tokens touch, whole (the query's text has no U+FFFD to show).
+    docs, _, _, cut = c
+    text, ids = other
+    ix = open_index([toks for _, toks in docs], cut)
+    (result,) = ix.trace([ids], min_len=1, max_count=None, boundary="token", docs_per_span=0)
+    assert result.text == text
+    for span in result.spans:
+        span_bytes = b"".join(VOCAB_BYTES[t] for t in ids[span.start : span.end])
+        assert span.text == text[span.char_start : span.char_end]
+        covered = span.text.encode()
+        assert "\ufffd" not in span.text
+        assert span_bytes in covered and len(covered) - len(span_bytes) <= 6
