@@ -8,7 +8,6 @@ namespaces are not permitted.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -22,26 +21,15 @@ import pytest
 
 from indexer.format import read_manifest
 from indexer.pipeline import build_index
+from tests.namespaces import loopback_namespace_prefix
 
 HELPER = Path(__file__).with_name("ray_helper.py")
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample-en.jsonl.zst"
 
 
-def _namespace_prefix() -> list[str]:
-    if importlib.util.find_spec("ray") is None:
-        pytest.skip("Ray is not installed (pip install 'taskgram[ray]')")
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare and ip (util-linux, iproute2) for a loopback-only network namespace")
-    for prefix in (["unshare", "-n"], ["unshare", "-rn"]):
-        probe = subprocess.run([*prefix, "sh", "-c", "ip link set lo up"], capture_output=True)
-        if probe.returncode == 0:
-            return prefix
-    pytest.skip(f"network namespaces are not permitted here: {probe.stderr.decode().strip()}")
-
-
 def _run_helper(tmp_path: Path, config: dict) -> dict:
-    prefix = _namespace_prefix()
+    prefix = loopback_namespace_prefix()
     path = tmp_path / "ray-config.json"
     path.write_text(json.dumps(config))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -118,7 +106,7 @@ def test_ray_without_address_starts_its_own_ray_not_the_last_one_on_this_host(tm
     # `--ray` with no address is a new local Ray. Ray's own default (ray.init() without an address)
     # connects to the cluster recorded in <ray temp dir>/ray_current_cluster by the host's last
     # `ray start`: here a dead address, which hung the build before.
-    prefix = _namespace_prefix()
+    prefix = loopback_namespace_prefix()
     ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths live under it
     try:
         (ray_tmp / "ray").mkdir()

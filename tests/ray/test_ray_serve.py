@@ -11,7 +11,6 @@ Skipped, with the reason, where Ray is not installed or network namespaces are n
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -22,23 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.namespaces import loopback_namespace_prefix
+
 HELPER = Path(__file__).with_name("serve_helper.py")
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample-en.jsonl.zst"
-
-
-def _namespace_prefix() -> list[str]:
-    if importlib.util.find_spec("ray") is None:
-        pytest.skip("Ray is not installed (pip install 'taskgram[ray]')")
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare and ip (util-linux, iproute2) for a loopback-only network namespace")
-    probe = None
-    for prefix in (["unshare", "-n"], ["unshare", "-rn"]):
-        probe = subprocess.run([*prefix, "sh", "-c", "ip link set lo up"], capture_output=True)
-        if probe.returncode == 0:
-            return prefix
-    reason = probe.stderr.decode().strip() if probe is not None else ""
-    pytest.skip(f"network namespaces are not permitted here: {reason}")
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +47,7 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
     from indexer.format import read_manifest
     from service.ray_serve import group_name, plan_groups
 
-    prefix = _namespace_prefix()
+    prefix = loopback_namespace_prefix()
     n_shards = len(read_manifest(eight_shards).shards)
     groups = {name: plan_groups(n_shards, k) for name, k in (("k2", 2), ("k3", 3), ("k8", 8))}
     config = {
@@ -151,7 +138,7 @@ def test_serve_ray_without_address_starts_its_own_ray_not_the_last_one_on_this_h
     address) joins the cluster recorded by the host's last ``ray start``, here a dead address."""
     from service.engine import Index
 
-    prefix = _namespace_prefix()
+    prefix = loopback_namespace_prefix()
     ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths live under it
     driver, out = tmp_path / "driver.py", tmp_path / "answer.json"
     driver.write_text(_SERVE_AND_ASK)
