@@ -9,11 +9,8 @@ namespaces are not permitted.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,7 @@ import pytest
 
 from indexer.format import read_manifest
 from indexer.pipeline import build_index
-from tests.namespaces import loopback_namespace_prefix
+from tests.namespaces import dead_last_ray_cluster, run_in_loopback_namespace
 
 HELPER = Path(__file__).with_name("ray_helper.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -29,14 +26,9 @@ SAMPLE = REPO / "data" / "sample-en.jsonl.zst"
 
 
 def _run_helper(tmp_path: Path, config: dict) -> dict:
-    prefix = loopback_namespace_prefix()
     path = tmp_path / "ray-config.json"
     path.write_text(json.dumps(config))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    cmd = f"ip link set lo up && exec {sys.executable} {HELPER} {path}"
-    proc = subprocess.run([*prefix, "sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = run_in_loopback_namespace(f"{sys.executable} {HELPER} {path}", timeout=600)
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["nodes"] == ["127.0.0.1"]
     return report
@@ -106,30 +98,10 @@ def test_ray_without_address_starts_its_own_ray_not_the_last_one_on_this_host(tm
     # `--ray` with no address is a new local Ray. Ray's own default (ray.init() without an address)
     # connects to the cluster recorded in <ray temp dir>/ray_current_cluster by the host's last
     # `ray start`: here a dead address, which hung the build before.
-    prefix = loopback_namespace_prefix()
-    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths live under it
-    try:
-        (ray_tmp / "ray").mkdir()
-        (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")
-        out = tmp_path / "ray"
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_TMPDIR": str(ray_tmp),
-        }
-        env.pop("RAY_ADDRESS", None)
-        build = f"{sys.executable} -m taskgram.cli build {SAMPLE} -o {out} --memory 2M -q --ray"
-        proc = subprocess.run(
-            [*prefix, "sh", "-c", f"ip link set lo up && exec {build}"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=300,
-        )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+    out = tmp_path / "ray"
+    build = f"{sys.executable} -m taskgram.cli build {SAMPLE} -o {out} --memory 2M -q --ray"
+    with dead_last_ray_cluster() as ray_tmp:
+        run_in_loopback_namespace(build, timeout=300, RAY_TMPDIR=ray_tmp)
     local = build_index(
         [SAMPLE], tmp_path / "local", tokenizer=pythia_tokenizer, memory_budget_bytes="2M", progress=False
     )

@@ -12,16 +12,12 @@ Skipped, with the reason, where Ray is not installed or network namespaces are n
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.namespaces import loopback_namespace_prefix
+from tests.namespaces import dead_last_ray_cluster, run_in_loopback_namespace
 
 HELPER = Path(__file__).with_name("serve_helper.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +43,6 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
     from indexer.format import read_manifest
     from service.ray_serve import group_name, plan_groups
 
-    prefix = loopback_namespace_prefix()
     n_shards = len(read_manifest(eight_shards).shards)
     groups = {name: plan_groups(n_shards, k) for name, k in (("k2", 2), ("k3", 3), ("k8", 8))}
     config = {
@@ -60,11 +55,7 @@ def test_ray_serve_answers_as_one_process_and_names_missing_shards(
     }
     path = tmp_path / "serve-config.json"
     path.write_text(json.dumps(config))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    cmd = f"ip link set lo up && exec {sys.executable} {HELPER} {path}"
-    proc = subprocess.run([*prefix, "sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_in_loopback_namespace(f"{sys.executable} {HELPER} {path}", timeout=900)
     report = json.loads(Path(config["report"]).read_text())
 
     assert report["nodes"] == ["127.0.0.1"] and report["n_nodes"] == 2
@@ -138,25 +129,10 @@ def test_serve_ray_without_address_starts_its_own_ray_not_the_last_one_on_this_h
     address) joins the cluster recorded by the host's last ``ray start``, here a dead address."""
     from service.engine import Index
 
-    prefix = loopback_namespace_prefix()
-    ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths live under it
     driver, out = tmp_path / "driver.py", tmp_path / "answer.json"
     driver.write_text(_SERVE_AND_ASK)
-    try:
-        (ray_tmp / "ray").mkdir()
-        (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "RAY_USAGE_STATS_ENABLED": "0",
-            "RAY_TMPDIR": str(ray_tmp),
-        }
-        env.pop("RAY_ADDRESS", None)
-        cmd = f"ip link set lo up && exec {sys.executable} {driver} {eight_shards} {out}"
-        proc = subprocess.run(
-            [*prefix, "sh", "-c", cmd], capture_output=True, text=True, env=env, timeout=600
+    with dead_last_ray_cluster() as ray_tmp:
+        run_in_loopback_namespace(
+            f"{sys.executable} {driver} {eight_shards} {out}", timeout=600, RAY_TMPDIR=ray_tmp
         )
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    finally:
-        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert json.loads(out.read_text()) == Index.open(eight_shards).count(["import"])
