@@ -200,7 +200,9 @@ def main() -> int:
         )
         options = RayOptions(shards_per_replica=groupings, cpus_per_replica=0.0, pin_groups=True)
         started = time.monotonic()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        # One HTTP proxy, on the head: the simulated nodes share this host's 127.0.0.1, so a proxy on the
+        # node removed below could hold the client's connection and reset it.
+        serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
         serve.run(build_application(settings, options), name="taskgram", route_prefix="/")
         report["deploy_s"] = round(time.monotonic() - started, 1)
 
