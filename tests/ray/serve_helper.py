@@ -235,6 +235,12 @@ def main() -> int:
         # the node that holds one group goes away: that group cannot be placed anywhere else. The request
         # that needs it fails at once (the deadline is the time budget), not when the deadline is over.
         cluster.remove_node(last)
+        # timed from when Ray reports the node dead: how soon Ray's failure detector notices (slower on a
+        # loaded machine) is Ray's, not the service's
+        gone = time.monotonic()
+        while sum(1 for n in ray.nodes() if n["Alive"]) >= report["n_nodes"] and time.monotonic() - gone < 60:
+            time.sleep(0.1)
+        report["node_gone_s"] = round(time.monotonic() - gone, 2)
         count = {"queries": ["import", "the"]}
         started = time.monotonic()
         failed = remote.post("/v1/count", json={**count, "index": down_name})
