@@ -80,7 +80,8 @@ def register(subparsers: Any) -> None:
     ray.add_argument("--cpus-per-replica", type=float, default=1.0, metavar="C", help="Ray CPUs each (1)")
     ray.add_argument(
         "--pin-groups", action="store_true",
-        help="group g of index NAME needs Ray resource taskgram:NAME:g (place groups by the nodes' disks)",
+        help="group g of index NAME needs Ray resource taskgram:NAME:g (place groups by the nodes' disks), "
+        "and the API needs taskgram:ingress",
     )  # fmt: skip
     p.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
     p.add_argument("--log-format", default=None, choices=["json", "text"])

@@ -10,14 +10,16 @@ handles. So every endpoint is answered by fan-out + merge, and the answers are t
 Failure and budget: one deadline (the request's time budget) covers the whole fan-out. A group that
 fails or has not answered by then makes the request fail with :class:`ShardsUnavailable` (503
 problem+json naming the missing shards); a partial sum is never returned. A group with no running
-replica (its node gone) fails the request at once, not at the deadline: a fan-out that waits asks the
-Serve controller which groups still have a replica (:class:`GroupLiveness`). ``/v1/health`` and ``/metrics``
-report each group's state.
+replica (its node gone) fails the request at once, not at the deadline: a fan-out that waits asks Ray's
+actor table and Serve's controller which groups still have a live replica (:class:`GroupLiveness`).
+``/v1/health`` and ``/metrics`` report each group's state.
 
 Placement: every node that may run a group replica needs the index directories at the same paths (a
 shared file system, or the same copy on each node). With ``pin_groups`` group ``g`` of index ``NAME``
 needs the custom resource ``taskgram:NAME:g`` (start nodes with ``ray start --resources
-'{"taskgram:NAME:0": 1}'``), so each group runs on the nodes that hold its shards.
+'{"taskgram:NAME:0": 1}'``), so each group runs on the nodes that hold its shards, and the ingress needs
+``taskgram:ingress`` (so that it runs where it was meant to, e.g. beside the HTTP proxy on the head,
+not on a node that may go away with a group).
 """
 
 from __future__ import annotations
@@ -72,8 +74,9 @@ _ERRORS: dict[str, type[EngineError]] = {
     cls.__name__: cls for cls in (EngineError, QueryError, BudgetExceeded, IndexUnavailable)
 }
 STATE_TIMEOUT_S = 2.0  # how long /v1/health and /metrics wait for a group's state
+INGRESS_RESOURCE = "taskgram:ingress"  # with pin_groups, the nodes that may run the ingress
 LIVENESS_AFTER_S = 0.5  # a fan-out that waits this long asks whether its groups still have a replica
-LIVENESS_TTL_S = 1.0  # how old the controller's answer may be
+LIVENESS_TTL_S = 1.0  # how old an answer of a liveness view may be
 
 
 def plan_groups(n_shards: int, shards_per_replica: int) -> list[list[int]]:
@@ -178,77 +181,130 @@ def warm_up_group(group: ShardGroup) -> None:
 # The merge layer over remote groups
 
 
-class GroupLiveness:
-    """Which shard-group deployments have a running replica, as the Serve controller sees them
-    (``serve.status()``). A replica that dies (its node gone, its process killed) leaves the deployment
-    with no running replica within the controller's health-check period (``RayOptions``); a request
-    routed to it would otherwise wait in Serve's router for a replica until its deadline.
+@dataclass(frozen=True)
+class LivenessSource:
+    """One view of which shard-group deployments have a live replica: ``fetch`` returns the number of
+    live replicas of each deployment it knows (a deployment it does not list has none) or raises when
+    the view is unavailable; ``reason`` says why a group it counts 0 for is down."""
 
-    The controller is asked only when a fan-out has waited :data:`LIVENESS_AFTER_S`, at most every
-    ``ttl_s``, and in a background thread: a request thread never waits for the controller, it reads the
-    last answer (when at most ``ttl_s`` old)."""
+    name: str
+    reason: str
+    fetch: Callable[[], Mapping[str, int]]
+
+
+def controller_source(app_name: str | None) -> LivenessSource:
+    """Serve's controller: the RUNNING replicas of each deployment. It notices a dead replica at its next
+    health check (``RayOptions.health_check_period_s``), later on a loaded machine."""
+
+    def fetch() -> dict[str, int]:
+        from ray import serve
+
+        running: dict[str, int] = {}
+        for name, app in serve.status().applications.items():
+            if app_name is None or name == app_name:
+                for deployment_name, deployment in app.deployments.items():
+                    running[deployment_name] = sum(
+                        int(n)
+                        for state, n in deployment.replica_states.items()
+                        if str(getattr(state, "value", state)) == "RUNNING"
+                    )
+        return running
+
+    return LivenessSource("serve controller", "down: no running replica", fetch)
+
+
+def actor_table_source(app_name: str | None) -> LivenessSource:
+    """Ray's actor table (GCS): the ALIVE replica actors of each deployment. Ray marks a replica's actor
+    DEAD when its process or node dies, before Serve's controller has health-checked it; a replacement
+    that cannot be placed stays PENDING_CREATION. Ray's public state API needs the dashboard, which a
+    Serve cluster may not run, so this reads the table that ``ray.util.state`` reads, through
+    ``ray._private.state`` (ray is pinned)."""
+
+    def fetch() -> dict[str, int]:
+        from ray._private import state
+
+        alive: dict[str, int] = {}
+        for actor in state.actors(actor_state_name="ALIVE").values():
+            deployment = replica_deployment(str(actor.get("Name", "")), app_name)
+            if deployment is not None:
+                alive[deployment] = alive.get(deployment, 0) + 1
+        return alive
+
+    return LivenessSource("ray actor table", "down: no live replica actor", fetch)
+
+
+def replica_deployment(actor_name: str, app_name: str | None) -> str | None:
+    """The deployment a Serve replica actor belongs to, from its name
+    (``SERVE_REPLICA::APP#DEPLOYMENT#ID``), when it is a replica of application ``app_name`` (None: any)."""
+    prefix = "SERVE_REPLICA::"
+    if not actor_name.startswith(prefix):
+        return None
+    parts = actor_name[len(prefix) :].split("#")
+    if len(parts) != 3 or (app_name is not None and parts[0] != app_name):
+        return None
+    return parts[1]
+
+
+class GroupLiveness:
+    """Which shard-group deployments have no live replica, from several views (:class:`LivenessSource`;
+    by default Ray's actor table and Serve's controller): a group is down when any view's recent answer
+    counts no replica for it. A replica that dies (its node gone, its process killed) would otherwise
+    leave a request routed to its group waiting in Serve's router for a replica until the deadline.
+
+    The views are asked only when a fan-out has waited :data:`LIVENESS_AFTER_S`, each at most every
+    ``ttl_s``, and each in its own background thread: a request never waits for them (a slow
+    controller does not hold up the actor table's answer), it reads the last answers at most ``ttl_s``
+    old."""
 
     def __init__(
         self,
         app_name: str | None,
         ttl_s: float = LIVENESS_TTL_S,
-        status: Callable[[], Any] | None = None,
+        sources: Sequence[LivenessSource] | None = None,
     ) -> None:
         self.app_name = app_name
         self.ttl_s = ttl_s
-        self._status = status
+        if sources is None:
+            sources = [actor_table_source(app_name), controller_source(app_name)]
+        self.sources = list(sources)
         self._lock = threading.Lock()
-        self._at = -float("inf")
-        self._running: dict[str, int] | None = None
-        self._refreshing = False
+        self._at = [-float("inf")] * len(self.sources)
+        self._live: list[Mapping[str, int] | None] = [None] * len(self.sources)
+        self._refreshing = [False] * len(self.sources)
 
-    def _fetch(self) -> dict[str, int] | None:
-        """Running replicas of each deployment of the application, or None when the controller does not
-        answer (then nothing is known to be down)."""
+    def _refresh(self, i: int) -> None:
+        source = self.sources[i]
         try:
-            if self._status is None:
-                from ray import serve
-
-                status = serve.status()
-            else:
-                status = self._status()
-            running: dict[str, int] = {}
-            for app_name, app in status.applications.items():
-                if self.app_name is not None and app_name != self.app_name:
-                    continue
-                for name, deployment in app.deployments.items():
-                    running[name] = sum(
-                        int(n)
-                        for state, n in deployment.replica_states.items()
-                        if str(getattr(state, "value", state)) == "RUNNING"
-                    )
-            return running
+            live: Mapping[str, int] | None = source.fetch()
         except Exception as err:  # noqa: BLE001 - no answer is no knowledge, never a failure
-            log.warning("shard groups: the Serve controller's status is unavailable: %s", err)
-            return None
-
-    def _refresh(self) -> None:
-        running = self._fetch()
+            log.warning("shard groups: the %s is unavailable: %s", source.name, err)
+            live = None
         with self._lock:
-            self._running, self._at, self._refreshing = running, time.monotonic(), False
+            self._live[i], self._at[i], self._refreshing[i] = live, time.monotonic(), False
 
     def down(self, names: Sequence[str], *, refresh: bool = True) -> dict[str, str]:
-        """The deployments among ``names`` that have no running replica, with the reason, from the
-        controller's last answer if it is at most ``ttl_s`` old (else nothing is known). With ``refresh``
-        an older answer makes a background thread ask the controller again."""
+        """The deployments among ``names`` that some view's answer, at most ``ttl_s`` old, counts no live
+        replica for, with the reason (no answer is no knowledge). With ``refresh`` an older answer makes
+        a background thread ask that view again."""
+        down: dict[str, str] = {}
         with self._lock:
-            fresh = time.monotonic() - self._at <= self.ttl_s
-            if not fresh and refresh and not self._refreshing:
-                self._refreshing = True
-                threading.Thread(target=self._refresh, name="taskgram-group-liveness", daemon=True).start()
-            running = self._running if fresh else None
-        if running is None:
-            return {}
-        return {
-            name: "down: no running replica" if name in running else "down: not deployed"
-            for name in names
-            if running.get(name, 0) == 0
-        }
+            now = time.monotonic()
+            answers = []
+            for i, source in enumerate(self.sources):
+                fresh = now - self._at[i] <= self.ttl_s
+                if not fresh and refresh and not self._refreshing[i]:
+                    self._refreshing[i] = True
+                    threading.Thread(
+                        target=self._refresh, args=(i,), name="taskgram-group-liveness", daemon=True
+                    ).start()
+                answers.append((source, self._live[i] if fresh else None))
+        for source, live in answers:
+            if live is None:
+                continue
+            for name in names:
+                if name not in down and live.get(name, 0) == 0:
+                    down[name] = source.reason
+        return down
 
 
 @dataclass
@@ -533,10 +589,13 @@ def build_application(settings: Any, options: RayOptions) -> Any:
                 warmup=settings.warmup,
             )
             groups[name].append((shards, bound))
+    ingress_options: dict[str, Any] = {"num_cpus": options.cpus_per_replica}
+    if options.pin_groups:
+        ingress_options["resources"] = {INGRESS_RESOURCE: 0.001}
     ingress = deployment_of(ingress_cls).options(
         name="taskgram-ingress",
         num_replicas=options.ingress_replicas,
-        ray_actor_options={"num_cpus": options.cpus_per_replica},
+        ray_actor_options=ingress_options,
         max_ongoing_requests=options.max_ongoing_requests,
     )
     return ingress.bind(json.dumps(settings.model_dump(mode="json")), groups)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def watch_actor_death(deployment: str, report: dict[str, Any]) -> None:
+    """Record in ``report["actor_dead_s"]`` how long Ray's actor table still lists a live replica actor of
+    ``deployment`` (what the service's fast 503 waits for; for the report, not asserted)."""
+    from ray._private import state
+
+    from service.ray_serve import replica_deployment
+
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        alive = [a for a in state.actors(actor_state_name="ALIVE").values()]
+        if not any(replica_deployment(str(a.get("Name", "")), None) == deployment for a in alive):
+            break
+        time.sleep(0.05)
+    report["actor_dead_s"] = round(time.monotonic() - started, 2)
 
 
 def requests_for(index: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -153,7 +170,13 @@ def main() -> int:
     from indexer.format import read_manifest
     from service.app import create_app
     from service.engine import Index
-    from service.ray_serve import RayOptions, build_application, group_name, plan_groups
+    from service.ray_serve import (
+        INGRESS_RESOURCE,
+        RayOptions,
+        build_application,
+        group_name,
+        plan_groups,
+    )
     from service.settings import Settings
 
     index_dir = config["index"]
@@ -167,6 +190,7 @@ def main() -> int:
         for g in range(len(plan_groups(n_shards, k)))
         if (name, g) != (down_name, down_group)
     }
+    resources[INGRESS_RESOURCE] = 1  # the ingress stays on the head: only the down group's node goes
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
@@ -243,8 +267,12 @@ def main() -> int:
         report["node_gone_s"] = round(time.monotonic() - gone, 2)
         count = {"queries": ["import", "the"]}
         started = time.monotonic()
+        down_deployment = group_name(down_name, down_shards)
+        watcher = threading.Thread(target=watch_actor_death, args=(down_deployment, report))
+        watcher.start()
         failed = remote.post("/v1/count", json={**count, "index": down_name})
         report["down_s"] = round(time.monotonic() - started, 2)
+        watcher.join()
         started = time.monotonic()
         again = remote.post("/v1/trace", json={"queries": ["import os"], "index": down_name})
         report["down_again"] = [again.status_code, round(time.monotonic() - started, 2)]

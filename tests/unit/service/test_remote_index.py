@@ -20,7 +20,15 @@ import pytest
 from service.engine import Index, ShardsUnavailable
 from service.engine.opening import open_header, open_shards
 from service.engine.shards import ShardGroup
-from service.ray_serve import GroupLiveness, RemoteGroup, RemoteIndex, ShardGroupServer, group_name
+from service.ray_serve import (
+    GroupLiveness,
+    LivenessSource,
+    RemoteGroup,
+    RemoteIndex,
+    ShardGroupServer,
+    group_name,
+    replica_deployment,
+)
 from tests.index_writer import write_index
 
 
@@ -64,12 +72,8 @@ class _Server(ShardGroupServer):
         self.started = time.time()
 
 
-def _status(running: dict[str, int]) -> Any:
-    deployments = {
-        name: SimpleNamespace(replica_states={"RUNNING": n} if n else {"PENDING_ALLOCATION": 1})
-        for name, n in running.items()
-    }
-    return SimpleNamespace(applications={"taskgram": SimpleNamespace(deployments=deployments)})
+def _view(fetch: Any, reason: str = "down: no running replica") -> list[LivenessSource]:
+    return [LivenessSource("test view", reason, fetch)]
 
 
 @pytest.fixture(scope="module")
@@ -115,9 +119,9 @@ def test_a_group_without_a_running_replica_fails_the_request_at_once(index_dir: 
 
     def status() -> Any:
         asked.append(time.monotonic())
-        return _status({names[0]: 1, names[1]: 0})
+        return {names[0]: 1}
 
-    liveness = GroupLiveness("taskgram", ttl_s=5.0, status=status)
+    liveness = GroupLiveness("taskgram", ttl_s=5.0, sources=_view(status))
     index = remote_index(index_dir, 2, down=1, liveness=liveness)
     started = time.monotonic()
     with pytest.raises(ShardsUnavailable) as err:
@@ -133,7 +137,7 @@ def test_a_group_without_a_running_replica_fails_the_request_at_once(index_dir: 
     assert time.monotonic() - started < 0.5
     assert index.groups[1].handle.call.sent == 1 and len(asked) == 1
     # a group the controller reports running is waited for until the deadline
-    alive = GroupLiveness("taskgram", ttl_s=5.0, status=lambda: _status({names[0]: 1, names[1]: 1}))
+    alive = GroupLiveness("taskgram", ttl_s=5.0, sources=_view(lambda: {names[0]: 1, names[1]: 1}))
     index = remote_index(index_dir, 2, down=1, liveness=alive)
     started = time.monotonic()
     with pytest.raises(ShardsUnavailable, match="no answer within"):
@@ -145,9 +149,42 @@ def test_without_the_controllers_status_the_deadline_bounds_the_wait(index_dir: 
     def status() -> Any:
         raise ConnectionError("controller unreachable")
 
-    index = remote_index(index_dir, 2, down=0, liveness=GroupLiveness("taskgram", status=status))
+    index = remote_index(index_dir, 2, down=0, liveness=GroupLiveness("taskgram", sources=_view(status)))
     started = time.monotonic()
     with pytest.raises(ShardsUnavailable, match="no answer within") as err:
         index.count([[1, 2]], deadline=time.monotonic() + 1.5)
     assert 1.4 < time.monotonic() - started < 5
     assert err.value.shards == [0, 1]
+
+
+def test_any_view_that_counts_no_replica_downs_the_group_and_a_slow_view_holds_up_no_other() -> None:
+    names = [group_name("r", [0, 1]), group_name("r", [2, 3])]
+    release = threading.Event()
+
+    def slow_controller() -> Any:  # a loaded controller: answers late, and still counts both groups
+        release.wait(10)
+        return {names[0]: 1, names[1]: 1}
+
+    liveness = GroupLiveness(
+        "taskgram",
+        ttl_s=5.0,
+        sources=[
+            LivenessSource("controller", "down: no running replica", slow_controller),
+            LivenessSource("actors", "down: no live replica actor", lambda: {names[0]: 2}),
+        ],
+    )
+    assert liveness.down(names) == {}  # nothing known yet; both views are asked in the background
+    deadline = time.monotonic() + 5
+    while not liveness.down(names, refresh=False) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert liveness.down(names, refresh=False) == {names[1]: "down: no live replica actor"}
+    release.set()
+
+
+def test_replica_actor_names_map_to_their_deployment() -> None:
+    name = "SERVE_REPLICA::taskgram#shards-k3-3-5#a1b2c3"
+    assert replica_deployment(name, "taskgram") == "shards-k3-3-5"
+    assert replica_deployment(name, None) == "shards-k3-3-5"
+    assert replica_deployment(name, "other") is None
+    assert replica_deployment("SERVE_CONTROLLER_ACTOR", None) is None
+    assert replica_deployment("SERVE_REPLICA::dep#id", None) is None  # no application: not ours
