@@ -33,6 +33,28 @@ class NextTokens:
     ends: np.ndarray
 
     @classmethod
+    def pack(
+        cls,
+        per_prompt: Sequence[tuple[np.ndarray, np.ndarray] | None],
+        totals: np.ndarray,
+        ends: np.ndarray,
+    ) -> NextTokens:
+        """The batch of prompts whose distinct next tokens and counts are given one by one (None: the
+        prompt has no next token)."""
+        sizes = np.array([0 if p is None else len(p[0]) for p in per_prompt], dtype=np.int64)
+        off = np.zeros(len(per_prompt) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=off[1:])
+        present = [p for p in per_prompt if p is not None]
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(
+            ids=np.concatenate([p[0] for p in present]).astype(np.int64) if present else empty,
+            counts=np.concatenate([p[1] for p in present]).astype(np.int64) if present else empty,
+            offsets=off,
+            totals=totals,
+            ends=ends,
+        )
+
+    @classmethod
     def concat(cls, parts: Sequence[NextTokens]) -> NextTokens:
         """Consecutive batches as one."""
         if len(parts) == 1:
@@ -60,32 +82,19 @@ def merge_next_tokens(parts: Sequence[NextTokens], n: int) -> NextTokens:
     for p in parts:
         totals += p.totals
         ends += p.ends
-    ids_out: list[np.ndarray] = []
-    cnt_out: list[np.ndarray] = []
-    sizes = np.zeros(n, dtype=np.int64)
+    per_prompt: list[tuple[np.ndarray, np.ndarray] | None] = []
     for j in range(n):
-        ids_j = [p.ids[p.offsets[j] : p.offsets[j + 1]] for p in parts if p.offsets[j + 1] > p.offsets[j]]
-        if not ids_j:
+        live = [p for p in parts if p.offsets[j + 1] > p.offsets[j]]
+        if not live:
+            per_prompt.append(None)
             continue
-        cnt_j = [p.counts[p.offsets[j] : p.offsets[j + 1]] for p in parts if p.offsets[j + 1] > p.offsets[j]]
-        ids = np.concatenate(ids_j)
-        cnt = np.concatenate(cnt_j)
-        if len(ids_j) > 1:
+        ids = np.concatenate([p.ids[p.offsets[j] : p.offsets[j + 1]] for p in live])
+        cnt = np.concatenate([p.counts[p.offsets[j] : p.offsets[j + 1]] for p in live])
+        if len(live) > 1:
             ids, inv = np.unique(ids, return_inverse=True)
             cnt = np.bincount(inv, weights=cnt, minlength=len(ids)).astype(np.int64)
-        ids_out.append(ids)
-        cnt_out.append(cnt)
-        sizes[j] = len(ids)
-    off = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(sizes, out=off[1:])
-    empty = np.zeros(0, dtype=np.int64)
-    return NextTokens(
-        ids=np.concatenate(ids_out).astype(np.int64) if ids_out else empty,
-        counts=np.concatenate(cnt_out).astype(np.int64) if cnt_out else empty,
-        offsets=off,
-        totals=totals,
-        ends=ends,
-    )
+        per_prompt.append((ids, cnt))
+    return NextTokens.pack(per_prompt, totals, ends)
 
 
 def add_up(arrays: Sequence[np.ndarray], n: int) -> np.ndarray:

@@ -342,29 +342,17 @@ class Shard:
     def next_tokens(self, offsets: np.ndarray, ranges: tuple[np.ndarray, np.ndarray]) -> NextTokens:
         """The next tokens of every prompt (pattern lengths from ``offsets``) in this shard."""
         lo, hi = ranges
-        n = len(lo)
-        ids_parts: list[np.ndarray] = []
-        cnt_parts: list[np.ndarray] = []
-        sizes = np.zeros(n, dtype=np.int64)
-        ends = np.zeros(n, dtype=np.int64)
-        for j in range(n):
+        per_prompt: list[tuple[np.ndarray, np.ndarray] | None] = []
+        ends = np.zeros(len(lo), dtype=np.int64)
+        for j in range(len(lo)):
             if hi[j] > lo[j]:
                 m = int(offsets[j + 1] - offsets[j])
                 ids, cnt, e = _next_tokens(self.tokens, self.sa, lo[j], hi[j], m, self.separator)
-                ids_parts.append(ids)
-                cnt_parts.append(cnt)
-                sizes[j] = len(ids)
+                per_prompt.append((ids, cnt))
                 ends[j] = int(e)
-        off = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(sizes, out=off[1:])
-        empty = np.zeros(0, dtype=np.int64)
-        return NextTokens(
-            ids=np.concatenate(ids_parts).astype(np.int64) if ids_parts else empty,
-            counts=np.concatenate(cnt_parts).astype(np.int64) if cnt_parts else empty,
-            offsets=off,
-            totals=(hi - lo).astype(np.int64),
-            ends=ends,
-        )
+            else:
+                per_prompt.append(None)
+        return NextTokens.pack(per_prompt, (hi - lo).astype(np.int64), ends)
 
     def doc_tokens(self, local: int) -> np.ndarray:
         start, end = int(self.doc_offsets[local]), int(self.doc_offsets[local + 1]) - 1
