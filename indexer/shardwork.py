@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numba import njit
 
 from indexer import writer
 from indexer.corpus import (
@@ -372,32 +371,6 @@ class ShardResult:
     write_s: float = 0.0
 
 
-def _place(buf: np.ndarray, pos: int, ids: np.ndarray, lengths: np.ndarray, sep: int) -> np.ndarray:
-    """Copy documents (flat ``ids`` of ``lengths``) into ``buf`` from ``pos``, each followed by ``sep``;
-    return the end positions (one past each separator)."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    if (lengths < 0).any() or int(lengths.sum()) != len(ids):
-        raise ValueError(f"document lengths sum to {int(lengths.sum())}, not the {len(ids)} ids given")
-    ends = pos + np.cumsum(lengths + 1)
-    if len(ends) and int(ends[-1]) > len(buf):
-        raise ValueError(f"{len(lengths)} documents end at {int(ends[-1])}, past the shard's {len(buf)}")
-    _copy_documents(buf, pos, ids.astype(buf.dtype, copy=False), lengths, buf.dtype.type(sep))
-    return ends
-
-
-@njit(cache=True, nogil=True)
-def _copy_documents(buf, pos, ids, lengths, sep):
-    """The copy of :func:`_place`, one slice per document (a boolean mask over the shard was 30x slower
-    than copying)."""
-    src = 0
-    for length in lengths:
-        buf[pos : pos + length] = ids[src : src + length]
-        pos += length
-        buf[pos] = sep
-        pos += 1
-        src += length
-
-
 def _bar(spec: BuildSpec, desc: str, total: int, unit: str) -> Any:
     return progress_bar(
         enabled=spec.progress,
@@ -420,7 +393,7 @@ def build_shard(spec: BuildSpec, shard: ShardSpec, sources: Any = None) -> Shard
         info, done = found
         if done.get("first_doc") == shard.first_doc and info.n_docs == shard.n_docs:
             return ShardResult(info, kept=True, worker=worker_label())
-    from indexer.kernels import build_suffix_array, suffix_array_dtype
+    from indexer.kernels import build_suffix_array, place_documents, suffix_array_dtype
 
     t0 = time.monotonic()
     sep = separator_id(spec.token_dtype)
@@ -431,7 +404,7 @@ def build_shard(spec: BuildSpec, shard: ShardSpec, sources: Any = None) -> Shard
         pos, doc = 0, 0
         for seg in shard.segments:
             for ids, lengths, meta in _segment_batches(spec, seg, sources):
-                ends = _place(tokens, pos, ids, lengths, sep)
+                ends = place_documents(tokens, pos, ids, lengths, sep)
                 doc_offsets[doc + 1 : doc + 1 + len(lengths)] = ends
                 doc += len(lengths)
                 pos = int(ends[-1]) if len(ends) else pos

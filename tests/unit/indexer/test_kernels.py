@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from indexer import kernels
-from indexer.kernels import build_suffix_array, suffix_array_dtype
+from indexer.kernels import build_suffix_array, place_documents, suffix_array_dtype
 
 try:
     from tests.naive import naive_suffix_array, prefix_doubling_suffix_array, suffix_array_errors
@@ -279,3 +279,26 @@ def test_real_text_sample(pythia_tokenizer) -> None:  # type: ignore[no-untyped-
     np.testing.assert_array_equal(
         build_suffix_array(tokens, SEP16).astype(np.int64), prefix_doubling_suffix_array(tokens, SEP16)
     )
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
+def test_documents_are_placed_with_separators_as_the_naive_copy_does(dtype):
+    rng = np.random.default_rng(11)
+    sep = int(np.iinfo(dtype).max)
+    for lengths in ([], [0], [0, 0, 3], [5], list(rng.integers(0, 40, 300)), [1] * 50):
+        lengths = np.asarray(lengths, dtype=np.int64)
+        ids = rng.integers(0, 1000, int(lengths.sum())).astype(dtype)
+        pos = int(rng.integers(0, 5))
+        buf = np.full(pos + len(ids) + len(lengths) + 3, 7, dtype=dtype)
+        ends = place_documents(buf, pos, ids, lengths, sep)
+        want, src = [], 0
+        for n in lengths:
+            want += [*ids[src : src + n].tolist(), sep]
+            src += n
+        assert buf[pos : pos + len(want)].tolist() == want
+        assert buf[:pos].tolist() == [7] * pos and buf[pos + len(want) :].tolist() == [7] * 3
+        assert ends.tolist() == (pos + np.cumsum(lengths + 1)).tolist()
+    with pytest.raises(ValueError, match="sum to 3, not the 2 ids"):
+        place_documents(np.zeros(10, dtype=dtype), 0, np.ones(2, dtype=dtype), np.array([3]), sep)
+    with pytest.raises(ValueError, match="past the shard"):
+        place_documents(np.zeros(3, dtype=dtype), 1, np.ones(2, dtype=dtype), np.array([2]), sep)
