@@ -262,7 +262,6 @@ class GroupLiveness:
         ttl_s: float = LIVENESS_TTL_S,
         sources: Sequence[LivenessSource] | None = None,
     ) -> None:
-        self.app_name = app_name
         self.ttl_s = ttl_s
         if sources is None:
             sources = [actor_table_source(app_name), controller_source(app_name)]

@@ -29,15 +29,11 @@ def free_port() -> int:
 def watch_actor_death(deployment: str, report: dict[str, Any]) -> None:
     """Record in ``report["actor_dead_s"]`` how long Ray's actor table still lists a live replica actor of
     ``deployment`` (what the service's fast 503 waits for; for the report, not asserted)."""
-    from ray._private import state
+    from service.ray_serve import actor_table_source
 
-    from service.ray_serve import replica_deployment
-
+    view = actor_table_source(None)
     started = time.monotonic()
-    while time.monotonic() - started < 60:
-        alive = [a for a in state.actors(actor_state_name="ALIVE").values()]
-        if not any(replica_deployment(str(a.get("Name", "")), None) == deployment for a in alive):
-            break
+    while time.monotonic() - started < 60 and view.fetch().get(deployment, 0) > 0:
         time.sleep(0.05)
     report["actor_dead_s"] = round(time.monotonic() - started, 2)
 
