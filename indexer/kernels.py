@@ -21,6 +21,12 @@ included):
   sign bit of each entry. One bit per position marks LMS positions.
 * Each level of the recursion is a few kernels called from a small Python driver, so there is no numba
   recursion.
+* Memory: a :class:`Workspace` passed to :func:`build_suffix_array` keeps the large work arrays (the
+  suffix array, each level's buckets and flags) for the next sort. A build worker sorts shard after
+  shard, and fresh memory is costly at this size: every page is faulted in and zeroed by the kernel
+  again, and on virtual machines that hand freed memory back to the host, faulting in huge pages took
+  7-10 s per GB, against 0.15 s per GB for memory used again (numpy asks for huge pages on large arrays;
+  random reads on them were about 35 % faster).
 * Threads: bucket counting of the original text and naming of the LMS substrings (compare each with
   its neighbour, then scatter the names) split over all numba threads for inputs of ``_PARALLEL_MIN``
   items or more; both are a handful of parallel regions per level. Induced sorting is sequential by
@@ -43,7 +49,7 @@ from numba.extending import intrinsic
 
 from indexer.format import suffix_dtype_for_length
 
-__all__ = ["build_suffix_array", "place_documents", "suffix_array_dtype"]
+__all__ = ["Workspace", "build_suffix_array", "place_documents", "suffix_array_dtype"]
 
 # Above this many distinct values per position a uint32 alphabet is rank-compacted with np.unique
 # instead of used directly (bucket arrays are 2 * alphabet words).
@@ -334,20 +340,20 @@ def _pack_reduced_string(sa, n, m):
             j -= 1
 
 
-def _name_lms_substrings(text: np.ndarray, sa: np.ndarray, bits: np.ndarray, m: int) -> int:
+def _name_lms_substrings(
+    text: np.ndarray, sa: np.ndarray, bits: np.ndarray, m: int, flags: np.ndarray
+) -> int:
     """After induced sorting from unsorted LMS positions: move the LMS positions (now in LMS-substring
     order) to sa[:m], give equal substrings equal names, and write the reduced string (names in text
-    order) to sa[n - m:]. Returns the number of distinct names."""
+    order) to sa[n - m:]. Returns the number of distinct names. ``flags`` is scratch of ``m`` bytes."""
     n = text.shape[0]
     _gather_lms(sa, bits, n)
     _store_lms_lengths(sa, bits, n, m)
-    flags = np.empty(m, dtype=np.uint8)
     chunks = _chunks(m)
     if chunks == 1:
         names = _name_sequential(text, sa, m, flags)
     else:
         names = _name_parallel(text, sa, m, flags, chunks)
-    del flags
     _pack_reduced_string(sa, n, m)
     return int(names)
 
@@ -427,6 +433,33 @@ def _compact_alphabet_sorted(tokens, values, out, n_chunks):
 # Driver
 
 
+class Workspace:
+    """Work arrays kept from one sort for the next (by role), so that a process sorting many shards
+    faults its memory in once. Holds at most what one sort of the largest input used; :meth:`clear`
+    frees it. Not thread-safe: one sort at a time per workspace."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, role: str, n: int, dtype: np.dtype | type) -> np.ndarray:
+        """An uninitialized array of ``n`` items for ``role``: the kept one (a view of its first ``n``
+        items) when it is large enough and of the same dtype, else a new one that is kept instead."""
+        dtype = np.dtype(dtype)
+        kept = self._arrays.get(role)
+        if kept is None or kept.dtype != dtype or kept.shape[0] < n:
+            self._arrays.pop(role, None)  # free the old one before its replacement is allocated
+            kept = np.empty(n, dtype=dtype)
+            self._arrays[role] = kept
+        return kept[:n]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self._arrays.values())
+
+    def clear(self) -> None:
+        self._arrays.clear()
+
+
 def _chunks(n_items: int) -> int:
     """How many slices a parallel kernel splits ``n_items`` into (1 for small inputs)."""
     threads = numba.get_num_threads()
@@ -435,9 +468,17 @@ def _chunks(n_items: int) -> int:
     return 4 * threads
 
 
-def _sais(text: np.ndarray, sa: np.ndarray, alphabet: int, counts: np.ndarray | None = None) -> None:
+def _sais(
+    text: np.ndarray,
+    sa: np.ndarray,
+    alphabet: int,
+    workspace: Workspace,
+    counts: np.ndarray | None = None,
+    level: int = 0,
+) -> None:
     """Fill ``sa`` (same length as ``text``, int32/int64, writable) with the suffix array of ``text``
-    (values in [0, alphabet)). ``counts`` may hold the symbol counts already."""
+    (values in [0, alphabet)). ``counts`` may hold the symbol counts already; ``level`` is the depth of
+    the recursion (work arrays of different levels are alive at once)."""
     n = text.shape[0]
     if n == 0:
         return
@@ -445,17 +486,18 @@ def _sais(text: np.ndarray, sa: np.ndarray, alphabet: int, counts: np.ndarray | 
         sa[0] = 0
         return
     if counts is None:
-        counts = np.empty(alphabet, dtype=sa.dtype)
+        counts = workspace.array(f"counts{level}", alphabet, sa.dtype)
         _count_symbols(text, counts)
-    buckets = np.empty(alphabet, dtype=sa.dtype)
-    bits = np.zeros((n >> 3) + 1, dtype=np.uint8)
+    buckets = workspace.array(f"buckets{level}", alphabet, sa.dtype)
+    bits = workspace.array(f"lms{level}", (n >> 3) + 1, np.uint8)
+    bits[:] = 0
     m = _place_unsorted_lms(text, sa, counts, buckets, bits)
     if m > 1:
         _induce(text, sa, counts, buckets)
-        names = _name_lms_substrings(text, sa, bits, m)
+        names = _name_lms_substrings(text, sa, bits, m, workspace.array(f"flags{level}", m, np.uint8))
         if names < m:
             # sa[:m] is free for the reduced suffix array, sa[n - m:] holds the reduced string.
-            _sais(sa[n - m :], sa[:m], names)
+            _sais(sa[n - m :], sa[:m], names, workspace, level=level + 1)
             _lms_order_to_positions(sa, bits, n, m)
         # else: LMS substrings are all distinct, so sa[:m] is already the sorted LMS suffixes.
     elif m == 1:
@@ -490,15 +532,23 @@ def _check_tokens(tokens: object, separator: object) -> tuple[np.ndarray, int]:
     return tokens, sep
 
 
-def build_suffix_array(tokens: np.ndarray, separator: int) -> np.ndarray:
+def build_suffix_array(
+    tokens: np.ndarray, separator: int, *, workspace: Workspace | None = None
+) -> np.ndarray:
     """Positions of all non-separator tokens, sorted by the suffix starting there (lexicographic order
     of token values; a suffix that is a prefix of another sorts first). Returns uint32 when the array
     has fewer than 2^32 positions, else uint64.
 
     ``tokens`` is a 1-D uint16 or uint32 array (read-only arrays and ``np.memmap(mode="r")`` are fine;
     it is never modified) in which no value exceeds ``separator`` (normally the dtype's maximum).
+    With a ``workspace``, the work arrays are taken from it and kept there, and the result may be a
+    view of its memory: valid until the workspace sorts again or is cleared.
     Raises TypeError for a wrong type or dtype and ValueError for a wrong shape or value."""
     tokens, sep = _check_tokens(tokens, separator)
+    if workspace is None:
+        workspace = Workspace()
+    elif not isinstance(workspace, Workspace):
+        raise TypeError(f"workspace must be a Workspace, got {type(workspace).__name__}")
     n = int(tokens.shape[0])
     out_dtype = suffix_array_dtype(n)
     if n == 0:
@@ -516,7 +566,7 @@ def build_suffix_array(tokens: np.ndarray, separator: int) -> np.ndarray:
         sep_symbol = sep
     else:
         # uint32: map the ids onto a small alphabet in an int32/int64 copy.
-        text = np.empty(n, dtype=work_dtype)
+        text = workspace.array("text", n, work_dtype)
         top_real = _largest_non_separator(tokens, sep)
         if top_real + 2 <= _DIRECT_ALPHABET_LIMIT:
             sep_symbol = top_real + 1
@@ -529,15 +579,15 @@ def build_suffix_array(tokens: np.ndarray, separator: int) -> np.ndarray:
             sep_symbol = alphabet - 1 if int(values[-1]) == sep else alphabet
             del values
 
-    counts = np.empty(alphabet, dtype=work_dtype)
+    counts = workspace.array("counts0", alphabet, work_dtype)
     if n >= _PARALLEL_MIN and threads > 1 and alphabet * threads <= n // 4:  # per-thread counts
         _count_symbols_parallel(text, counts, threads)
     else:
         _count_symbols(text, counts)
     n_separators = int(counts[sep_symbol]) if sep_symbol < alphabet else 0
 
-    sa = np.empty(n, dtype=work_dtype)
-    _sais(text, sa, alphabet, counts)
+    sa = workspace.array("suffixes", n, work_dtype)
+    _sais(text, sa, alphabet, workspace, counts)
     del text
 
     keep = n - n_separators  # separator suffixes form the last bucket

@@ -491,7 +491,8 @@ def run_build(
             log.info("shard %d: kept from an earlier run (%d documents)", _shard_no(info.name), info.n_docs)
         else:
             log.info(
-                "shard %d: %d tokens, %d documents; %s read it in %.1f s, sorted in %.1f s, wrote in %.1f s",
+                "shard %d: %d tokens, %d documents; %s read it in %.1f s, sorted in %.1f s, wrote in %.1f s; "
+                "synced and published in %.1f s",
                 _shard_no(info.name),
                 info.n_tokens,
                 info.n_docs,
@@ -499,6 +500,7 @@ def run_build(
                 result.read_s,
                 result.sort_s,
                 result.write_s,
+                result.publish_s,
             )
         if read_bar is not None and plan.source is not None:
             read_bar.update(info.n_tokens)
@@ -563,7 +565,7 @@ def publish(plan: BuildPlan, result: ScheduleResult, stats: ReadStats, started: 
         "summary": {
             "wall_time_s": round(elapsed, 3),
             "sort_time_s": round(sum(s.sort_s for s in built), 3),
-            "write_time_s": round(sum(s.write_s for s in built), 3),
+            "write_time_s": round(sum(s.write_s + s.publish_s for s in built), 3),
             "peak_rss_bytes": peak_rss_bytes(),
             "disk_bytes": disk_bytes,
             "disk_bytes_per_token": round(disk_bytes / n_tokens, 4),

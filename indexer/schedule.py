@@ -6,7 +6,10 @@ The schedule is the same for every executor:
 * their results are taken in input order and fed to the shard planner, so shard ``k`` is planned as
   soon as the pieces it needs are tokenized (sorting starts while later pieces are still tokenized);
 * at most ``slots`` shards are read, sorted and written at once (the memory budget holds that many);
-  one worker writes and hashes a shard while another sorts the next.
+  one worker writes and hashes a shard while another sorts the next;
+* on one machine, a shard's suffix array is synced to disk and the shard published by a thread of this
+  process, so its worker sorts the next shard meanwhile (the disk is the slowest part of a build); on
+  Ray each task publishes its own shard, since syncing shared storage must happen where it was written.
 
 Executors only differ in where a task runs: :class:`InlineExecutor` (this process, ``--workers 1``),
 :class:`ProcessExecutor` (a pool of worker processes) and ``indexer.ray_build.RayExecutor``.
@@ -18,7 +21,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +33,8 @@ from indexer.shardwork import (
     ShardSpec,
     build_shard,
     init_worker,
+    keep_shard_buffers,
+    publish_shard,
     tokenize_piece,
 )
 
@@ -69,12 +74,13 @@ class InlineExecutor:
     def __init__(self) -> None:
         self._env = {k: os.environ.get(k) for k in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS")}
         os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core: the tokenizer's own threads too
+        keep_shard_buffers(True)  # the one shard slot: shard after shard in the same memory
 
     def submit_piece(self, spec: BuildSpec, piece: Piece) -> _Done:
         return _Done(lambda: tokenize_piece(spec, piece))
 
     def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> _Done:
-        return _Done(lambda: build_shard(spec, shard, sources))
+        return _Done(lambda: build_shard(spec, shard, sources, publish=False))
 
     def wait_any(self, handles: list[Any]) -> None:
         return None
@@ -88,6 +94,7 @@ class InlineExecutor:
         return handle.value
 
     def close(self, cancel: bool) -> None:
+        keep_shard_buffers(False)
         for key, value in self._env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -98,15 +105,17 @@ class InlineExecutor:
 _COUNTER: Any = None
 
 
-def _init_pool_worker(counter: Any, threads: int) -> None:
+def _init_pool_worker(counter: Any, threads: int, keep_buffers: bool) -> None:
     with counter.get_lock():
         counter.value += 1
         number = counter.value
-    init_worker(f"worker {number}", threads)
+    init_worker(f"worker {number}", threads, keep_buffers=keep_buffers)
 
 
 class ProcessExecutor:
-    """A pool of ``workers`` processes (forkserver: they never inherit this process's threads)."""
+    """A pool of ``workers`` processes (forkserver: they never inherit this process's threads). When
+    there are no more workers than shard slots, each worker keeps its shard buffers between shards: the
+    budget holds one shard per worker anyway."""
 
     def __init__(self, workers: int, shard_slots: int) -> None:
         import multiprocessing
@@ -120,14 +129,14 @@ class ProcessExecutor:
             max_workers=workers,
             mp_context=ctx,
             initializer=_init_pool_worker,
-            initargs=(counter, max(1, cores // workers)),
+            initargs=(counter, max(1, cores // workers), workers <= shard_slots),
         )
 
     def submit_piece(self, spec: BuildSpec, piece: Piece) -> Future[Any]:
         return self.pool.submit(tokenize_piece, spec, piece)
 
     def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> Future[Any]:
-        return self.pool.submit(build_shard, spec, shard, sources)
+        return self.pool.submit(build_shard, spec, shard, sources, publish=False)
 
     def wait_any(self, handles: list[Any]) -> None:
         wait(handles, return_when=FIRST_COMPLETED)
@@ -170,24 +179,37 @@ def run_schedule(
     in_flight: deque[Any] = deque()  # piece handles, in input order
     waiting: deque[ShardSpec] = deque()  # planned shards not yet started
     running: dict[int, Any] = {}  # shard index -> handle
+    publishing: dict[int, Future[ShardResult]] = {}  # shards written, being synced and published here
     finished: dict[int, ShardResult] = {}
     more_pieces = pieces is not None
     planned_all = False
     ahead = 2 * workers
+    # One sync at a time: the disk serializes them anyway, and the order of shards is kept.
+    publisher = ThreadPoolExecutor(1, thread_name_prefix="publish-shards")
 
     def start_shards() -> None:
         while waiting and len(running) < slots:
             shard = waiting.popleft()
             running[shard.index] = executor.submit_shard(spec, shard, sources)
 
+    def shard_done(index: int, result: ShardResult) -> None:
+        finished[index] = result
+        if on_shard is not None:
+            on_shard(result)
+
     def collect_shards() -> None:
         for index, handle in list(running.items()):
             if executor.done(handle):
                 result = executor.result(handle)
                 del running[index]
-                finished[index] = result
-                if on_shard is not None:
-                    on_shard(result)
+                if result.published:
+                    shard_done(index, result)
+                else:  # its worker is free for the next shard while this one is synced
+                    publishing[index] = publisher.submit(publish_shard, spec, result)
+        for index, future in list(publishing.items()):
+            if future.done():
+                del publishing[index]
+                shard_done(index, future.result())
 
     try:
         while True:
@@ -221,14 +243,18 @@ def run_schedule(
                     waiting.extend(finish_plan())
                     planned_all = True
                     start_shards()
-                if not running and not waiting:
+                if not running and not waiting and not publishing:
                     break
             handles = ([in_flight[0]] if in_flight else []) + list(running.values())
             if handles:
                 executor.wait_any(handles)
+            elif publishing:
+                wait(list(publishing.values()), return_when=FIRST_COMPLETED)
     except BaseException:
+        publisher.shutdown(wait=True)  # shards already written are published: a rerun keeps them
         executor.close(cancel=True)
         raise
+    publisher.shutdown(wait=True)
     executor.close(cancel=False)
     out.shards = [finished[i] for i in sorted(finished)]
     return out

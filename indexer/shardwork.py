@@ -54,15 +54,31 @@ READ_TOKENS = 4 << 20  # token ids read from a file at a time while a shard is f
 
 # The worker that runs the tasks of this process, for progress output ("main", "worker 2", "ray 1234").
 _WORKER = {"label": "main"}
+# The shard buffers and sort work arrays this process keeps between its shards (None: it frees them).
+_KEPT: dict[str, Any] = {"workspace": None}
 
 
 def worker_label() -> str:
     return _WORKER["label"]
 
 
-def init_worker(label: str, numba_threads: int) -> None:
-    """Set up a worker process: its label, one tokenizer thread, and its share of the numba threads."""
+def keep_shard_buffers(keep: bool) -> None:
+    """Whether this process keeps a shard's token buffer and sort work arrays for its next shard (about
+    9 bytes per position of the largest shard it built) instead of faulting fresh memory in for each.
+    Only for a process that counts as one of the budget's shard slots; ``False`` frees them."""
+    if not keep:
+        _KEPT["workspace"] = None
+    elif _KEPT["workspace"] is None:
+        from indexer.kernels import Workspace
+
+        _KEPT["workspace"] = Workspace()
+
+
+def init_worker(label: str, numba_threads: int, *, keep_buffers: bool = False) -> None:
+    """Set up a worker process: its label, one tokenizer thread, its share of the numba threads, and
+    whether it keeps its shard buffers between shards (:func:`keep_shard_buffers`)."""
     _WORKER["label"] = label
+    keep_shard_buffers(keep_buffers)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
     import numba
@@ -369,6 +385,9 @@ class ShardResult:
     read_s: float = 0.0
     sort_s: float = 0.0
     write_s: float = 0.0
+    published: bool = True  # False: written, left for publish_shard (its suffix array not yet synced)
+    publish_s: float = 0.0
+    record: dict[str, Any] = field(default_factory=dict)  # the done-record's build fields
 
 
 def _bar(spec: BuildSpec, desc: str, total: int, unit: str) -> Any:
@@ -383,21 +402,24 @@ def _bar(spec: BuildSpec, desc: str, total: int, unit: str) -> Any:
     )
 
 
-def build_shard(spec: BuildSpec, shard: ShardSpec, sources: Any = None) -> ShardResult:
+def build_shard(spec: BuildSpec, shard: ShardSpec, sources: Any = None, *, publish: bool = True) -> ShardResult:
     """Read, sort, write and publish one shard (or keep it when an earlier run finished it).
 
     ``sources`` is None for text builds (the documents are in the spooled pieces) or the pre-tokenized
-    inputs (``indexer.pretokenized.PretokenizedSource``)."""
+    inputs (``indexer.pretokenized.PretokenizedSource``). With ``publish=False`` the shard is written
+    but its suffix array is neither synced nor published: :func:`publish_shard` does that, on this
+    machine, while this worker sorts its next shard."""
     found = writer.read_done_shard(spec.output, shard.index, spec.fingerprint)
     if found is not None:
         info, done = found
         if done.get("first_doc") == shard.first_doc and info.n_docs == shard.n_docs:
             return ShardResult(info, kept=True, worker=worker_label())
-    from indexer.kernels import build_suffix_array, place_documents, suffix_array_dtype
+    from indexer.kernels import Workspace, build_suffix_array, place_documents, suffix_array_dtype
 
     t0 = time.monotonic()
     sep = separator_id(spec.token_dtype)
-    tokens = np.empty(shard.n_positions, dtype=np.dtype(spec.token_dtype))
+    workspace = _KEPT["workspace"] or Workspace()
+    tokens = workspace.array("shard tokens", shard.n_positions, np.dtype(spec.token_dtype))
     doc_offsets = np.zeros(shard.n_docs + 1, dtype=np.uint64)
     shard_writer = writer.ShardWriter(spec.output, shard.index)
     try:
@@ -427,17 +449,15 @@ def build_shard(spec: BuildSpec, shard: ShardSpec, sources: Any = None) -> Shard
             corpus_written = pool.submit(
                 shard_writer.write_corpus, tokens, spec.token_dtype, doc_offsets, progress
             )
-            suffix_array = build_suffix_array(tokens, sep)
+            suffix_array = build_suffix_array(tokens, sep, workspace=workspace)
             if sort_bar is not None:
                 sort_bar.update(n_tokens)
                 sort_bar.close()
             t2 = time.monotonic()
             corpus_written.result()
+        record = {"first_doc": shard.first_doc}
         info = shard_writer.finish(
-            suffix_array,
-            fingerprint=spec.fingerprint,
-            record={"first_doc": shard.first_doc},
-            progress=progress,
+            suffix_array, fingerprint=spec.fingerprint, record=record, progress=progress, publish=publish
         )
         if write_bar is not None:
             write_bar.close()
@@ -445,7 +465,18 @@ def build_shard(spec: BuildSpec, shard: ShardSpec, sources: Any = None) -> Shard
     except BaseException:
         shard_writer.abort()
         raise
-    return ShardResult(info, False, worker_label(), t1 - t0, t2 - t1, t3 - t2)
+    return ShardResult(info, False, worker_label(), t1 - t0, t2 - t1, t3 - t2, publish, record=record)
+
+
+def publish_shard(spec: BuildSpec, result: ShardResult) -> ShardResult:
+    """Sync and publish a shard that :func:`build_shard` wrote with ``publish=False``; return its result
+    with the time this took."""
+    if result.published:
+        return result
+    t0 = time.monotonic()
+    writer.publish_written_shard(spec.output, result.info, spec.fingerprint, result.record)
+    result.published, result.publish_s = True, time.monotonic() - t0
+    return result
 
 
 def _segment_batches(

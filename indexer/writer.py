@@ -56,8 +56,11 @@ class IndexWriteError(IndexerError):
     """The output folder cannot be written as asked (e.g. it holds a different index)."""
 
 
-def _write_array(path: Path, arr: np.ndarray, dtype: str, progress: ProgressFn | None) -> FileInfo:
-    """Write ``arr`` as little-endian ``dtype``, fsync, and return its size and sha256."""
+def _write_array(
+    path: Path, arr: np.ndarray, dtype: str, progress: ProgressFn | None, *, fsync: bool = True
+) -> FileInfo:
+    """Write ``arr`` as little-endian ``dtype``, fsync (unless told not to), and return its size and
+    sha256."""
     data = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<")).view(np.uint8)
     digest = hashlib.sha256()
     with open(path, "wb") as f:
@@ -68,7 +71,8 @@ def _write_array(path: Path, arr: np.ndarray, dtype: str, progress: ProgressFn |
             if progress is not None:
                 progress(len(chunk))
         f.flush()
-        os.fsync(f.fileno())
+        if fsync:
+            os.fsync(f.fileno())
     return FileInfo(bytes=len(data), sha256=digest.hexdigest())
 
 
@@ -79,7 +83,8 @@ def _fsync_file(path: Path) -> None:
 
 class ShardWriter:
     """Collects one shard's metadata while it is read, then writes the shard atomically: the corpus
-    files first (:meth:`write_corpus`, which may overlap the sort), then the suffix array (:meth:`finish`)."""
+    files first (:meth:`write_corpus`, which may overlap the sort), then the suffix array (:meth:`finish`),
+    which publishes the shard or leaves that to :func:`publish_written_shard`."""
 
     def __init__(self, index_dir: Path, shard_index: int) -> None:
         self.index_dir = index_dir
@@ -148,9 +153,14 @@ class ShardWriter:
         fingerprint: str,
         record: dict[str, Any],
         progress: ProgressFn | None = None,
+        publish: bool = True,
     ) -> ShardInfo:
         """Write the suffix array and the done-record (after :meth:`write_corpus`), and publish the
-        shard; return its ShardInfo."""
+        shard; return its ShardInfo.
+
+        With ``publish=False`` the suffix array is written and hashed but neither fsynced nor published:
+        the shard stays in its ``.partial`` folder until :func:`publish_written_shard` (called by any
+        process on this machine) syncs and publishes it, so the next sort need not wait for the disk."""
         if self._corpus is None:
             raise RuntimeError(f"{self.name}: write_corpus must come first")
         n_tokens, n_docs, files = self._corpus
@@ -158,7 +168,7 @@ class ShardWriter:
             raise RuntimeError(f"{self.name}: suffix array of {len(suffix_array)} for {n_tokens} tokens")
         suffix_dtype: SuffixDtype = "uint32" if suffix_array.dtype == np.uint32 else "uint64"
         files[SUFFIX_ARRAY_FILE] = _write_array(
-            self.partial / SUFFIX_ARRAY_FILE, suffix_array, suffix_dtype, progress
+            self.partial / SUFFIX_ARRAY_FILE, suffix_array, suffix_dtype, progress, fsync=publish
         )
         info = ShardInfo(
             name=self.name,
@@ -167,13 +177,8 @@ class ShardWriter:
             suffix_dtype=suffix_dtype,
             files={name: files[name] for name in SHARD_FILES},
         )
-        done = {"fingerprint": fingerprint, "shard": info.model_dump(mode="json"), **record}
-        write_json_atomic(self.partial / DONE_RECORD, done)
-        fsync_dir(self.partial)
-        if self.final.exists():
-            shutil.rmtree(self.final)
-        os.replace(self.partial, self.final)
-        fsync_dir(self.index_dir)
+        if publish:
+            _publish(self.index_dir, info, fingerprint, record)
         return info
 
     def abort(self) -> None:
@@ -181,6 +186,30 @@ class ShardWriter:
             self._spool.close()
             self._spool = None
         shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def publish_written_shard(index_dir: Path, info: ShardInfo, fingerprint: str, record: dict[str, Any]) -> None:
+    """Sync and publish a shard that :meth:`ShardWriter.finish` wrote with ``publish=False``: fsync its
+    suffix array (the other files were synced when written), write the done-record, and rename the
+    folder into place. fsync of a newly opened file flushes what any process wrote to it."""
+    partial = index_dir / (info.name + PARTIAL_SUFFIX)
+    if not (partial / SUFFIX_ARRAY_FILE).is_file():
+        raise IndexWriteError(f"{partial}: the shard's suffix array is missing; rerun the build")
+    _fsync_file(partial / SUFFIX_ARRAY_FILE)
+    _publish(index_dir, info, fingerprint, record)
+
+
+def _publish(index_dir: Path, info: ShardInfo, fingerprint: str, record: dict[str, Any]) -> None:
+    """Write the done-record into the shard's synced ``.partial`` folder and rename it into place."""
+    partial = index_dir / (info.name + PARTIAL_SUFFIX)
+    final = index_dir / info.name
+    done = {"fingerprint": fingerprint, "shard": info.model_dump(mode="json"), **record}
+    write_json_atomic(partial / DONE_RECORD, done)
+    fsync_dir(partial)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    fsync_dir(index_dir)
 
 
 def read_done_shard(

@@ -109,6 +109,38 @@ def test_repeated_documents_and_recursion() -> None:
     )
 
 
+def test_one_workspace_sorts_many_inputs_as_fresh_memory_does() -> None:
+    """A worker's kept work arrays hold the previous sort's values (and are larger or smaller than the
+    next input needs, or of another dtype): every result must still equal the oracle's."""
+    rng = np.random.default_rng(11)
+    workspace = kernels.Workspace()
+    sizes = [3_000, 20_000, 500, 20_000, 0, 7, 12_000]
+    for i, n in enumerate(sizes):
+        alphabet = [2, 65535, 3, 4, 5, 2, 50][i]
+        tokens = rng.integers(0, alphabet, n).astype(np.uint16)
+        tokens[rng.random(n) < 0.02] = SEP16
+        if i == 3:  # deep recursion: repeated documents
+            doc = np.append(rng.integers(0, 3, 40), SEP16).astype(np.uint16)
+            tokens = np.tile(doc, n // 41)
+        if i == 5:
+            tokens = tokens.astype(np.uint32)  # a different work dtype for the text copy
+        sep = SEP32 if tokens.dtype == np.uint32 else SEP16
+        if tokens.dtype == np.uint32:
+            tokens[tokens == SEP16] = SEP32
+        sa = build_suffix_array(tokens, sep, workspace=workspace)
+        np.testing.assert_array_equal(sa.astype(np.int64), prefix_doubling_suffix_array(tokens, sep))
+        assert workspace.nbytes >= (sa.nbytes if sa.size else 0)
+    kept = workspace.nbytes
+    assert kept >= 4 * 20_000  # the largest input's suffix array is kept
+    workspace.clear()
+    assert workspace.nbytes == 0
+
+
+def test_workspace_must_be_a_workspace() -> None:
+    with pytest.raises(TypeError, match="workspace must be a Workspace"):
+        build_suffix_array(u16([1, 2]), SEP16, workspace={})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("alphabet", [2, 3, 5, 50, 65535])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_random_against_prefix_doubling(alphabet: int, seed: int) -> None:

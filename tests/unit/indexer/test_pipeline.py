@@ -264,6 +264,74 @@ def test_resume_after_failure_keeps_finished_shards(tmp_path, pythia_tokenizer, 
     assert resumed.build["read"]["docs"] == 80
 
 
+def test_a_failed_sync_fails_the_build_and_the_rerun_keeps_what_was_published(
+    tmp_path, pythia_tokenizer, monkeypatch
+):
+    """Shards are synced and published by the build's own thread while the next one sorts: an error
+    there (a full disk) is the build's error, never a shard silently missing."""
+    import errno
+
+    from indexer import writer
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"doc {i} " + "word " * (i % 7)}) + "\n" for i in range(60)))
+    opts = dict(tokenizer=pythia_tokenizer, progress=False, memory_budget_bytes=12 * 100, bytes_per_token=12)
+    real_publish = writer.publish_written_shard
+    calls = {"n": 0}
+
+    def failing_publish(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(writer, "publish_written_shard", failing_publish)
+    out = tmp_path / "out"
+    with pytest.raises(writer.IndexWriteError, match="No space left on device"):
+        build_index([corpus], out, **opts)
+    assert not (out / "manifest.json").exists()
+    published = sorted(p.name for p in out.glob("shard-*") if not p.name.endswith(".partial"))
+    assert published[:2] == ["shard-00000", "shard-00001"] and "shard-00002" not in published
+    monkeypatch.setattr(writer, "publish_written_shard", real_publish)
+    resumed = build_index([corpus], out, **opts)
+    assert resumed.build["resumed_shards"] == len(published)
+    assert resumed == build_index([corpus], out, **opts)  # finished: nothing to do
+    from indexer.pipeline import verify_index
+
+    assert verify_index(out).ok
+
+
+def test_a_written_shard_is_not_done_until_published(tmp_path):
+    """ShardWriter.finish(publish=False) leaves the shard unfinished (a rerun rebuilds it) until
+    publish_written_shard syncs it; the published files equal a shard published at once."""
+    from indexer import writer
+    from indexer.kernels import build_suffix_array
+
+    tokens = np.array([5, 3, 5, 65535, 3, 3, 65535], dtype=np.uint16)
+    offsets = np.array([0, 4, 7], dtype=np.uint64)
+    infos = {}
+    for publish in (True, False):
+        out = tmp_path / str(publish)
+        w = writer.ShardWriter(out, 0)
+        w.add_metadata([{"doc": 0}, {"doc": 1}])
+        w.write_corpus(tokens, "uint16", offsets)
+        info = w.finish(build_suffix_array(tokens, 65535), fingerprint="f", record={"first_doc": 0}, publish=publish)
+        if not publish:
+            assert writer.read_done_shard(out, 0, "f") is None
+            assert (out / "shard-00000.partial").is_dir() and not (out / "shard-00000").exists()
+            writer.publish_written_shard(out, info, "f", {"first_doc": 0})
+        found = writer.read_done_shard(out, 0, "f")
+        assert found is not None and found[0] == info and found[1]["first_doc"] == 0
+        infos[publish] = info
+    assert infos[True] == infos[False]
+    for name in infos[True].files:
+        assert (tmp_path / "True" / "shard-00000" / name).read_bytes() == (
+            tmp_path / "False" / "shard-00000" / name
+        ).read_bytes()
+    with pytest.raises(writer.IndexWriteError, match="suffix array is missing"):
+        writer.publish_written_shard(tmp_path / "True", infos[True], "f", {})
+
+
 def test_stale_partial_dirs_are_removed(tmp_path, pythia_tokenizer):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text('{"text": "a b c"}\n')
