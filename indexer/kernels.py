@@ -23,10 +23,10 @@ included):
   recursion.
 * Memory: a :class:`Workspace` passed to :func:`build_suffix_array` keeps the large work arrays (the
   suffix array, each level's buckets and flags) for the next sort. A build worker sorts shard after
-  shard, and fresh memory is costly at this size: every page is faulted in and zeroed by the kernel
-  again, and on virtual machines that hand freed memory back to the host, faulting in huge pages took
-  7-10 s per GB, against 0.15 s per GB for memory used again (numpy asks for huge pages on large arrays;
-  random reads on them were about 35 % faster).
+  shard, and fresh memory is costly at this size: every page is faulted in and zeroed again. On the
+  2-core virtual machine of ``bench/README.md``, faulting in 1 GB of huge pages not used for a while
+  took 7-10 s, against 0.15 s for memory used again (numpy asks for huge pages on large arrays; random
+  reads on them were about 35 % faster than on 4 KiB pages).
 * Threads: bucket counting of the original text and naming of the LMS substrings (compare each with
   its neighbour, then scatter the names) split over all numba threads for inputs of ``_PARALLEL_MIN``
   items or more; both are a handful of parallel regions per level. Induced sorting is sequential by

@@ -8,7 +8,9 @@ arguments, writing only their own files in the output folder:
   lengths and metadata lines are spooled into ``pieces/`` with a done-record written last.
 * **build a shard**: read its documents (from spooled pieces, or straight from pre-tokenized token files),
   place them with separators, sort the suffix array, then write, hash and publish the shard atomically
-  (``indexer.writer``). A shard whose done-record matches is kept as it is.
+  (``indexer.writer``); a local build leaves the last sync and the publishing to :func:`publish_shard`,
+  run by the driver while the worker sorts its next shard. A shard whose done-record matches is kept as
+  it is.
 
 The shard plan (:class:`ShardPlanner`) fills shards with documents in input order, exactly as a single
 reader would, from the token counts of the pieces; so the shard files depend on the inputs and options
@@ -402,7 +404,9 @@ def _bar(spec: BuildSpec, desc: str, total: int, unit: str) -> Any:
     )
 
 
-def build_shard(spec: BuildSpec, shard: ShardSpec, sources: Any = None, *, publish: bool = True) -> ShardResult:
+def build_shard(
+    spec: BuildSpec, shard: ShardSpec, sources: Any = None, *, publish: bool = True
+) -> ShardResult:
     """Read, sort, write and publish one shard (or keep it when an earlier run finished it).
 
     ``sources`` is None for text builds (the documents are in the spooled pieces) or the pre-tokenized

@@ -274,7 +274,9 @@ def test_a_failed_sync_fails_the_build_and_the_rerun_keeps_what_was_published(
     from indexer import writer
 
     corpus = tmp_path / "c.jsonl"
-    corpus.write_text("".join(json.dumps({"text": f"doc {i} " + "word " * (i % 7)}) + "\n" for i in range(60)))
+    corpus.write_text(
+        "".join(json.dumps({"text": f"doc {i} " + "word " * (i % 7)}) + "\n" for i in range(60))
+    )
     opts = dict(tokenizer=pythia_tokenizer, progress=False, memory_budget_bytes=12 * 100, bytes_per_token=12)
     real_publish = writer.publish_written_shard
     calls = {"n": 0}
@@ -315,7 +317,9 @@ def test_a_written_shard_is_not_done_until_published(tmp_path):
         w = writer.ShardWriter(out, 0)
         w.add_metadata([{"doc": 0}, {"doc": 1}])
         w.write_corpus(tokens, "uint16", offsets)
-        info = w.finish(build_suffix_array(tokens, 65535), fingerprint="f", record={"first_doc": 0}, publish=publish)
+        info = w.finish(
+            build_suffix_array(tokens, 65535), fingerprint="f", record={"first_doc": 0}, publish=publish
+        )
         if not publish:
             assert writer.read_done_shard(out, 0, "f") is None
             assert (out / "shard-00000.partial").is_dir() and not (out / "shard-00000").exists()
