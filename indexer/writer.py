@@ -89,7 +89,6 @@ class ShardWriter:
     def __init__(self, index_dir: Path, shard_index: int) -> None:
         self.index_dir = index_dir
         self.name = shard_dir_name(shard_index)
-        self.final = index_dir / self.name
         self.partial = index_dir / (self.name + PARTIAL_SUFFIX)
         if self.partial.exists():
             shutil.rmtree(self.partial)
