@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -378,3 +379,61 @@ def test_metadata_names_inputs_relative_to_the_argument_manifest_keeps_absolute_
         str((corpus / "part" / "a.jsonl").resolve()),
         str(single.resolve()),
     ]
+
+
+@pytest.mark.parametrize("n_bytes", [0, 100, 4096, 3 * 4096 + 17, 70_000])
+def test_large_files_written_past_the_page_cache_have_the_right_bytes_and_hash(
+    tmp_path, monkeypatch, n_bytes
+):
+    """Files at least DIRECT_MIN_BYTES long are written with O_DIRECT in aligned chunks plus a buffered
+    tail; lowered thresholds run every branch on small arrays: aligned and unaligned lengths, several
+    chunks, a file system that refuses O_DIRECT, and a short write that finishes through the page cache."""
+    import hashlib
+    import os
+
+    from indexer import writer
+
+    monkeypatch.setattr(writer, "DIRECT_MIN_BYTES", 1)
+    monkeypatch.setattr(writer, "DIRECT_CHUNK_BYTES", 8192)
+    data = np.random.default_rng(n_bytes).integers(0, 2**16, n_bytes // 2 + 1, dtype=np.uint16)[1:]
+    expected = data.astype("<u2").tobytes()
+    seen = []
+
+    info = writer._write_array(tmp_path / "direct", data, "uint16", seen.append)
+    assert (tmp_path / "direct").read_bytes() == expected
+    assert info.bytes == len(expected) and info.sha256 == hashlib.sha256(expected).hexdigest()
+    assert sum(seen) == len(expected)
+
+    real_open, real_write = os.open, os.write
+
+    def refusing_open(path, flags, *args):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    assert writer._write_array(tmp_path / "buffered", data, "uint16", None) == info
+    assert (tmp_path / "buffered").read_bytes() == expected
+    monkeypatch.setattr(os, "open", real_open)
+
+    def short_write(fd, buf):  # the kernel may write less than asked: one aligned block here
+        return real_write(fd, buf[:4096] if len(buf) > 4096 else buf)
+
+    monkeypatch.setattr(os, "write", short_write)
+    assert writer._write_array(tmp_path / "short", data, "uint16", None) == info
+    assert (tmp_path / "short").read_bytes() == expected
+
+
+def test_direct_writes_report_a_full_disk(tmp_path, monkeypatch):
+    import os
+
+    from indexer import writer
+
+    monkeypatch.setattr(writer, "DIRECT_MIN_BYTES", 1)
+
+    def full(fd, buf):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError, match="No space left"):
+        writer._write_array(tmp_path / "f", np.zeros(10_000, dtype=np.uint32), "uint32", None)
