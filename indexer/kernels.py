@@ -41,6 +41,8 @@ Kernels are private, pure functions of numpy arrays and never see unchecked inpu
 
 from __future__ import annotations
 
+import mmap
+
 import numba
 import numpy as np
 from numba import njit, prange, types
@@ -111,6 +113,13 @@ def _prefetch_intrinsic(typingctx, arr, index):
 
 
 _prefetch = _prefetch_python if numba.config.DISABLE_JIT else _prefetch_intrinsic  # type: ignore[attr-defined]
+
+
+@njit(cache=True, nogil=True)
+def _touch_pages(data, page):
+    """Write one zero into every ``page`` bytes of ``data`` (uint8), so its memory is faulted in."""
+    for i in range(0, data.shape[0], page):
+        data[i] = 0
 
 
 @njit(cache=True, nogil=True)
@@ -460,6 +469,38 @@ class Workspace:
         self._arrays.clear()
 
 
+def _work_dtype(n_positions: int) -> np.dtype:
+    return np.dtype(np.int32 if n_positions <= _INT32_MAX_POSITIONS else np.int64)
+
+
+def sort_work_arrays(
+    workspace: Workspace, n_positions: int, token_dtype: np.dtype | type | str
+) -> list[np.ndarray]:
+    """Take from ``workspace`` the largest work arrays that :func:`build_suffix_array` will use for
+    ``n_positions`` tokens of ``token_dtype`` (the suffix array, the level-0 LMS bits, and for uint32 the
+    compacted text), so that :func:`fault_in` can fault them in before the sort needs them."""
+    if not isinstance(workspace, Workspace):
+        raise TypeError(f"workspace must be a Workspace, got {type(workspace).__name__}")
+    n = int(n_positions)
+    work = _work_dtype(n)
+    arrays = [workspace.array("suffixes", n, work), workspace.array("lms0", (n >> 3) + 1, np.uint8)]
+    if np.dtype(token_dtype) == np.uint32:
+        arrays.append(workspace.array("text", n, work))
+    return arrays
+
+
+def fault_in(arrays: list[np.ndarray]) -> None:
+    """Touch every memory page of ``arrays`` (their contents become undefined), without the GIL.
+
+    A fresh large array costs its page faults when first written; for transparent huge pages that the
+    kernel must first assemble this took up to 10 s per GB (measured in ``bench/README.md``). Faulting
+    the sort's arrays in while the shard is read from disk takes that cost off the sort."""
+    for array in arrays:
+        data = array.reshape(-1).view(np.uint8)
+        if data.shape[0]:
+            _touch_pages(data, mmap.PAGESIZE)
+
+
 def _chunks(n_items: int) -> int:
     """How many slices a parallel kernel splits ``n_items`` into (1 for small inputs)."""
     threads = numba.get_num_threads()
@@ -553,7 +594,7 @@ def build_suffix_array(
     out_dtype = suffix_array_dtype(n)
     if n == 0:
         return np.zeros(0, dtype=out_dtype)
-    work_dtype = np.int32 if n <= _INT32_MAX_POSITIONS else np.int64
+    work_dtype = _work_dtype(n)
     threads = numba.get_num_threads()
 
     if not tokens.flags.c_contiguous:

@@ -418,7 +418,14 @@ def build_shard(
         info, done = found
         if done.get("first_doc") == shard.first_doc and info.n_docs == shard.n_docs:
             return ShardResult(info, kept=True, worker=worker_label())
-    from indexer.kernels import Workspace, build_suffix_array, place_documents, suffix_array_dtype
+    from indexer.kernels import (
+        Workspace,
+        build_suffix_array,
+        fault_in,
+        place_documents,
+        sort_work_arrays,
+        suffix_array_dtype,
+    )
 
     t0 = time.monotonic()
     sep = separator_id(spec.token_dtype)
@@ -426,7 +433,12 @@ def build_shard(
     tokens = workspace.array("shard tokens", shard.n_positions, np.dtype(spec.token_dtype))
     doc_offsets = np.zeros(shard.n_docs + 1, dtype=np.uint64)
     shard_writer = writer.ShardWriter(spec.output, shard.index)
+    # One thread beside the kernel: it faults the sort's memory in while the shard is read, then writes
+    # (and fsyncs) the corpus files while the kernel sorts without the GIL, so that only the suffix
+    # array is left to write once the sort ends.
+    pool = ThreadPoolExecutor(1, thread_name_prefix=f"shard-{shard.index}")
     try:
+        faulted = pool.submit(fault_in, sort_work_arrays(workspace, shard.n_positions, spec.token_dtype))
         pos, doc = 0, 0
         for seg in shard.segments:
             for ids, lengths, meta in _segment_batches(spec, seg, sources):
@@ -447,18 +459,16 @@ def build_shard(
         write_bar = _bar(spec, f"write+hash shard {shard.index}", total, "B")
         progress = write_bar.update if write_bar is not None else None
         sort_bar = _bar(spec, f"sort shard {shard.index}", n_tokens, "tok")
-        # The corpus files are written (and fsynced) by a thread while the kernel sorts without the GIL:
-        # only the suffix array is left to write once the sort ends.
-        with ThreadPoolExecutor(1, thread_name_prefix=f"write-shard-{shard.index}") as pool:
-            corpus_written = pool.submit(
-                shard_writer.write_corpus, tokens, spec.token_dtype, doc_offsets, progress
-            )
-            suffix_array = build_suffix_array(tokens, sep, workspace=workspace)
-            if sort_bar is not None:
-                sort_bar.update(n_tokens)
-                sort_bar.close()
-            t2 = time.monotonic()
-            corpus_written.result()
+        corpus_written = pool.submit(
+            shard_writer.write_corpus, tokens, spec.token_dtype, doc_offsets, progress
+        )
+        faulted.result()  # the thread runs its tasks in order: the sort's memory is ready before this
+        suffix_array = build_suffix_array(tokens, sep, workspace=workspace)
+        if sort_bar is not None:
+            sort_bar.update(n_tokens)
+            sort_bar.close()
+        t2 = time.monotonic()
+        corpus_written.result()
         record = {"first_doc": shard.first_doc}
         info = shard_writer.finish(
             suffix_array, fingerprint=spec.fingerprint, record=record, progress=progress, publish=publish
@@ -467,8 +477,10 @@ def build_shard(
             write_bar.close()
         t3 = time.monotonic()
     except BaseException:
+        pool.shutdown(wait=True)  # the thread may still write into the shard's files or arrays
         shard_writer.abort()
         raise
+    pool.shutdown(wait=True)
     return ShardResult(info, False, worker_label(), t1 - t0, t2 - t1, t3 - t2, publish, record=record)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import mmap
+
 import numpy as np
 import pytest
 
@@ -134,6 +136,29 @@ def test_one_workspace_sorts_many_inputs_as_fresh_memory_does() -> None:
     assert kept >= 4 * 20_000  # the largest input's suffix array is kept
     workspace.clear()
     assert workspace.nbytes == 0
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32])
+def test_faulted_in_work_arrays_are_the_ones_the_sort_uses(dtype) -> None:
+    """``sort_work_arrays`` + ``fault_in`` (run while a shard is read) hand the sort the very arrays it
+    takes from the workspace; the zeros written into them do not change the result."""
+    rng = np.random.default_rng(5)
+    sep = SEP32 if dtype == np.uint32 else SEP16
+    tokens = rng.integers(0, 7, 30_000).astype(dtype)
+    tokens[rng.random(tokens.size) < 0.01] = sep
+    workspace = kernels.Workspace()
+    arrays = kernels.sort_work_arrays(workspace, tokens.size, dtype)
+    assert len(arrays) == (3 if dtype == np.uint32 else 2)
+    for array in arrays:
+        array.reshape(-1).view(np.uint8)[:] = 0xA5  # stale bytes, as a kept workspace holds
+    kernels.fault_in(arrays)
+    assert all(array.reshape(-1).view(np.uint8)[:: mmap.PAGESIZE].max() == 0 for array in arrays)
+    sa = build_suffix_array(tokens, sep, workspace=workspace)
+    assert np.shares_memory(sa, arrays[0])  # the sort wrote into the faulted-in suffix array
+    np.testing.assert_array_equal(sa.astype(np.int64), prefix_doubling_suffix_array(tokens, sep))
+    kernels.fault_in([np.zeros(0, dtype=np.int32)])  # empty arrays are fine
+    with pytest.raises(TypeError, match="workspace must be a Workspace"):
+        kernels.sort_work_arrays({}, 10, np.uint16)  # type: ignore[arg-type]
 
 
 def test_workspace_must_be_a_workspace() -> None:
