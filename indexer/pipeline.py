@@ -69,6 +69,7 @@ from indexer.shardwork import (
     ShardPlanner,
     ShardResult,
     ShardSpec,
+    balanced_target,
     iter_pieces,
     piece_documents,
     piece_metadata,
@@ -250,6 +251,7 @@ class BuildPlan:
     inputs: list[InputInfo]
     text_files: list[InputFile]
     source: Any  # indexer.pretokenized.PretokenizedSource for pre-tokenized builds
+    shard_target: int  # positions at which the planner closes a shard (at most the capacity)
     done: Manifest | None  # the finished index when the same build is already complete
 
     @property
@@ -346,6 +348,12 @@ def plan_build(
 
     token_dtype = token_dtype_for_vocab(vocab_size)
     capacity = shard_capacity(budget, token_dtype, bytes_per_token, with_tokenizer=tok is not None)
+    # Pre-tokenized inputs give their size up front, so their shards are cut equal (text is streamed).
+    target = (
+        balanced_target(source.n_tokens + source.n_docs, capacity, SHARD_SLOTS)
+        if source is not None
+        else capacity
+    )
     reserve = _reserve(budget, tok is not None)
     if budget < 2 * reserve:
         log.warning(
@@ -364,6 +372,7 @@ def plan_build(
         "normalization": normalization,
         "skip_bad_lines": skip_bad_lines,
         "shard_capacity_positions": capacity,
+        "shard_target_positions": target,
     }
     fingerprint = _fingerprint(config)
     done = _prepare_output(output, fingerprint, force)
@@ -390,6 +399,7 @@ def plan_build(
         inputs=input_infos,
         text_files=text_files,
         source=source,
+        shard_target=target,
         done=done,
     )
 
@@ -432,7 +442,7 @@ def run_build(
     """Tokenize (text), plan the shards and build them with ``executor``; return the task results."""
     spec = plan.spec
     stats = ReadStats()
-    planner = ShardPlanner(spec.capacity)
+    planner = ShardPlanner(spec.capacity, plan.shard_target)
     slots = executor.shard_slots
     tokens_read = {"n": 0, "docs": 0}
     started = time.monotonic()

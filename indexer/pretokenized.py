@@ -291,6 +291,10 @@ class PretokenizedSource:
     def n_tokens(self) -> int:
         return sum(f.n_tokens for f in self.files)
 
+    @property
+    def n_docs(self) -> int:
+        return sum(f.n_docs for f in self.files)
+
     def batches(
         self,
         vocab_size: int,

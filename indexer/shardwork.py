@@ -334,9 +334,13 @@ class DocumentTooLarge(IndexerError):
 
 @dataclass
 class ShardPlanner:
-    """Fills shards of ``capacity`` positions with documents in input order (the plan of a build)."""
+    """Fills shards with documents in input order (the plan of a build): a shard never holds more than
+    ``capacity`` positions, and is closed once it holds ``target`` (default: ``capacity``). A target
+    below the capacity evens out the shards when the total is known up front (see
+    :func:`balanced_target`)."""
 
     capacity: int
+    target: int | None = None
     next_index: int = 0
     first_doc: int = 0
     _segments: list[Segment] = field(default_factory=list)
@@ -346,22 +350,28 @@ class ShardPlanner:
     def add(self, source: int, lengths: np.ndarray) -> list[ShardSpec]:
         """Add the documents of one source (their token lengths); return the shards this closes."""
         closed: list[ShardSpec] = []
+        target = min(self.target or self.capacity, self.capacity)
         need = np.cumsum(lengths.astype(np.int64) + 1)
         doc, base = 0, 0
         n = len(lengths)
         while doc < n:
             room = self.capacity - self._positions
-            last = int(np.searchsorted(need, base + room, side="right"))
-            if last == doc:
+            fit = int(np.searchsorted(need, base + room, side="right"))  # documents [doc, fit) fit
+            if fit == doc:
                 if self._docs == 0:
                     raise DocumentTooLarge(source, doc, int(lengths[doc]))
                 closed.append(self._close())
                 continue
+            # documents [doc, reach) bring the shard to its target
+            reach = int(np.searchsorted(need, base + target - self._positions, side="left")) + 1
+            last = min(fit, reach)
             self._segments.append(Segment(source, doc, last))
             self._positions += int(need[last - 1]) - base
             self._docs += last - doc
             base = int(need[last - 1])
             doc = last
+            if self._positions >= target:
+                closed.append(self._close())
         return closed
 
     def _close(self) -> ShardSpec:
@@ -373,6 +383,19 @@ class ShardPlanner:
 
     def finish(self) -> list[ShardSpec]:
         return [self._close()] if self._docs else []
+
+
+def balanced_target(total_positions: int, capacity: int, slots: int) -> int:
+    """The shard target that cuts ``total_positions`` into equal shards, as few as the capacity allows,
+    rounded up to a multiple of ``slots`` (shards built at once) when that keeps shards at least half
+    full: the last round of shards then keeps every slot busy, instead of one shard sorting alone."""
+    if total_positions <= 0:
+        return capacity
+    n_shards = -(-total_positions // capacity)
+    rounded = -(-n_shards // slots) * slots
+    if n_shards > 1 and total_positions >= rounded * (capacity // 2):
+        n_shards = rounded
+    return min(capacity, -(-total_positions // n_shards))
 
 
 # --------------------------------------------------------------------------------------------------

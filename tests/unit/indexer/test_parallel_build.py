@@ -118,6 +118,52 @@ def test_shard_planner_fills_shards_in_order():
         shardwork.ShardPlanner(capacity=10).add(0, np.array([10]))
 
 
+def test_shard_planner_closes_shards_at_the_target_within_the_capacity():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        capacity = int(rng.integers(5, 60))
+        target = int(rng.integers(1, capacity + 1))
+        sources = [rng.integers(0, capacity, size=int(rng.integers(0, 30))) for _ in range(3)]
+        planner = shardwork.ShardPlanner(capacity, target)
+        shards = [s for i, lengths in enumerate(sources) for s in planner.add(i, lengths)]
+        shards += planner.finish()
+        lengths = np.concatenate(sources)
+        # the shards hold every document once, in order, and their segments agree with their sizes
+        assert [s.index for s in shards] == list(range(len(shards)))
+        assert sum(s.n_docs for s in shards) == len(lengths)
+        doc = 0
+        for k, shard in enumerate(shards):
+            assert shard.first_doc == doc and shard.n_docs > 0
+            segment_docs = [np.asarray(sources[g.source][g.doc_lo : g.doc_hi]) for g in shard.segments]
+            assert shard.n_positions == int(sum((d + 1).sum() for d in segment_docs))
+            assert shard.n_positions == int((lengths[doc : doc + shard.n_docs] + 1).sum())
+            assert shard.n_positions <= capacity
+            if k + 1 < len(shards):  # closed early only where the next document did not fit
+                next_doc = int(lengths[doc + shard.n_docs]) + 1
+                assert shard.n_positions >= target or shard.n_positions + next_doc > capacity
+            doc += shard.n_docs
+
+
+@pytest.mark.parametrize(
+    ("total", "capacity", "slots", "shards"),
+    [
+        (1_010_276_120 + 649_200, 268_435_456, 2, 4),  # the 1 B-token benchmark corpus: 4 equal shards
+        (600, 268, 2, 4),  # 3 shards by capacity, rounded up to a full round of 2
+        (500, 268, 2, 2),
+        (300, 268, 2, 2),
+        (268, 268, 2, 1),
+        (540, 268, 2, 4),
+        (300, 268, 4, 2),  # 4 shards would be under half full: stay at 2
+        (10, 268, 2, 1),
+        (1000, 100, 3, 12),
+    ],
+)
+def test_balanced_target_gives_equal_shards_in_full_rounds(total, capacity, slots, shards):
+    target = shardwork.balanced_target(total, capacity, slots)
+    assert target <= capacity
+    assert -(-total // target) == shards
+
+
 # --------------------------------------------------------------------------------------------------
 # Parquet and datasets save_to_disk folders
 
