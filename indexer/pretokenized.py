@@ -24,10 +24,11 @@ Kinds (``build_index(..., pretokenized=KIND)``, ``taskgram build --pretokenized 
 Document offsets (npy and raw): ``n_docs + 1`` non-decreasing token positions, the first 0, the last the
 number of tokens; document ``i`` is ``tokens[offsets[i]:offsets[i+1]]``.
 
-Token files are read in chunks with ordinary reads (not memory-mapped), so reading adds little to the
-build's memory. Every id is checked against the vocabulary size (and for negative values); a bad id is a
-``CorpusError`` naming the file, the document and the position. Document metadata:
-``{"source": FILE, "doc": i}`` (FILE = the token file's name; 0-based document number within that file).
+Token files are read in chunks (not memory-mapped), past the page cache where the file system allows
+it, so reading adds little to the build's memory. Every id is checked against the vocabulary size (and
+for negative values); a bad id is a ``CorpusError`` naming the file, the document and the position.
+Document metadata: ``{"source": FILE, "doc": i}`` (FILE = the token file's name; 0-based document number
+within that file).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer import directio
 from indexer.corpus import CorpusError, DocBatch, ReadStats
 
 MEGATRON_MAGIC = b"MMIDIDX\x00\x00"
@@ -57,6 +59,7 @@ MEGATRON_DTYPES: dict[int, np.dtype] = {
 }
 MEGATRON_FLOAT_CODES = {6: "float64", 7: "float32"}
 BATCH_TOKENS = 4 << 20
+DIRECT_READ_MIN_BYTES = 1 << 20  # smaller reads go through the page cache
 
 
 @dataclass
@@ -80,11 +83,22 @@ class TokenFile:
         return int(self.boundaries[-1])
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Token ids ``[start, stop)`` (a fresh array)."""
+        """Token ids ``[start, stop)`` (a fresh array). Large ranges are read past the page cache
+        (:mod:`indexer.directio`): a build reads each range once."""
         count = stop - start
-        with open(self.path, "rb") as f:
-            f.seek(self.data_offset + start * self.dtype.itemsize)
-            data = np.fromfile(f, dtype=self.dtype, count=count)
+        size = self.dtype.itemsize
+        offset = self.data_offset + start * size
+        raw = (
+            directio.read(self.path, offset, count * size) if count * size >= DIRECT_READ_MIN_BYTES else None
+        )
+        if raw is not None:
+            data = raw[: len(raw) - len(raw) % size].view(self.dtype)
+            if data.ctypes.data % size:  # an odd header length: the kernels want aligned ids
+                data = data.copy()
+        else:
+            with open(self.path, "rb") as f:
+                f.seek(offset)
+                data = np.fromfile(f, dtype=self.dtype, count=count)
         if len(data) != count:
             raise CorpusError(
                 self.display,

@@ -12,8 +12,6 @@ Build bookkeeping (not part of the index format, ignored by readers): ``shard.js
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -24,6 +22,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from indexer import directio
 from indexer.errors import IndexerError
 from indexer.format import (
     DOC_OFFSETS_FILE,
@@ -50,11 +49,8 @@ PARTIAL_SUFFIX = ".partial"
 METADATA_SPOOL = "metadata.spool.jsonl"
 PIECES_DIR = "pieces"  # tokenized text spooled by a build (indexer.shardwork), removed when it is published
 WRITE_CHUNK_BYTES = 8 << 20
-# Files of at least this size are written with O_DIRECT (see _write_direct), in chunks of this size,
-# aligned to this many bytes (a multiple of every common logical block size).
+# Files of at least this size are written past the page cache (indexer.directio).
 DIRECT_MIN_BYTES = 32 << 20
-DIRECT_CHUNK_BYTES = 16 << 20
-DIRECT_ALIGN = 4096
 
 ProgressFn = Callable[[int], None]
 
@@ -67,12 +63,13 @@ def _write_array(
     path: Path, arr: np.ndarray, dtype: str, progress: ProgressFn | None, *, fsync: bool = True
 ) -> FileInfo:
     """Write ``arr`` as little-endian ``dtype``, fsync (unless told not to), and return its size and
-    sha256. Large arrays bypass the page cache (:func:`_write_direct`) where the file system allows it."""
+    sha256. Large arrays bypass the page cache where the file system allows it: the build never reads
+    a shard's files back (see :mod:`indexer.directio`)."""
     data = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<")).view(np.uint8)
     if len(data) >= DIRECT_MIN_BYTES:
-        info = _write_direct(path, data, progress, fsync=fsync)
-        if info is not None:
-            return info
+        sha256 = directio.write(path, data, progress, fsync=fsync)
+        if sha256 is not None:
+            return FileInfo(bytes=len(data), sha256=sha256)
     digest = hashlib.sha256()
     with open(path, "wb") as f:
         for start in range(0, len(data), WRITE_CHUNK_BYTES):
@@ -85,73 +82,6 @@ def _write_array(
         if fsync:
             os.fsync(f.fileno())
     return FileInfo(bytes=len(data), sha256=digest.hexdigest())
-
-
-def _write_direct(
-    path: Path, data: np.ndarray, progress: ProgressFn | None, *, fsync: bool
-) -> FileInfo | None:
-    """Write ``data`` (uint8) to ``path`` with O_DIRECT through an aligned buffer, hashing it as it
-    goes; the last partial block goes through the page cache. None when the platform or the file
-    system refuses O_DIRECT (the caller then writes through the page cache).
-
-    Why: the build never reads a shard's files back, and on machines whose memory is slow to hand out
-    (virtual machines that fault guest memory in on first use) filling the page cache with them cost
-    2-10 s per GB, against ~1.6 s per GB written directly, hash included (``bench/README.md``)."""
-    direct = getattr(os, "O_DIRECT", 0)
-    if not direct:
-        return None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | direct, 0o644)
-    except OSError as err:
-        if err.errno == errno.EINVAL:  # e.g. tmpfs
-            return None
-        raise
-    digest = hashlib.sha256()
-    try:
-        aligned = len(data) - len(data) % DIRECT_ALIGN
-        staging = _aligned_buffer(min(DIRECT_CHUNK_BYTES, aligned))
-        for start in range(0, aligned, DIRECT_CHUNK_BYTES):
-            part = data[start : min(start + DIRECT_CHUNK_BYTES, aligned)]
-            staging[: len(part)] = part
-            try:
-                _write_all(fd, staging[: len(part)].data)
-            except OSError as err:
-                if err.errno == errno.EINVAL and start == 0:  # refused at the first write
-                    return None
-                raise
-            digest.update(part.data)
-            if progress is not None:
-                progress(len(part))
-        if aligned < len(data):
-            _clear_direct(fd)
-            tail = data[aligned:]
-            _write_all(fd, tail.data)
-            digest.update(tail.data)
-            if progress is not None:
-                progress(len(tail))
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    return FileInfo(bytes=len(data), sha256=digest.hexdigest())
-
-
-def _aligned_buffer(n: int) -> np.ndarray:
-    raw = np.empty(n + DIRECT_ALIGN, dtype=np.uint8)
-    skip = -raw.ctypes.data % DIRECT_ALIGN
-    return raw[skip : skip + n]
-
-
-def _write_all(fd: int, buf: memoryview) -> None:
-    done = os.write(fd, buf)
-    if done < len(buf):  # short (rare): finish through the page cache, which takes any length
-        _clear_direct(fd)
-        while done < len(buf):
-            done += os.write(fd, buf[done:])
-
-
-def _clear_direct(fd: int) -> None:
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
 
 
 def _fsync_file(path: Path) -> None:

@@ -391,10 +391,10 @@ def test_large_files_written_past_the_page_cache_have_the_right_bytes_and_hash(
     import hashlib
     import os
 
-    from indexer import writer
+    from indexer import directio, writer
 
     monkeypatch.setattr(writer, "DIRECT_MIN_BYTES", 1)
-    monkeypatch.setattr(writer, "DIRECT_CHUNK_BYTES", 8192)
+    monkeypatch.setattr(directio, "CHUNK_BYTES", 8192)
     data = np.random.default_rng(n_bytes).integers(0, 2**16, n_bytes // 2 + 1, dtype=np.uint16)[1:]
     expected = data.astype("<u2").tobytes()
     seen = []

@@ -328,3 +328,42 @@ def test_document_larger_than_a_shard_names_file_and_document(tmp_path):
             bytes_per_token=12,
             progress=False,
         )
+
+
+def test_reads_past_the_page_cache_equal_ordinary_reads(tmp_path, monkeypatch):
+    """Token ranges are read with O_DIRECT (aligned blocks around the range) where the file system allows
+    it; a lowered threshold sends every read that way: any start, stop, dtype and header length gives
+    the ordinary read's ids, and a file system that refuses O_DIRECT gets ordinary reads."""
+    from indexer import directio, pretokenized
+
+    rng = np.random.default_rng(4)
+    ids = rng.integers(0, 60_000, 50_000).astype(np.int32)
+    np.save(tmp_path / "t.npy", ids)  # a header before the ids
+    np.array([0, 20_000, 50_000], dtype=np.uint64).tofile(tmp_path / "t.npy.offsets")
+    np.save(tmp_path / "t.offsets.npy", np.array([0, 20_000, 50_000]))
+    ids.astype(np.uint16).tofile(tmp_path / "r")
+    np.array([0, 50_000], dtype=np.uint64).tofile(tmp_path / "r.offsets")
+    files = open_sources([tmp_path / "t.npy"], "npy").files + open_sources([tmp_path / "r"], "raw-u16").files
+    ranges = [(0, 50_000), (0, 1), (49_999, 50_000), (1_000, 1_000)]
+    ranges += [tuple(sorted(map(int, rng.integers(0, 50_001, 2)))) for _ in range(30)]
+    monkeypatch.setattr(pretokenized, "DIRECT_READ_MIN_BYTES", 1)
+    for tf in files:
+        for start, stop in ranges:
+            got = tf.read(start, stop)
+            assert got.dtype == tf.dtype and got.flags.aligned
+            np.testing.assert_array_equal(got, ids[start:stop].astype(tf.dtype))
+    monkeypatch.setattr(directio, "_open", lambda path, flags: None)  # refused: ordinary reads
+    np.testing.assert_array_equal(files[1].read(7, 40_007), ids[7:40_007].astype(np.uint16))
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4095, 4096, 10_000])
+@pytest.mark.parametrize("n_bytes", [0, 1, 4096, 9_000])
+def test_direct_read_of_any_range_and_past_the_end(tmp_path, offset, n_bytes):
+    from indexer import directio
+
+    data = np.random.default_rng(1).integers(0, 256, 12_345, dtype=np.uint8)
+    data.tofile(tmp_path / "f")
+    got = directio.read(tmp_path / "f", offset, n_bytes)
+    if got is None:
+        pytest.skip("this file system refuses O_DIRECT")
+    np.testing.assert_array_equal(got, data[offset : offset + n_bytes])  # shorter past the end
