@@ -13,9 +13,10 @@
 Memory: a shard holds at most ``shard_capacity(memory_budget_bytes)`` positions (tokens plus one separator
 per document): the budget less a reserve for the processes (interpreters, tokenizers, read batches), shared
 by ``SHARD_SLOTS`` shards, at about ``BUILD_BYTES_PER_TOKEN`` bytes per position (the token buffer plus the
-suffix-array build). Two shards fit at once, so one is sorted while another is sorted or written. The
-shard size depends on the budget only, never on the number of workers: any ``workers`` (and Ray) give
-byte-identical shards.
+suffix-array build). Two shards fit at once, so one is sorted while another is sorted or written.
+Pre-tokenized inputs, whose size is known before the build, are cut into equal shards below that capacity
+(``shardwork.balanced_target``). The shard size depends on the budget and the inputs only, never on the
+number of workers: any ``workers`` (and Ray) give byte-identical shards.
 
 Resuming: the build configuration (inputs with sizes and modification times, tokenizer hash,
 normalization, text field, shard capacity, ...) has a fingerprint. A rerun with the same fingerprint keeps
