@@ -373,8 +373,9 @@ def plan_build(
         "normalization": normalization,
         "skip_bad_lines": skip_bad_lines,
         "shard_capacity_positions": capacity,
-        "shard_target_positions": target,
     }
+    if target != capacity:  # only then does the plan differ from a text build's (whose fingerprints stay)
+        config["shard_target_positions"] = target
     fingerprint = _fingerprint(config)
     done = _prepare_output(output, fingerprint, force)
     spec = BuildSpec(
