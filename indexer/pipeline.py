@@ -727,12 +727,22 @@ def _run_and_publish(
         except RayBuildError as err:
             raise BuildError(str(err)) from None
         workers = executor.workers
-    elif workers == 1:
+    elif _useful_workers(plan, workers) == 1:
+        workers = 1
         executor = InlineExecutor()
     else:
         executor = ProcessExecutor(workers, shard_slots=min(workers, SHARD_SLOTS))
     result, stats = run_build(plan, executor, workers=workers, progress=progress)
     return publish(plan, result, stats, started)
+
+
+def _useful_workers(plan: BuildPlan, workers: int) -> int:
+    """``workers``, or fewer for pre-tokenized inputs, whose shards are known up front: a worker beyond
+    the number of shards would only cost its start-up (a one-shard build then runs in this process)."""
+    if plan.source is None:
+        return workers
+    shards = -(-(plan.source.n_tokens + plan.source.n_docs) // plan.shard_target)
+    return max(1, min(workers, shards))
 
 
 def _slot_bytes(plan: BuildPlan) -> int:

@@ -81,6 +81,26 @@ def test_pretokenized_build_is_byte_identical_for_any_number_of_workers(tmp_path
     assert verify_index(tmp_path / "one").ok
 
 
+def test_a_one_shard_pretokenized_build_runs_in_this_process(tmp_path, monkeypatch):
+    """Pre-tokenized shards are known before the build: with fewer shards than workers, no more workers
+    start than shards, and one shard is built in this process, with the same bytes."""
+    from indexer import pipeline
+
+    lengths = np.array([5, 0, 7, 3])
+    np.arange(lengths.sum(), dtype=np.uint16).tofile(tmp_path / "t.u16")
+    np.concatenate([[0], np.cumsum(lengths)]).astype("<u8").tofile(tmp_path / "t.u16.offsets")
+    opts = dict(pretokenized="raw-u16", tokenizer=None, vocab_size=100, progress=False)
+    one = build_index([tmp_path / "t.u16"], tmp_path / "one", workers=1, **opts)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker pool was started for a one-shard build")
+
+    monkeypatch.setattr(pipeline, "ProcessExecutor", no_pool)
+    two = build_index([tmp_path / "t.u16"], tmp_path / "two", workers=2, **opts)
+    assert len(two.shards) == 1 and two.shards == one.shards
+    assert _shard_bytes(tmp_path / "two") == _shard_bytes(tmp_path / "one")
+
+
 def test_bad_line_in_a_worker_names_file_and_line(tmp_path, pythia_tokenizer):
     corpus = tmp_path / "c.jsonl"
     lines = [json.dumps({"text": f"doc {i}"}) for i in range(40)]
