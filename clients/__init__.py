@@ -1,8 +1,15 @@
 """Clients of taskgram: ``Client`` / ``AsyncClient`` (HTTP) and ``LocalClient`` (in-process engine),
 typed results in :mod:`clients.models`, exceptions in :mod:`clients.errors`. ``clients.eval`` is the
-paper's evaluation pipeline built on them."""
+paper's evaluation pipeline built on them.
 
-from clients.client import AsyncClient, Client, LocalClient, Phrase, PhraseSpec, ResultCache
+The clients and models are imported on first use (PEP 562), so that commands which only need
+``clients.errors`` (every ``taskgram`` command registers its failures) do not load httpx and pydantic."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from clients.errors import (
     APIError,
     AuthenticationError,
@@ -18,22 +25,64 @@ from clients.errors import (
     TransportError,
     UnknownIndexError,
 )
-from clients.models import (
-    Document,
-    DocumentHit,
-    DocumentsResult,
-    Health,
-    IndexInfo,
-    InfgramResult,
-    InfgramToken,
-    NextTokenDistribution,
-    ProbResult,
-    Tokenized,
-    TokenProb,
-    TraceDocument,
-    TraceResult,
-    TraceSpan,
-)
+
+if TYPE_CHECKING:
+    from clients.client import AsyncClient, Client, LocalClient, Phrase, PhraseSpec, ResultCache
+    from clients.models import (
+        Document,
+        DocumentHit,
+        DocumentsResult,
+        Health,
+        IndexInfo,
+        InfgramResult,
+        InfgramToken,
+        NextTokenDistribution,
+        ProbResult,
+        Tokenized,
+        TokenProb,
+        TraceDocument,
+        TraceResult,
+        TraceSpan,
+    )
+
+_LAZY = {
+    **dict.fromkeys(
+        ("AsyncClient", "Client", "LocalClient", "Phrase", "PhraseSpec", "ResultCache"), "clients.client"
+    ),
+    **dict.fromkeys(
+        (
+            "Document",
+            "DocumentHit",
+            "DocumentsResult",
+            "Health",
+            "IndexInfo",
+            "InfgramResult",
+            "InfgramToken",
+            "NextTokenDistribution",
+            "ProbResult",
+            "Tokenized",
+            "TokenProb",
+            "TraceDocument",
+            "TraceResult",
+            "TraceSpan",
+        ),
+        "clients.models",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'clients' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "APIError",
