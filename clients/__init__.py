@@ -45,39 +45,19 @@ if TYPE_CHECKING:
         TraceSpan,
     )
 
-_LAZY = {
-    **dict.fromkeys(
-        ("AsyncClient", "Client", "LocalClient", "Phrase", "PhraseSpec", "ResultCache"), "clients.client"
-    ),
-    **dict.fromkeys(
-        (
-            "Document",
-            "DocumentHit",
-            "DocumentsResult",
-            "Health",
-            "IndexInfo",
-            "InfgramResult",
-            "InfgramToken",
-            "NextTokenDistribution",
-            "ProbResult",
-            "Tokenized",
-            "TokenProb",
-            "TraceDocument",
-            "TraceResult",
-            "TraceSpan",
-        ),
-        "clients.models",
-    ),
-}
+# Where the names of ``__all__`` not imported above live; each module's own ``__all__`` says which.
+_LAZY_MODULES = ("clients.client", "clients.models")
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'clients' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+    if name in __all__:
+        for module_name in _LAZY_MODULES:
+            module = importlib.import_module(module_name)
+            if name in module.__all__:
+                value = getattr(module, name)
+                globals()[name] = value  # later lookups skip this function
+                return value
+    raise AttributeError(f"module 'clients' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:

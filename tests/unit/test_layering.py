@@ -204,6 +204,7 @@ def test_the_command_line_parser_does_not_load_the_http_client():
     code = (
         "import sys, taskgram.cli as c; c.build_parser(); import clients; "
         "assert 'httpx' not in sys.modules and 'clients.client' not in sys.modules, sorted(sys.modules); "
-        "from clients import Client, TraceSpan; assert Client.__module__ == 'clients.client'"
+        "from clients import Client, TraceSpan; assert Client.__module__ == 'clients.client'; "
+        "assert all(getattr(clients, name) is not None for name in clients.__all__)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
