@@ -267,7 +267,7 @@ def bench_pipeline(corpus: Path, work: Path, tokenizer: str) -> dict[str, Any]:
 
     out = work / "pipeline-index"
     cmd = [
-        sys.executable, "-c", "import sys; from taskgram.cli import main; sys.exit(main())",
+        sys.executable, "-c", "from taskgram.cli import run; run()",
         "build", str(corpus), "--output", str(out), "--tokenizer", tokenizer, "--quiet",
     ]  # fmt: skip
     res = run_monitored(cmd, cwd=REPO)

@@ -9,9 +9,14 @@ mean such a failure with ``set_defaults(failures=(...))``; :class:`~taskgram.err
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
+import os
 import sys
+import threading
 from collections.abc import Sequence
+from typing import NoReturn
 
 from taskgram import __version__
 from taskgram.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
@@ -90,5 +95,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
+def run() -> NoReturn:
+    """The ``taskgram`` console command: :func:`main`, then the exit.
+
+    The exit skips the interpreter's teardown when nothing is left to do: the exit handlers (``atexit``)
+    have run, the standard streams are flushed and no other non-daemon thread is alive. The teardown only
+    frees memory, object by object; after a build, numba's and LLVM's objects took 0.15 s of it."""
+    status = main()
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if others:
+        sys.exit(status)  # let the interpreter join them
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing can reach it
+            stream.flush()
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
