@@ -23,10 +23,13 @@ included):
   recursion.
 * Memory: a :class:`Workspace` passed to :func:`build_suffix_array` keeps the large work arrays (the
   suffix array, each level's buckets and flags) for the next sort. A build worker sorts shard after
-  shard, and fresh memory is costly at this size: every page is faulted in and zeroed again. On the
-  2-core virtual machine of ``bench/README.md``, faulting in 1 GB of huge pages not used for a while
-  took 7-10 s, against 0.15 s for memory used again (numpy asks for huge pages on large arrays; random
-  reads on them were about 35 % faster than on 4 KiB pages).
+  shard, and fresh memory is costly at this size: every page is faulted in and zeroed again. The
+  workspace's arrays are in 4 KiB pages, where numpy would ask for transparent huge pages: on the
+  2-core virtual machine of ``bench/README.md``, the first touch of huge pages cost about 7 s per GB (the
+  kernel compacts memory to assemble each), of 4 KiB pages 0.33 s. Sorts on huge pages already faulted
+  in ran about 18 % faster, but whole builds were faster without them: 75.0 s against 78.0 s for
+  1.01 B tokens (a worker's first shard read in 2.0 s instead of 10.8 s), 1.7-1.8 s against 1.9-2.5 s
+  for 14 M tokens.
 * Threads: bucket counting of the original text and naming of the LMS substrings (compare each with
   its neighbour, then scatter the names) split over all numba threads for inputs of ``_PARALLEL_MIN``
   items or more; both are a handful of parallel regions per level. Induced sorting is sequential by
@@ -113,13 +116,6 @@ def _prefetch_intrinsic(typingctx, arr, index):
 
 
 _prefetch = _prefetch_python if numba.config.DISABLE_JIT else _prefetch_intrinsic  # type: ignore[attr-defined]
-
-
-@njit(cache=True, nogil=True)
-def _touch_pages(data, page):
-    """Write one zero into every ``page`` bytes of ``data`` (uint8), so its memory is faulted in."""
-    for i in range(0, data.shape[0], page):
-        data[i] = 0
 
 
 @njit(cache=True, nogil=True)
@@ -442,6 +438,15 @@ def _compact_alphabet_sorted(tokens, values, out, n_chunks):
 # Driver
 
 
+def _empty_small_pages(n: int, dtype: np.dtype) -> np.ndarray:
+    """``np.empty(n, dtype)`` in private anonymous memory that does not ask for transparent huge pages
+    (numpy asks for them for every array of 4 MB or more); see the module's notes on memory."""
+    if n * dtype.itemsize == 0:
+        return np.empty(n, dtype=dtype)
+    memory = mmap.mmap(-1, n * dtype.itemsize, flags=mmap.MAP_PRIVATE)  # zero pages, faulted on first touch
+    return np.frombuffer(memory, dtype=dtype, count=n)
+
+
 class Workspace:
     """Work arrays kept from one sort for the next (by role), so that a process sorting many shards
     faults its memory in once. Holds at most what one sort of the largest input used; :meth:`clear`
@@ -457,7 +462,7 @@ class Workspace:
         kept = self._arrays.get(role)
         if kept is None or kept.dtype != dtype or kept.shape[0] < n:
             self._arrays.pop(role, None)  # free the old one before its replacement is allocated
-            kept = np.empty(n, dtype=dtype)
+            kept = _empty_small_pages(n, dtype)
             self._arrays[role] = kept
         return kept[:n]
 
@@ -494,11 +499,54 @@ def fault_in(arrays: list[np.ndarray]) -> None:
 
     A fresh large array costs its page faults when first written; for transparent huge pages that the
     kernel must first assemble this took up to 10 s per GB (measured in ``bench/README.md``). Faulting
-    the sort's arrays in while the shard is read from disk takes that cost off the sort."""
+    the sort's arrays in while the shard is read from disk takes that cost off the sort. A strided numpy
+    assignment (it releases the GIL) rather than a kernel, so that it starts before numba has loaded
+    anything."""
     for array in arrays:
         data = array.reshape(-1).view(np.uint8)
-        if data.shape[0]:
-            _touch_pages(data, mmap.PAGESIZE)
+        data[:: mmap.PAGESIZE] = 0
+
+
+def load_sort_kernels(n_positions: int, token_dtype: np.dtype | type | str) -> None:
+    """Load (from numba's cache, else compile) every kernel variant that :func:`build_suffix_array` will
+    call for ``n_positions`` tokens of ``token_dtype``, without running any.
+
+    A process's first sort otherwise loads some twenty variants one at a time as it reaches them
+    (about 0.1 s, GIL-bound); a build calls this on a thread while the shard is still being read. The
+    types below mirror the arguments :func:`_sais` passes: the level-0 text (read-only uint16, or the
+    compacted work array), the reduced texts (slices of the suffix array), work arrays, bit and flag
+    bytes, and Python ints. A mismatch only costs a second load at the call."""
+    if numba.config.DISABLE_JIT:  # type: ignore[attr-defined]
+        return
+    n = int(n_positions)
+    token_dtype = np.dtype(token_dtype)
+    work = numba.typeof(np.empty(1, _work_dtype(n)))
+    u8 = numba.typeof(np.empty(1, np.uint8))
+    i64 = types.int64
+    if token_dtype == np.uint16:
+        level0 = numba.typeof(np.empty(1, np.uint16)).copy(readonly=True)
+    else:
+        level0 = work
+        tokens = numba.typeof(np.empty(1, token_dtype))
+        scalar = numba.typeof(token_dtype.type(0))
+        _max_below.compile((tokens, scalar))
+        _compact_alphabet_direct.compile((tokens, scalar, i64, work))
+        _compact_alphabet_sorted.compile((tokens, tokens, work, i64))
+    parallel = n >= _PARALLEL_MIN
+    if parallel:
+        _count_symbols_parallel.compile((level0, work, i64))
+    for text in dict.fromkeys((level0, work)):  # level 0, then the reduced strings
+        _count_symbols.compile((text, work))
+        _place_unsorted_lms.compile((text, work, work, work, u8))
+        _induce.compile((text, work, work, work))
+        _name_sequential.compile((text, work, i64, u8))
+        if parallel:
+            _name_parallel.compile((text, work, i64, u8, i64))
+        _place_sorted_lms.compile((text, work, work, work, i64))
+    _gather_lms.compile((work, u8, i64))
+    _store_lms_lengths.compile((work, u8, i64, i64))
+    _pack_reduced_string.compile((work, i64, i64))
+    _lms_order_to_positions.compile((work, u8, i64, i64))
 
 
 def _chunks(n_items: int) -> int:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import mmap
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ try:
 except ModuleNotFoundError:  # `pytest` run as a script puts tests/, not the repository root, on sys.path
     from naive import naive_suffix_array, prefix_doubling_suffix_array, suffix_array_errors  # type: ignore[no-redef]
 
+REPO = Path(__file__).resolve().parents[3]
 SEP16 = 65535
 SEP32 = 2**32 - 1
 
@@ -159,6 +164,51 @@ def test_faulted_in_work_arrays_are_the_ones_the_sort_uses(dtype) -> None:
     kernels.fault_in([np.zeros(0, dtype=np.int32)])  # empty arrays are fine
     with pytest.raises(TypeError, match="workspace must be a Workspace"):
         kernels.sort_work_arrays({}, 10, np.uint16)  # type: ignore[arg-type]
+
+
+def test_workspace_arrays_do_not_ask_for_huge_pages() -> None:
+    """The workspace's arrays are private anonymous maps of their own (numpy would madvise huge pages
+    for these sizes); writable, C-contiguous, and usable by the sort."""
+    workspace = kernels.Workspace()
+    array = workspace.array("suffixes", 3 << 20, np.int32)
+    root = array
+    while isinstance(root, np.ndarray):
+        root = root.base
+    assert isinstance(root, memoryview) and isinstance(root.obj, mmap.mmap)
+    assert array.flags.writeable and array.flags.c_contiguous and array.ctypes.data % mmap.PAGESIZE == 0
+    assert np.shares_memory(workspace.array("suffixes", 10, np.int32), array)  # kept and reused
+    assert workspace.array("empty", 0, np.uint8).shape == (0,)
+
+
+_LOAD_SORT_KERNELS_CHILD = """
+import numpy as np
+from indexer import kernels
+kernels._PARALLEL_MIN = 2_000  # the parallel variants on a small input
+dispatchers = [v for v in vars(kernels).values() if hasattr(v, "signatures") and hasattr(v, "compile")]
+rng = np.random.default_rng(3)
+for dtype, sep, values in ((np.uint16, 65535, 6), (np.uint32, 2**32 - 1, 6), (np.uint32, 2**32 - 1, 1 << 30)):
+    tokens = rng.integers(0, values, 60_000).astype(dtype)
+    tokens[:30_000:2] = tokens[1:30_000:2] = 3  # repeated LMS substrings: the sort recurses
+    tokens[rng.random(tokens.size) < 0.01] = sep
+    kernels.load_sort_kernels(tokens.size, dtype)
+    loaded = {d: len(d.signatures) for d in dispatchers}
+    kernels.build_suffix_array(tokens, sep)
+    new = {d.__name__: d.signatures[loaded[d]:] for d in dispatchers if len(d.signatures) > loaded[d]}
+    assert not new, f"{np.dtype(dtype)}, {values} values: the sort loaded {new}"
+print("ok")
+"""
+
+
+def test_load_sort_kernels_loads_every_variant_the_sort_calls() -> None:
+    """In a fresh process (nothing loaded yet), after ``load_sort_kernels`` a sort through every level
+    (uint16 and uint32 input, direct and rank-compacted alphabets, parallel naming) loads nothing more:
+    its argument types match the sort's calls."""
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    env.pop("NUMBA_DISABLE_JIT", None)
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD_SORT_KERNELS_CHILD], capture_output=True, text=True, env=env, cwd=REPO
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
 
 
 def test_workspace_must_be_a_workspace() -> None:
