@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +84,8 @@ def init_worker(label: str, numba_threads: int, *, keep_buffers: bool = False) -
     keep_shard_buffers(keep_buffers)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
+    if "numba" not in sys.modules:  # numba starts NUMBA_NUM_THREADS threads, read at its import
+        os.environ["NUMBA_NUM_THREADS"] = str(max(1, numba_threads))
     import numba
 
     numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
