@@ -15,11 +15,14 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from indexer import memory
 
 ALIGN = 4096  # a multiple of every common logical block size
 CHUNK_BYTES = 16 << 20  # bytes per write call
@@ -27,8 +30,11 @@ _DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 def aligned_empty(n_bytes: int) -> np.ndarray:
-    """An uninitialized uint8 array of ``n_bytes`` whose first byte is ``ALIGN``-aligned."""
-    raw = np.empty(n_bytes + ALIGN, dtype=np.uint8)
+    """An uninitialized uint8 array of ``n_bytes`` whose first byte is ``ALIGN``-aligned (in 4 KiB
+    pages: ``indexer.memory``)."""
+    if mmap.PAGESIZE % ALIGN == 0:
+        return memory.empty(n_bytes, np.uint8)  # page-aligned
+    raw = memory.empty(n_bytes + ALIGN, np.uint8)
     skip = -raw.ctypes.data % ALIGN
     return raw[skip : skip + n_bytes]
 

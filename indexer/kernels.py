@@ -24,12 +24,7 @@ included):
 * Memory: a :class:`Workspace` passed to :func:`build_suffix_array` keeps the large work arrays (the
   suffix array, each level's buckets and flags) for the next sort. A build worker sorts shard after
   shard, and fresh memory is costly at this size: every page is faulted in and zeroed again. The
-  workspace's arrays are in 4 KiB pages, where numpy would ask for transparent huge pages: on the
-  2-core virtual machine of ``bench/README.md``, the first touch of huge pages cost about 7 s per GB (the
-  kernel compacts memory to assemble each), of 4 KiB pages 0.33 s. Sorts on huge pages already faulted
-  in ran about 18 % faster, but whole builds were faster without them: 75.0 s against 78.0 s for
-  1.01 B tokens (a worker's first shard read in 2.0 s instead of 10.8 s), 1.7-1.8 s against 1.9-2.5 s
-  for 14 M tokens.
+  workspace's arrays are in 4 KiB pages (``indexer.memory``), where numpy would ask for huge pages.
 * Threads: bucket counting of the original text and naming of the LMS substrings (compare each with
   its neighbour, then scatter the names) split over all numba threads for inputs of ``_PARALLEL_MIN``
   items or more; both are a handful of parallel regions per level. Induced sorting is sequential by
@@ -52,6 +47,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from indexer import memory
 from indexer.format import suffix_dtype_for_length
 
 __all__ = ["Workspace", "build_suffix_array", "place_documents", "suffix_array_dtype"]
@@ -438,15 +434,6 @@ def _compact_alphabet_sorted(tokens, values, out, n_chunks):
 # Driver
 
 
-def _empty_small_pages(n: int, dtype: np.dtype) -> np.ndarray:
-    """``np.empty(n, dtype)`` in private anonymous memory that does not ask for transparent huge pages
-    (numpy asks for them for every array of 4 MB or more); see the module's notes on memory."""
-    if n * dtype.itemsize == 0:
-        return np.empty(n, dtype=dtype)
-    memory = mmap.mmap(-1, n * dtype.itemsize, flags=mmap.MAP_PRIVATE)  # zero pages, faulted on first touch
-    return np.frombuffer(memory, dtype=dtype, count=n)
-
-
 class Workspace:
     """Work arrays kept from one sort for the next (by role), so that a process sorting many shards
     faults its memory in once. Holds at most what one sort of the largest input used; :meth:`clear`
@@ -462,7 +449,7 @@ class Workspace:
         kept = self._arrays.get(role)
         if kept is None or kept.dtype != dtype or kept.shape[0] < n:
             self._arrays.pop(role, None)  # free the old one before its replacement is allocated
-            kept = _empty_small_pages(n, dtype)
+            kept = memory.empty(n, dtype)
             self._arrays[role] = kept
         return kept[:n]
 

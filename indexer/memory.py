@@ -1,0 +1,25 @@
+"""Large buffers of a build (shard tokens, the sort's work arrays, direct-I/O buffers) in 4 KiB pages.
+
+numpy asks the kernel for transparent huge pages (``madvise``) for every array of 4 MB or more. On the
+2-core virtual machine of ``bench/README.md``, the first touch of huge pages cost about 7 s per GB (the
+kernel compacts memory to assemble each), of 4 KiB pages 0.33 s. Sorts on huge pages already faulted in
+ran about 18 % faster, but whole builds were faster without them: 75.0 s against 78.0 s for 1.01 B tokens
+(a worker's first shard read in 2.0 s instead of 10.8 s), 1.75 s against 1.9-2.5 s for 14 M tokens.
+Where the system puts every mapping in huge pages (``transparent_hugepage=always``), these are too.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+
+def empty(n: int, dtype: np.dtype | type | str) -> np.ndarray:
+    """``np.empty(n, dtype)`` in a private anonymous map of its own: page-aligned, zero pages faulted in
+    on first touch, freed with the last array that uses it."""
+    dtype = np.dtype(dtype)
+    n_bytes = int(n) * dtype.itemsize
+    if n_bytes == 0:
+        return np.empty(n, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE), dtype=dtype, count=n)
