@@ -484,11 +484,10 @@ def sort_work_arrays(
 def fault_in(arrays: list[np.ndarray]) -> None:
     """Touch every memory page of ``arrays`` (their contents become undefined), without the GIL.
 
-    A fresh large array costs its page faults when first written; for transparent huge pages that the
-    kernel must first assemble this took up to 10 s per GB (measured in ``bench/README.md``). Faulting
-    the sort's arrays in while the shard is read from disk takes that cost off the sort. A strided numpy
-    assignment (it releases the GIL) rather than a kernel, so that it starts before numba has loaded
-    anything."""
+    A fresh large array costs its page faults when first written (0.33 s per GB of 4 KiB pages on the
+    machine of ``bench/README.md``). Faulting the sort's arrays in while the shard is read from disk
+    takes that cost off the sort. A strided numpy assignment (it releases the GIL) rather than a
+    kernel, so that it starts before numba has loaded anything."""
     for array in arrays:
         data = array.reshape(-1).view(np.uint8)
         data[:: mmap.PAGESIZE] = 0

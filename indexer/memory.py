@@ -1,11 +1,12 @@
 """Large buffers of a build (shard tokens, the sort's work arrays, direct-I/O buffers) in 4 KiB pages.
 
 numpy asks the kernel for transparent huge pages (``madvise``) for every array of 4 MB or more. On the
-2-core virtual machine of ``bench/README.md``, the first touch of huge pages cost about 7 s per GB (the
-kernel compacts memory to assemble each), of 4 KiB pages 0.33 s. Sorts on huge pages already faulted in
+2-core virtual machine of ``bench/README.md``, the first touch of huge pages cost about 7 s per GB when
+that memory had not been used for a while, of 4 KiB pages 0.33 s. Sorts on huge pages already faulted in
 ran about 18 % faster, but whole builds were faster without them: 75.0 s against 78.0 s for 1.01 B tokens
 (a worker's first shard read in 2.0 s instead of 10.8 s), 1.75 s against 1.9-2.5 s for 14 M tokens.
-Where the system puts every mapping in huge pages (``transparent_hugepage=always``), these are too.
+Huge pages would pay off from a worker's third shard on (sixth series). Where the system puts every
+mapping in huge pages (``transparent_hugepage=always``), these are too.
 """
 
 from __future__ import annotations
