@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer import writer
+from indexer import memory, writer
 from indexer.corpus import CorpusError, DocBatch, InputFile, ReadStats, discover_inputs
 from indexer.errors import IndexerError
 from indexer.format import (
@@ -683,6 +683,10 @@ def build_index(
         workers = default_workers(memory_budget_bytes)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise BuildError(f"workers must be a positive integer, got {workers!r}")
+    try:
+        memory.huge_pages()
+    except ValueError as err:
+        raise BuildError(str(err)) from None
     plan = plan_build(
         inputs,
         output,
