@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -30,13 +29,9 @@ _DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 def aligned_empty(n_bytes: int) -> np.ndarray:
-    """An uninitialized uint8 array of ``n_bytes`` whose first byte is ``ALIGN``-aligned (in 4 KiB
-    pages: ``indexer.memory``)."""
-    if mmap.PAGESIZE % ALIGN == 0:
-        return memory.empty(n_bytes, np.uint8)  # page-aligned
-    raw = memory.empty(n_bytes + ALIGN, np.uint8)
-    skip = -raw.ctypes.data % ALIGN
-    return raw[skip : skip + n_bytes]
+    """An uninitialized uint8 array of ``n_bytes`` whose first byte is ``ALIGN``-aligned: a map of its own
+    (``indexer.memory``) starts on a page, and every page size is a multiple of ``ALIGN``."""
+    return memory.empty(n_bytes, np.uint8)
 
 
 def _open(path: Path, flags: int) -> int | None:
