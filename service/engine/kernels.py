@@ -16,6 +16,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from taskgram import jit
+
+jit.import_array_support()  # before any kernel loads: numba's BLAS probe costs 0.1 s
+
 # --------------------------------------------------------------------------------------------------
 # Suffix-array range search
 
