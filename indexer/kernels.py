@@ -25,9 +25,10 @@ included):
   suffix array, each level's buckets and flags) for the next sort. A build worker sorts shard after
   shard, and fresh memory is costly at this size: every page is faulted in and zeroed again. The
   workspace's arrays are in 4 KiB pages (``indexer.memory``), where numpy would ask for huge pages.
-* Threads: bucket counting of the original text and naming of the LMS substrings (compare each with
-  its neighbour, then scatter the names) split over all numba threads for inputs of ``_PARALLEL_MIN``
-  items or more; both are a handful of parallel regions per level. Induced sorting is sequential by
+* Threads: bucket counting of the original text, the LMS-substring lengths, naming the LMS substrings
+  (compare each with its neighbour, then scatter the names) and turning the reduced suffix array back
+  into LMS positions split over all numba threads for inputs of ``_PARALLEL_MIN`` items or more; each
+  is a handful of parallel regions per level. Induced sorting is sequential by
   nature; its random reads of the text are prefetched ``_PREFETCH_DISTANCE`` entries ahead instead. A
   block-parallel induced sort (reads of each block of entries done by all threads, placement
   sequential) was measured slower on the 2-core target, even with one thread: the text and suffix
@@ -262,8 +263,14 @@ def _store_lms_lengths(sa, bits, n, m):
     sentinel and is therefore unique). LMS positions are at least 2 apart, so the slots are distinct."""
     for i in range(m, n):
         sa[i] = -1
-    end = -1
-    for byte in range(bits.shape[0] - 1, -1, -1):
+    _store_lengths_in(sa, bits, m, 0, bits.shape[0], -1)
+
+
+@njit(cache=True, nogil=True)
+def _store_lengths_in(sa, bits, m, byte_lo, byte_hi, end):
+    """The lengths of :func:`_store_lms_lengths` for the LMS positions in bytes [byte_lo, byte_hi) of
+    ``bits``; ``end`` is the first LMS position after them (-1: none)."""
+    for byte in range(byte_hi - 1, byte_lo - 1, -1):
         word = bits[byte]
         if word == 0:
             continue
@@ -272,6 +279,54 @@ def _store_lms_lengths(sa, bits, n, m):
                 p = (byte << 3) + bit
                 sa[m + (p >> 1)] = 0 if end < 0 else end - p
                 end = p
+
+
+@njit(cache=True, nogil=True)
+def _first_lms(bits, byte_lo, byte_hi):
+    """The first LMS position in bytes [byte_lo, byte_hi) of ``bits``, or -1."""
+    for byte in range(byte_lo, byte_hi):
+        word = bits[byte]
+        if word != 0:
+            for bit in range(8):
+                if (word >> bit) & 1:
+                    return (byte << 3) + bit
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _count_lms(bits, byte_lo, byte_hi):
+    """How many LMS positions bytes [byte_lo, byte_hi) of ``bits`` mark."""
+    count = 0
+    for byte in range(byte_lo, byte_hi):
+        word = np.int64(bits[byte])
+        while word:
+            word &= word - 1
+            count += 1
+    return count
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _store_lms_lengths_parallel(sa, bits, n, m, n_chunks):
+    """:func:`_store_lms_lengths` over ``n_chunks`` slices of sa[m:] and of ``bits`` in parallel: each
+    slice of bits needs only the first LMS position after it."""
+    step = (n - m + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        for i in range(m + c * step, min(n, m + (c + 1) * step)):
+            sa[i] = -1
+    n_bytes = bits.shape[0]
+    byte_step = (n_bytes + n_chunks - 1) // n_chunks
+    first = np.empty(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        first[c] = _first_lms(bits, min(n_bytes, c * byte_step), min(n_bytes, (c + 1) * byte_step))
+    ends = np.empty(n_chunks, dtype=np.int64)
+    after = -1
+    for c in range(n_chunks - 1, -1, -1):
+        ends[c] = after
+        if first[c] >= 0:
+            after = first[c]
+    for c in prange(n_chunks):
+        lo = min(n_bytes, c * byte_step)
+        _store_lengths_in(sa, bits, m, lo, min(n_bytes, (c + 1) * byte_step), ends[c])
 
 
 @njit(cache=True, nogil=True)
@@ -352,11 +407,12 @@ def _name_lms_substrings(
     order) to sa[n - m:]. Returns the number of distinct names. ``flags`` is scratch of ``m`` bytes."""
     n = text.shape[0]
     _gather_lms(sa, bits, n)
-    _store_lms_lengths(sa, bits, n, m)
     chunks = _chunks(m)
     if chunks == 1:
+        _store_lms_lengths(sa, bits, n, m)
         names = _name_sequential(text, sa, m, flags)
     else:
+        _store_lms_lengths_parallel(sa, bits, n, m, chunks)
         names = _name_parallel(text, sa, m, flags, chunks)
     _pack_reduced_string(sa, n, m)
     return int(names)
@@ -366,8 +422,14 @@ def _name_lms_substrings(
 def _lms_order_to_positions(sa, bits, n, m):
     """sa[:m] holds the suffix array of the reduced string (ranks of LMS positions in text order);
     replace it by the LMS positions themselves. Uses sa[n - m:] as scratch."""
-    j = n - m
-    for byte in range(bits.shape[0]):
+    _list_lms(sa, bits, 0, bits.shape[0], n - m)
+    _ranks_to_positions(sa, n - m, 0, m)
+
+
+@njit(cache=True, nogil=True)
+def _list_lms(sa, bits, byte_lo, byte_hi, j):
+    """Write the LMS positions in bytes [byte_lo, byte_hi) of ``bits``, in text order, to sa[j:]."""
+    for byte in range(byte_lo, byte_hi):
         word = bits[byte]
         if word == 0:
             continue
@@ -375,11 +437,37 @@ def _lms_order_to_positions(sa, bits, n, m):
             if (word >> bit) & 1:
                 sa[j] = (byte << 3) + bit
                 j += 1
-    base = n - m
-    for i in range(m):
-        if i + _PREFETCH_DISTANCE < m:
+
+
+@njit(cache=True, nogil=True)
+def _ranks_to_positions(sa, base, lo, hi):
+    """sa[i] = sa[base + sa[i]] for i in [lo, hi): the reads (sa[base:]) lie above the writes."""
+    for i in range(lo, hi):
+        if i + _PREFETCH_DISTANCE < hi:
             _prefetch(sa, base + sa[i + _PREFETCH_DISTANCE])
         sa[i] = sa[base + sa[i]]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _lms_order_to_positions_parallel(sa, bits, n, m, n_chunks):
+    """:func:`_lms_order_to_positions` over ``n_chunks`` slices in parallel. LMS positions are at least
+    2 apart, so m <= n - m and sa[:m] (written) never overlaps sa[n - m:] (read)."""
+    n_bytes = bits.shape[0]
+    byte_step = (n_bytes + n_chunks - 1) // n_chunks
+    counts = np.empty(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        counts[c] = _count_lms(bits, min(n_bytes, c * byte_step), min(n_bytes, (c + 1) * byte_step))
+    starts = np.empty(n_chunks, dtype=np.int64)
+    total = n - m
+    for c in range(n_chunks):
+        starts[c] = total
+        total += counts[c]
+    for c in prange(n_chunks):
+        lo = min(n_bytes, c * byte_step)
+        _list_lms(sa, bits, lo, min(n_bytes, (c + 1) * byte_step), starts[c])
+    step = (m + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        _ranks_to_positions(sa, n - m, c * step, min(m, (c + 1) * step))
 
 
 @njit(cache=True, nogil=True)
@@ -536,6 +624,9 @@ def load_sort_kernels(n_positions: int, token_dtype: np.dtype | type | str) -> N
     _store_lms_lengths.compile((work, u8, i64, i64))
     _pack_reduced_string.compile((work, i64, i64))
     _lms_order_to_positions.compile((work, u8, i64, i64))
+    if parallel:
+        _store_lms_lengths_parallel.compile((work, u8, i64, i64, i64))
+        _lms_order_to_positions_parallel.compile((work, u8, i64, i64, i64))
 
 
 def _chunks(n_items: int) -> int:
@@ -576,7 +667,11 @@ def _sais(
         if names < m:
             # sa[:m] is free for the reduced suffix array, sa[n - m:] holds the reduced string.
             _sais(sa[n - m :], sa[:m], names, workspace, level=level + 1)
-            _lms_order_to_positions(sa, bits, n, m)
+            chunks = _chunks(m)
+            if chunks == 1:
+                _lms_order_to_positions(sa, bits, n, m)
+            else:
+                _lms_order_to_positions_parallel(sa, bits, n, m, chunks)
         # else: LMS substrings are all distinct, so sa[:m] is already the sorted LMS suffixes.
     elif m == 1:
         # A single LMS suffix is trivially sorted; it is the only non-zero entry.

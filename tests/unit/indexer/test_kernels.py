@@ -294,6 +294,49 @@ def test_parallel_paths_match(seed: int, monkeypatch: pytest.MonkeyPatch) -> Non
     )
 
 
+def _lms_bits(positions: list[int], n: int) -> np.ndarray:
+    bits = np.zeros((n >> 3) + 1, dtype=np.uint8)
+    for p in positions:
+        bits[p >> 3] |= 1 << (p & 7)
+    return bits
+
+
+_LMS_LAYOUTS = {
+    "spread": lambda n: list(range(1, n, 3)),
+    "first slice only": lambda n: list(range(1, n // 9, 2)),
+    "last slice only": lambda n: list(range(n - n // 9, n, 2)),
+    "one": lambda n: [n // 2],
+    "slice ends": lambda n: sorted({p for c in range(1, 8) for p in (c * n // 8 - 2, c * n // 8 + 1)}),
+    "dense": lambda n: list(range(1, n, 2)),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(_LMS_LAYOUTS))
+@pytest.mark.parametrize("n_chunks", [2, 3, 8, 64])
+def test_parallel_lms_passes_equal_the_sequential_ones(layout: str, n_chunks: int) -> None:
+    """The parallel LMS-substring lengths and reduced-order-to-positions passes write what the
+    sequential ones write, for LMS positions spread out, crowded into one slice of the bit array, alone,
+    on slice boundaries, and as dense as they can be; more slices than bytes leaves some empty."""
+    n = 403
+    positions = _LMS_LAYOUTS[layout](n)
+    m = len(positions)
+    bits = _lms_bits(positions, n)
+    rng = np.random.default_rng(n_chunks)
+
+    sa = rng.integers(-5, n, n).astype(np.int32)
+    expected, got = sa.copy(), sa.copy()
+    kernels._store_lms_lengths(expected, bits, n, m)
+    kernels._store_lms_lengths_parallel(got, bits, n, m, n_chunks)
+    np.testing.assert_array_equal(got, expected)
+
+    sa[:m] = rng.permutation(m)  # a reduced suffix array: ranks of the LMS positions
+    expected, got = sa.copy(), sa.copy()
+    kernels._lms_order_to_positions(expected, bits, n, m)
+    kernels._lms_order_to_positions_parallel(got, bits, n, m, n_chunks)
+    np.testing.assert_array_equal(got[:m], expected[:m])
+    np.testing.assert_array_equal(expected[:m], np.array(positions)[sa[:m]])
+
+
 def test_u32_compaction_path_forced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kernels, "_DIRECT_ALPHABET_LIMIT", 4)
     rng = np.random.default_rng(9)
