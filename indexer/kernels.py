@@ -28,12 +28,16 @@ included):
 * Threads: bucket counting of the original text, the LMS-substring lengths, naming the LMS substrings
   (compare each with its neighbour, then scatter the names) and turning the reduced suffix array back
   into LMS positions split over all numba threads for inputs of ``_PARALLEL_MIN`` items or more; each
-  is a handful of parallel regions per level. Induced sorting is sequential by
-  nature; its random reads of the text are prefetched ``_PREFETCH_DISTANCE`` entries ahead instead. A
-  block-parallel induced sort (reads of each block of entries done by all threads, placement
-  sequential) was measured slower on the 2-core target, even with one thread: the text and suffix
+  is a handful of parallel regions per level. Induced sorting is sequential by nature; its random
+  reads of the text are prefetched ``_PREFETCH_DISTANCE`` entries ahead instead. A block-parallel
+  induced sort (reads of each block of entries done by all threads, placement sequential) was
+  measured slower on the 2-core target, even with one thread: the text and suffix
   array of a 14 M-token shard fit that machine's 300 MB last-level cache, so the reads are not the
   bottleneck, and a parallel region per block costs a thread barrier, expensive on a loaded machine.
+  A pipelined one (one thread reads entries and the text, the other places the induced entries, a ring
+  buffer between them) took 0.26 s for the 0.15 s of the sequential first stage of that shard: every
+  cache line of the suffix array then moves between the two cores. Two-stage prefetching (the text,
+  then the bucket of the symbol read) was slower too.
 
 Kernels are private, pure functions of numpy arrays and never see unchecked input; the wrapper validates.
 """
