@@ -6,9 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(
     __import__("numba").config.DISABLE_JIT, reason="the probe runs when the JIT loads kernels"
 )
@@ -16,7 +18,11 @@ pytestmark = pytest.mark.skipif(
 
 def _run(code: str) -> str:
     proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
