@@ -129,16 +129,22 @@ def _count_symbols(text, counts):
         counts[text[i]] += 1
 
 
+@njit(cache=True, nogil=True)
+def _chunk(c, n_chunks, total):
+    """Bounds [lo, hi) of slice ``c`` when ``total`` items are cut into ``n_chunks`` slices of equal size
+    (the last ones shorter or empty); the parallel kernels give each slice to one iteration."""
+    step = (total + n_chunks - 1) // n_chunks
+    return min(total, c * step), min(total, (c + 1) * step)
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _count_symbols_parallel(text, counts, n_chunks):
     """counts[c] = occurrences of c in text, computed over ``n_chunks`` slices in parallel."""
     n = text.shape[0]
     k = counts.shape[0]
     partial = np.zeros((n_chunks, k), dtype=counts.dtype)
-    step = (n + n_chunks - 1) // n_chunks
     for t in prange(n_chunks):
-        lo = t * step
-        hi = min(n, lo + step)
+        lo, hi = _chunk(t, n_chunks, n)
         row = partial[t]
         for i in range(lo, hi):
             row[text[i]] += 1
@@ -313,15 +319,15 @@ def _count_lms(bits, byte_lo, byte_hi):
 def _store_lms_lengths_parallel(sa, bits, n, m, n_chunks):
     """:func:`_store_lms_lengths` over ``n_chunks`` slices of sa[m:] and of ``bits`` in parallel: each
     slice of bits needs only the first LMS position after it."""
-    step = (n - m + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
-        for i in range(m + c * step, min(n, m + (c + 1) * step)):
+        lo, hi = _chunk(c, n_chunks, n - m)
+        for i in range(m + lo, m + hi):
             sa[i] = -1
     n_bytes = bits.shape[0]
-    byte_step = (n_bytes + n_chunks - 1) // n_chunks
     first = np.empty(n_chunks, dtype=np.int64)
     for c in prange(n_chunks):
-        first[c] = _first_lms(bits, min(n_bytes, c * byte_step), min(n_bytes, (c + 1) * byte_step))
+        lo, hi = _chunk(c, n_chunks, n_bytes)
+        first[c] = _first_lms(bits, lo, hi)
     ends = np.empty(n_chunks, dtype=np.int64)
     after = -1
     for c in range(n_chunks - 1, -1, -1):
@@ -329,8 +335,8 @@ def _store_lms_lengths_parallel(sa, bits, n, m, n_chunks):
         if first[c] >= 0:
             after = first[c]
     for c in prange(n_chunks):
-        lo = min(n_bytes, c * byte_step)
-        _store_lengths_in(sa, bits, m, lo, min(n_bytes, (c + 1) * byte_step), ends[c])
+        lo, hi = _chunk(c, n_chunks, n_bytes)
+        _store_lengths_in(sa, bits, m, lo, hi, ends[c])
 
 
 @njit(cache=True, nogil=True)
@@ -371,17 +377,18 @@ def _name_scatter(sa, m, lo, hi, flags, first_name):
 @njit(cache=True, nogil=True, parallel=True)
 def _name_parallel(text, sa, m, flags, n_chunks):
     """Both naming passes over ``n_chunks`` slices of sa[:m] in parallel. Returns the number of names."""
-    step = (m + n_chunks - 1) // n_chunks
     new_in_chunk = np.zeros(n_chunks, dtype=np.int64)
     for c in prange(n_chunks):
-        new_in_chunk[c] = _name_flags(text, sa, m, c * step, min(m, (c + 1) * step), flags)
+        lo, hi = _chunk(c, n_chunks, m)
+        new_in_chunk[c] = _name_flags(text, sa, m, lo, hi, flags)
     first_name = np.zeros(n_chunks, dtype=np.int64)
     total = 0
     for c in range(n_chunks):
         first_name[c] = total
         total += new_in_chunk[c]
     for c in prange(n_chunks):
-        _name_scatter(sa, m, c * step, min(m, (c + 1) * step), flags, first_name[c])
+        lo, hi = _chunk(c, n_chunks, m)
+        _name_scatter(sa, m, lo, hi, flags, first_name[c])
     return total
 
 
@@ -457,21 +464,21 @@ def _lms_order_to_positions_parallel(sa, bits, n, m, n_chunks):
     """:func:`_lms_order_to_positions` over ``n_chunks`` slices in parallel. LMS positions are at least
     2 apart, so m <= n - m and sa[:m] (written) never overlaps sa[n - m:] (read)."""
     n_bytes = bits.shape[0]
-    byte_step = (n_bytes + n_chunks - 1) // n_chunks
     counts = np.empty(n_chunks, dtype=np.int64)
     for c in prange(n_chunks):
-        counts[c] = _count_lms(bits, min(n_bytes, c * byte_step), min(n_bytes, (c + 1) * byte_step))
+        lo, hi = _chunk(c, n_chunks, n_bytes)
+        counts[c] = _count_lms(bits, lo, hi)
     starts = np.empty(n_chunks, dtype=np.int64)
     total = n - m
     for c in range(n_chunks):
         starts[c] = total
         total += counts[c]
     for c in prange(n_chunks):
-        lo = min(n_bytes, c * byte_step)
-        _list_lms(sa, bits, lo, min(n_bytes, (c + 1) * byte_step), starts[c])
-    step = (m + n_chunks - 1) // n_chunks
+        lo, hi = _chunk(c, n_chunks, n_bytes)
+        _list_lms(sa, bits, lo, hi, starts[c])
     for c in prange(n_chunks):
-        _ranks_to_positions(sa, n - m, c * step, min(m, (c + 1) * step))
+        lo, hi = _chunk(c, n_chunks, m)
+        _ranks_to_positions(sa, n - m, lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -517,10 +524,8 @@ def _compact_alphabet_direct(tokens, separator, sep_rank, out):
 def _compact_alphabet_sorted(tokens, values, out, n_chunks):
     """out[i] = index of tokens[i] in the sorted array of distinct values ``values``."""
     n = tokens.shape[0]
-    step = (n + n_chunks - 1) // n_chunks
     for t in prange(n_chunks):
-        lo = t * step
-        hi = min(n, lo + step)
+        lo, hi = _chunk(t, n_chunks, n)
         for i in range(lo, hi):
             out[i] = np.searchsorted(values, tokens[i])
 
