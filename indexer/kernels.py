@@ -56,7 +56,7 @@ from indexer import memory
 from indexer.format import suffix_dtype_for_length
 from taskgram import jit
 
-jit.import_array_support()  # before any kernel loads: numba's BLAS probe costs 0.1 s
+jit.skip_optional_probes()  # before any kernel loads: the probes cost 0.14 s
 
 __all__ = ["Workspace", "build_suffix_array", "place_documents", "suffix_array_dtype"]
 
