@@ -25,13 +25,16 @@ included):
   suffix array, each level's buckets and flags) for the next sort. A build worker sorts shard after
   shard, and fresh memory is costly at this size: every page is faulted in and zeroed again. The
   workspace's arrays are in 4 KiB pages (``indexer.memory``), where numpy would ask for huge pages.
-* Threads: bucket counting of the original text, the LMS-substring lengths, naming the LMS substrings
-  (compare each with its neighbour, then scatter the names) and turning the reduced suffix array back
-  into LMS positions split over all numba threads for inputs of ``_PARALLEL_MIN`` items or more; each
-  is a handful of parallel regions per level. Induced sorting is sequential by nature; its random
-  reads of the text are prefetched ``_PREFETCH_DISTANCE`` entries ahead instead. A block-parallel
-  induced sort (reads of each block of entries done by all threads, placement sequential) was
-  measured slower on the 2-core target, even with one thread: the text and suffix
+* Threads: bucket counting of the original text, gathering the LMS positions after the first induced
+  sort, the LMS-substring lengths, naming the LMS substrings (compare each with its neighbour, then
+  scatter the names), packing the reduced string and turning the reduced suffix array back into LMS
+  positions split over all numba threads for inputs of ``_PARALLEL_MIN`` items or more; each is a
+  handful of parallel regions per level. Finding and placing the LMS positions stays sequential: a
+  parallel version (mark and count by slice, then place) took 0.045 s for the 0.048 s of the sequential
+  scan on a 14 M-token shard, as marking alone costs most of the scan. Induced sorting is sequential by
+  nature; its random reads of the text are prefetched ``_PREFETCH_DISTANCE`` entries ahead instead.
+  A block-parallel induced sort (reads of each block of entries done by all threads, placement
+  sequential) was measured slower on the 2-core target, even with one thread: the text and suffix
   array of a 14 M-token shard fit that machine's 300 MB last-level cache, so the reads are not the
   bottleneck, and a parallel region per block costs a thread barrier, expensive on a loaded machine.
   A pipelined one (one thread reads entries and the text, the other places the induced entries, a ring
@@ -257,12 +260,35 @@ def _place_unsorted_lms(text, sa, counts, buckets, bits):
 @njit(cache=True, nogil=True)
 def _gather_lms(sa, bits, n):
     """Move the LMS positions in sa (in their current order) to the front. Returns how many."""
-    k = 0
-    for i in range(n):
+    return _gather_lms_in(sa, bits, 0, n)
+
+
+@njit(cache=True, nogil=True)
+def _gather_lms_in(sa, bits, lo, hi):
+    """Move the LMS positions in sa[lo:hi] (in their current order) to sa[lo:]. Returns how many."""
+    k = lo
+    for i in range(lo, hi):
         p = sa[i]
         if _is_lms(bits, p):
             sa[k] = p
             k += 1
+    return k - lo
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _gather_lms_parallel(sa, bits, n, n_chunks):
+    """:func:`_gather_lms` over ``n_chunks`` slices of sa in parallel, each to its own front; then the
+    slices' LMS positions are moved down behind each other, in order (a few ms: m entries)."""
+    kept = np.empty(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        lo, hi = _chunk(c, n_chunks, n)
+        kept[c] = _gather_lms_in(sa, bits, lo, hi)
+    k = kept[0]
+    for c in range(1, n_chunks):
+        lo, _ = _chunk(c, n_chunks, n)
+        for t in range(kept[c]):  # forwards: the destination is below the source
+            sa[k + t] = sa[lo + t]
+        k += kept[c]
     return k
 
 
@@ -402,12 +428,36 @@ def _name_sequential(text, sa, m, flags):
 @njit(cache=True, nogil=True)
 def _pack_reduced_string(sa, n, m):
     """Move the names (non-negative entries of sa[m:], in text order) to sa[n - m:]."""
-    j = n - 1
-    for i in range(n - 1, m - 1, -1):
+    _pack_names_in(sa, m, n)
+
+
+@njit(cache=True, nogil=True)
+def _pack_names_in(sa, lo, hi):
+    """Move the non-negative entries of sa[lo:hi], in order, to the end of that slice. Returns how many."""
+    j = hi
+    for i in range(hi - 1, lo - 1, -1):
         v = sa[i]
         if v >= 0:
-            sa[j] = v
             j -= 1
+            sa[j] = v
+    return hi - j
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _pack_reduced_string_parallel(sa, n, m, n_chunks):
+    """:func:`_pack_reduced_string` over ``n_chunks`` slices of sa[m:] in parallel, each to its own end;
+    then the slices' names are moved up behind each other, in order."""
+    kept = np.empty(n_chunks, dtype=np.int64)
+    for c in prange(n_chunks):
+        lo, hi = _chunk(c, n_chunks, n - m)
+        kept[c] = _pack_names_in(sa, m + lo, m + hi)
+    j = n - kept[n_chunks - 1]
+    for c in range(n_chunks - 2, -1, -1):
+        _, hi = _chunk(c, n_chunks, n - m)
+        end = m + hi
+        for t in range(1, kept[c] + 1):  # backwards: the destination is above the source
+            sa[j - t] = sa[end - t]
+        j -= kept[c]
 
 
 def _name_lms_substrings(
@@ -417,7 +467,11 @@ def _name_lms_substrings(
     order) to sa[:m], give equal substrings equal names, and write the reduced string (names in text
     order) to sa[n - m:]. Returns the number of distinct names. ``flags`` is scratch of ``m`` bytes."""
     n = text.shape[0]
-    _gather_lms(sa, bits, n)
+    chunks = _chunks(n)
+    if chunks == 1:
+        _gather_lms(sa, bits, n)
+    else:
+        _gather_lms_parallel(sa, bits, n, chunks)
     chunks = _chunks(m)
     if chunks == 1:
         _store_lms_lengths(sa, bits, n, m)
@@ -425,7 +479,11 @@ def _name_lms_substrings(
     else:
         _store_lms_lengths_parallel(sa, bits, n, m, chunks)
         names = _name_parallel(text, sa, m, flags, chunks)
-    _pack_reduced_string(sa, n, m)
+    chunks = _chunks(n - m)
+    if chunks == 1:
+        _pack_reduced_string(sa, n, m)
+    else:
+        _pack_reduced_string_parallel(sa, n, m, chunks)
     return int(names)
 
 
@@ -634,7 +692,9 @@ def load_sort_kernels(n_positions: int, token_dtype: np.dtype | type | str) -> N
     _pack_reduced_string.compile((work, i64, i64))
     _lms_order_to_positions.compile((work, u8, i64, i64))
     if parallel:
+        _gather_lms_parallel.compile((work, u8, i64, i64))
         _store_lms_lengths_parallel.compile((work, u8, i64, i64, i64))
+        _pack_reduced_string_parallel.compile((work, i64, i64, i64))
         _lms_order_to_positions_parallel.compile((work, u8, i64, i64, i64))
 
 

@@ -337,6 +337,34 @@ def test_parallel_lms_passes_equal_the_sequential_ones(layout: str, n_chunks: in
     np.testing.assert_array_equal(expected[:m], np.array(positions)[sa[:m]])
 
 
+@pytest.mark.parametrize("layout", sorted(_LMS_LAYOUTS))
+@pytest.mark.parametrize("n_chunks", [2, 3, 8, 64])
+def test_parallel_gathering_and_packing_equal_the_sequential_ones(layout: str, n_chunks: int) -> None:
+    """Gathering the LMS positions to the front and packing the names to the end, slice by slice in
+    parallel, give the sequential passes' result, for the layouts of LMS positions above."""
+    n = 403
+    positions = _LMS_LAYOUTS[layout](n)
+    m = len(positions)
+    bits = _lms_bits(positions, n)
+    rng = np.random.default_rng(n_chunks)
+
+    sa = rng.permutation(n).astype(np.int32)  # every position once, as after induced sorting
+    expected, got = sa.copy(), sa.copy()
+    assert kernels._gather_lms(expected, bits, n) == m
+    assert kernels._gather_lms_parallel(got, bits, n, n_chunks) == m
+    np.testing.assert_array_equal(got[:m], expected[:m])
+    np.testing.assert_array_equal(got[:m], sa[np.isin(sa, positions)])
+
+    sa = np.full(n, -1, dtype=np.int32)
+    sa[:m] = rng.integers(0, 1000, m)  # anything: the front is not read
+    sa[m + np.array(positions, dtype=np.int64) // 2] = rng.integers(0, m, m)  # names at m + p // 2
+    expected, got = sa.copy(), sa.copy()
+    kernels._pack_reduced_string(expected, n, m)
+    kernels._pack_reduced_string_parallel(got, n, m, n_chunks)
+    np.testing.assert_array_equal(got[n - m :], expected[n - m :])
+    np.testing.assert_array_equal(got[n - m :], sa[m:][sa[m:] >= 0])
+
+
 def test_u32_compaction_path_forced(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kernels, "_DIRECT_ALPHABET_LIMIT", 4)
     rng = np.random.default_rng(9)
