@@ -1,5 +1,6 @@
 """Measuring a process tree from outside: wall seconds, CPU seconds and peak RSS of a command and all its
-descendants (psutil, sampled every ``interval_s``), with its output. Used by ``bench_build.py`` and
+descendants (psutil, sampled every ``interval_s``; the wall time is exact: it ends when the command exits),
+with its output. Used by ``bench_build.py`` and
 ``bench_scale.py`` (imported as ``proctree``: a script's own folder is first on ``sys.path``)."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import contextlib
 import resource
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,8 +40,18 @@ def run_monitored(
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = psutil.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # The wall time ends when the process does, not at the next sample: a thread waits for it.
+        ended: list[float] = []
+        exited = threading.Event()
+
+        def wait() -> None:
+            proc.wait()
+            ended.append(time.perf_counter())
+            exited.set()
+
+        threading.Thread(target=wait, daemon=True).start()
         peak = 0
-        while proc.poll() is None:
+        while not exited.is_set():
             total = 0
             try:
                 procs = [proc, *proc.children(recursive=True)]
@@ -51,8 +63,8 @@ def run_monitored(
                     times = p.cpu_times()
                     cpu_seen[p.pid] = times.user + times.system
             peak = max(peak, total)
-            time.sleep(interval_s)
-        wall = time.perf_counter() - start
+            exited.wait(interval_s)
+        wall = ended[0] - start
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
