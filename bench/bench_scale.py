@@ -31,6 +31,7 @@ Results are printed and written to ``bench/results/scale-<subcommand>-<UTC time>
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import resource
@@ -91,10 +92,20 @@ def baseline_tree(rev: str, work: Path) -> Path:
 
 
 def taskgram_cmd(tree: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
+    byte_compile(tree)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     # -P: without it ``-m`` puts the working directory first on sys.path, ahead of PYTHONPATH, and a
     # bench started in the checkout would run today's code as the baseline.
     return [sys.executable, "-P", "-m", "taskgram.cli", "build", *args], env
+
+
+def byte_compile(tree: Path) -> None:
+    """Byte-compile the tree's packages, as ``pip install`` does for an installed taskgram and for the
+    peers. Where ``PYTHONDONTWRITEBYTECODE`` is set, a source tree is otherwise compiled again by every
+    run (0.03 s of a build's start-up)."""
+    for package in ("taskgram", "indexer", "service", "clients"):
+        if (tree / package).is_dir():
+            compileall.compile_dir(tree / package, quiet=1)
 
 
 def namespace_prefix() -> list[str] | None:
