@@ -53,7 +53,7 @@ def ensure_index(path: Path) -> None:
 def phrase_pool(index: Path, rng: random.Random, n: int) -> list[str]:
     """Word n-grams (n = 1..4) drawn from the index's own documents, plus some absent phrases."""
     sys.path.insert(0, str(REPO))
-    from indexer.format import open_shard, read_manifest
+    from indexer.manifest import open_shard, read_manifest
 
     manifest = read_manifest(index)
     shard = manifest.shards[0]

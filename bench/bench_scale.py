@@ -283,7 +283,7 @@ def peer_tokens(args: argparse.Namespace, work: Path) -> tuple[Path, Path, int]:
         idx = work / "peer-source-index"
         if not (idx / "manifest.json").exists():
             build_index([args.corpus], idx, progress=False, workers=None, force=True)
-        from indexer.format import open_shard, read_manifest
+        from indexer.manifest import open_shard, read_manifest
 
         manifest = read_manifest(idx)
         parts, lens = [], []

@@ -281,7 +281,7 @@ def main() -> int:
     if outer is not None:
         return outer
 
-    from indexer.format import read_manifest
+    from indexer.manifest import read_manifest
 
     args.work.mkdir(parents=True, exist_ok=True)
     index = args.index or ensure_index(args.work, args.memory, corpus)

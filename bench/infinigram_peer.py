@@ -22,7 +22,7 @@ import numpy as np
 
 def write_infinigram_files(ours: Path, out: Path) -> None:
     """``out/tokenized.0`` and ``out/offset.0`` of the documents of our index ``ours`` (u16 tokens)."""
-    from indexer.format import open_shard, read_manifest
+    from indexer.manifest import open_shard, read_manifest
 
     manifest = read_manifest(ours)
     if manifest.token_dtype != "uint16":

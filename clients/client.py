@@ -1285,7 +1285,7 @@ class LocalClient(Client):
     engine : service.engine.Index
         The opened index.
     identity : str
-        The index identity, as a server reports it (:meth:`indexer.format.Manifest.identity`).
+        The index identity, as a server reports it (:meth:`indexer.manifest.Manifest.identity`).
 
     Raises
     ------
@@ -1326,7 +1326,7 @@ class LocalClient(Client):
         super().__init__(transport.base_url, index=transport.name, cache_dir=cache_dir, transport=transport)
         self.engine = transport.engine
         self.name = transport.name
-        #: the index identity, as the service reports it (:meth:`indexer.format.Manifest.identity`)
+        #: the index identity, as the service reports it (:meth:`indexer.manifest.Manifest.identity`)
         self.identity = transport.identity
 
     def __enter__(self) -> LocalClient:

@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,16 +51,10 @@ from indexer.format import (
     MANIFEST_FILE,
     TOKENIZER_FILE,
     IndexFormatError,
-    InputInfo,
-    Manifest,
     Normalization,
-    ShardInfo,
     TokenDtype,
-    TokenizerInfo,
-    read_manifest,
     shard_dir_name,
     token_dtype_for_vocab,
-    write_manifest,
 )
 from indexer.schedule import Executor, InlineExecutor, ProcessExecutor, ScheduleResult, run_schedule
 from indexer.shardwork import (
@@ -78,6 +72,9 @@ from indexer.shardwork import (
 )
 from indexer.tokenize import BUILTIN_TOKENIZERS, NORMALIZATIONS, TextTokenizer, TokenizerError, load_tokenizer
 from taskgram.progress import progress_bar
+
+if TYPE_CHECKING:  # imported where used: the manifest's models import pydantic (see indexer.manifest)
+    from indexer.manifest import Manifest, ShardInfo
 
 __all__ = ["BuildError", "DocBatch", "build_index", "parse_memory", "shard_capacity", "verify_index"]
 
@@ -160,6 +157,8 @@ def _prepare_output(output: Path, fingerprint: str, force: bool) -> Manifest | N
     existing: str | None = None
     manifest: Manifest | None = None
     if (output / MANIFEST_FILE).exists():
+        from indexer.manifest import read_manifest
+
         try:
             manifest = read_manifest(output)
             existing = manifest.build.get("fingerprint")
@@ -249,7 +248,7 @@ class BuildPlan:
     tokenizer_name: str | None
     tokenizer_bytes: bytes | None
     pretokenized: str | None
-    inputs: list[InputInfo]
+    inputs: list[dict[str, Any]]  # InputInfo fields of each input file, for the manifest
     text_files: list[InputFile]
     source: Any  # indexer.pretokenized.PretokenizedSource for pre-tokenized builds
     shard_target: int  # positions at which the planner closes a shard (at most the capacity)
@@ -322,7 +321,7 @@ def plan_build(
         elif tok is not None and vocab_size < tok.vocab_size:
             raise BuildError(f"--vocab-size {vocab_size} is smaller than the tokenizer's {tok.vocab_size}")
         input_infos = [
-            InputInfo(path=str(s.path.resolve()), bytes=s.bytes, format=s.format) for s in source.files
+            {"path": str(s.path.resolve()), "bytes": s.bytes, "format": s.format} for s in source.files
         ]
         input_keys = [
             {"path": str(s.path.resolve()), "bytes": s.bytes, "mtime_ns": os.stat(s.path).st_mtime_ns}
@@ -336,7 +335,7 @@ def plan_build(
         vocab_size = vocab_size or tok.vocab_size
         text_files = plan.files
         input_infos = [
-            InputInfo(path=str(f.path.resolve()), bytes=f.bytes, format=f.format) for f in plan.files
+            {"path": str(f.path.resolve()), "bytes": f.bytes, "format": f.format} for f in plan.files
         ]
         input_keys = [
             {"path": str(f.path.resolve()), "bytes": f.bytes, "mtime_ns": os.stat(f.path).st_mtime_ns}
@@ -542,6 +541,8 @@ def _shard_no(name: str) -> int:
 
 def publish(plan: BuildPlan, result: ScheduleResult, stats: ReadStats, started: float) -> Manifest:
     """Check every shard against its done-record, then write the manifest atomically (last)."""
+    from indexer.manifest import InputInfo, Manifest, TokenizerInfo, write_manifest
+
     output, spec = plan.output, plan.spec
     shards: list[ShardInfo] = []
     for number, shard in enumerate(result.shards):
@@ -556,7 +557,7 @@ def publish(plan: BuildPlan, result: ScheduleResult, stats: ReadStats, started: 
     n_tokens = sum(s.n_tokens for s in shards)
     if n_docs == 0 or n_tokens == 0:
         raise CorpusError(
-            ", ".join(i.path for i in plan.inputs),
+            ", ".join(i["path"] for i in plan.inputs),
             None,
             "empty_corpus",
             "empty corpus: no documents"
@@ -601,7 +602,7 @@ def publish(plan: BuildPlan, result: ScheduleResult, stats: ReadStats, started: 
         n_tokens=n_tokens,
         n_docs=n_docs,
         shards=shards,
-        inputs=plan.inputs,
+        inputs=[InputInfo(**i) for i in plan.inputs],
         build=build,
     )
     write_manifest(output, manifest)
@@ -658,7 +659,7 @@ def build_index(
 
     Returns
     -------
-    indexer.format.Manifest
+    indexer.manifest.Manifest
         The manifest written last into ``output``.
 
     Raises
@@ -785,7 +786,8 @@ def verify_index(
     With ``sample=K`` the check is partial and fast: sizes instead of checksums, and ``K`` random adjacent
     suffix pairs per shard compared directly instead of the full linear-time order check.
     """
-    from indexer.format import iter_metadata, open_shard, verify_shard
+    from indexer.format import iter_metadata
+    from indexer.manifest import open_shard, read_manifest, verify_shard
     from indexer.verify_kernels import (
         ShardCheckError,
         check_doc_offsets,

@@ -18,7 +18,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,15 +33,15 @@ from indexer.format import (
     SUFFIX_ARRAY_FILE,
     TOKENIZER_FILE,
     TOKENS_FILE,
-    FileInfo,
-    ShardInfo,
     SuffixDtype,
-    file_info,
     fsync_dir,
     shard_dir_name,
     write_json_atomic,
     write_metadata,
 )
+
+if TYPE_CHECKING:
+    from indexer.manifest import FileInfo, ShardInfo
 
 DONE_RECORD = "shard.json"
 BUILD_STATE = "build-state.json"
@@ -65,6 +65,10 @@ def _write_array(
     """Write ``arr`` as little-endian ``dtype``, fsync (unless told not to), and return its size and
     sha256. Large arrays bypass the page cache where the file system allows it: the build never reads
     a shard's files back (see :mod:`indexer.directio`)."""
+    # Here rather than at the top: the manifest's models import pydantic (0.08 s), and the first array
+    # a build writes is a shard's tokens, on the writer thread while the suffix array is sorted.
+    from indexer.manifest import FileInfo
+
     data = np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<")).view(np.uint8)
     if len(data) >= DIRECT_MIN_BYTES:
         sha256 = directio.write(path, data, progress, fsync=fsync)
@@ -149,6 +153,8 @@ class ShardWriter:
         write_metadata(self._spooled(), self.partial / METADATA_FILE, self.partial / METADATA_OFFSETS_FILE)
         _fsync_file(self.partial / METADATA_OFFSETS_FILE)
         (self.partial / METADATA_SPOOL).unlink()
+        from indexer.manifest import file_info  # see _write_array
+
         for name in (METADATA_FILE, METADATA_OFFSETS_FILE):
             files[name] = file_info(self.partial / name)
         self._corpus = (len(tokens) - n_docs, n_docs, files)
@@ -177,6 +183,8 @@ class ShardWriter:
         files[SUFFIX_ARRAY_FILE] = _write_array(
             self.partial / SUFFIX_ARRAY_FILE, suffix_array, suffix_dtype, progress, fsync=publish
         )
+        from indexer.manifest import ShardInfo  # see _write_array
+
         info = ShardInfo(
             name=self.name,
             n_tokens=n_tokens,
@@ -229,6 +237,8 @@ def read_done_shard(
         done = json.loads((root / DONE_RECORD).read_text(encoding="utf-8"))
         if done.get("fingerprint") != fingerprint:
             return None
+        from indexer.manifest import ShardInfo  # see _write_array: only for a shard that may be kept
+
         info = ShardInfo.model_validate(done["shard"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

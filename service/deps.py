@@ -17,7 +17,7 @@ from service.settings import Settings
 
 
 def index_identity(index: Index) -> str:
-    """The index identity (:meth:`indexer.format.Manifest.identity`); clients key their caches on it."""
+    """The index identity (:meth:`indexer.manifest.Manifest.identity`); clients key their caches on it."""
     return index.manifest.identity()
 
 

@@ -47,7 +47,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from indexer.format import Manifest, read_manifest
+from indexer.manifest import Manifest, read_manifest
 
 __all__ = [
     "BATCH_BUCKETS",

@@ -559,7 +559,7 @@ def build_application(settings: Any, options: RayOptions) -> Any:
     """The Ray Serve application: one deployment per shard group of every index, and the ingress."""
     from ray import serve
 
-    from indexer.format import read_manifest
+    from indexer.manifest import read_manifest
 
     deployment_of: Any = serve.deployment  # its overloads do not type the class + options form
     ingress_cls = serve.ingress()(TaskgramIngress)

@@ -16,9 +16,11 @@ checks that these fields are the engine's.
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
+
+from taskgram.choices import BOUNDARIES, COUNT_UNITS, SPACE_POLICIES, Boundary, CountUnit, SpacePolicy
 
 __all__ = [
     "BOUNDARIES",
@@ -43,16 +45,6 @@ __all__ = [
     "TraceResultBase",
     "TraceSpanBase",
 ]
-
-#: how text becomes tokens: a space prepended unless the text starts with whitespace, as given, or both
-SpacePolicy = Literal["auto", "exact", "both"]
-SPACE_POLICIES: tuple[str, ...] = get_args(SpacePolicy)
-#: which matches count: every match of the tokens, or only those that neither start nor end inside a word
-Boundary = Literal["token", "word"]
-BOUNDARIES: tuple[str, ...] = get_args(Boundary)
-#: what a co-occurrence counts: documents containing every phrase, or occurrences of the first phrase
-CountUnit = Literal["documents", "occurrences"]
-COUNT_UNITS: tuple[str, ...] = get_args(CountUnit)
 
 R = TypeVar("R")
 T = TypeVar("T")

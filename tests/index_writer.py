@@ -26,17 +26,13 @@ from indexer.format import (
     METADATA_OFFSETS_FILE,
     SUFFIX_ARRAY_FILE,
     TOKENS_FILE,
-    Manifest,
-    ShardInfo,
-    TokenizerInfo,
-    file_info,
     separator_id,
     shard_dir_name,
     suffix_dtype_for_length,
-    write_manifest,
     write_metadata,
 )
 from indexer.kernels import build_suffix_array
+from indexer.manifest import Manifest, ShardInfo, TokenizerInfo, file_info, write_manifest
 
 
 def write_index(

@@ -14,7 +14,7 @@ from typing import Any
 
 from clients.errors import TaskgramError
 from clients.eval.errors import EvalError
-from taskgram.api import COUNT_UNITS
+from taskgram.choices import COUNT_UNITS
 from taskgram.errors import UsageError
 
 

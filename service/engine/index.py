@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer.format import Manifest
+from indexer.manifest import Manifest
 from service.engine.documents import document, document_hit
 from service.engine.errors import DocumentNotFound, EngineError, IndexUnavailable, QueryError
 from service.engine.merge import NextTokens, add_up, check_budget, merge_next_tokens, page_picks, summed

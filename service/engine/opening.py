@@ -1,7 +1,7 @@
 """Opening an index directory: the manifest and tokenizer (what the merge layer needs) and the shards
 (what a shard group maps), each checked, each failure an :class:`IndexUnavailable` naming the index.
 
-The shards are opened by read-only memory maps (``indexer.format.open_shard``); nothing of them is copied
+The shards are opened by read-only memory maps (``indexer.manifest.open_shard``); nothing of them is copied
 into process memory (the page cache holds what queries touch). Per shard the engine keeps a position ->
 document bucket table (about two int64 entries per document) and a first-token range table
 (vocab_size + 1 int64 entries).
@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from indexer.format import IndexFormatError, Manifest, open_shard, read_manifest, verify_shard
+from indexer.format import IndexFormatError
+from indexer.manifest import Manifest, open_shard, read_manifest, verify_shard
 from service.engine.errors import IndexUnavailable
 from service.engine.shards import Shard
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.format import IndexFormatError, open_shard, read_manifest
+from indexer.format import IndexFormatError
+from indexer.manifest import open_shard, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample-en.jsonl.zst"

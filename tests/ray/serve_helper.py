@@ -163,7 +163,7 @@ def main() -> int:
     from ray import serve
     from ray.cluster_utils import Cluster
 
-    from indexer.format import read_manifest
+    from indexer.manifest import read_manifest
     from service.app import create_app
     from service.engine import Index
     from service.ray_serve import (

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.format import read_manifest
+from indexer.manifest import read_manifest
 from indexer.pipeline import build_index
 from tests.namespaces import dead_last_ray_cluster, run_in_loopback_namespace
 

@@ -40,7 +40,7 @@ def eight_shards(tmp_path_factory: pytest.TempPathFactory, pythia_tokenizer) -> 
 def test_ray_serve_answers_as_one_process_and_names_missing_shards(
     eight_shards: Path, tmp_path: Path
 ) -> None:
-    from indexer.format import read_manifest
+    from indexer.manifest import read_manifest
     from service.ray_serve import group_name, plan_groups
 
     n_shards = len(read_manifest(eight_shards).shards)

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from indexer.format import open_shard, read_manifest
+from indexer.manifest import open_shard, read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 TIME_BUDGET_S = 1.0

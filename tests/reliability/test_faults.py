@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from indexer.format import MANIFEST_FILE, SUFFIX_ARRAY_FILE, TOKENS_FILE, read_manifest
+from indexer.format import MANIFEST_FILE, SUFFIX_ARRAY_FILE, TOKENS_FILE
+from indexer.manifest import read_manifest
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample-en.jsonl.zst"

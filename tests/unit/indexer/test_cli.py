@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.format import read_manifest
+from indexer.manifest import read_manifest
 from taskgram.cli import main
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "indexer"

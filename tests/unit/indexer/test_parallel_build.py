@@ -11,7 +11,7 @@ import pytest
 
 from indexer import shardwork
 from indexer.corpus import CorpusError
-from indexer.format import read_manifest
+from indexer.manifest import read_manifest
 from indexer.pipeline import BuildError, build_index, default_workers
 from tests.naive import naive_suffix_array
 
@@ -212,7 +212,8 @@ def test_parquet_and_jsonl_give_the_same_tokens(tmp_path, pythia_tokenizer, smal
     for a, b in zip(from_parquet.shards, from_jsonl.shards, strict=True):
         assert a.files["tokens.bin"] == b.files["tokens.bin"]
         assert a.files["suffix_array.bin"] == b.files["suffix_array.bin"]
-    from indexer.format import iter_metadata, open_shard
+    from indexer.format import iter_metadata
+    from indexer.manifest import open_shard
 
     first = open_shard(tmp_path / "pq", from_parquet, from_parquet.shards[0])
     rows = [m["row"] for m in iter_metadata(first)]

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexer.format import iter_metadata, open_shard, read_manifest
+from indexer.format import iter_metadata
+from indexer.manifest import open_shard, read_manifest
 from indexer.pipeline import BuildError, build_index, parse_memory, shard_capacity
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from indexer.corpus import CorpusError
-from indexer.format import iter_metadata, open_shard, read_manifest
+from indexer.format import iter_metadata
+from indexer.manifest import open_shard, read_manifest
 from indexer.pipeline import BuildError, build_index
 from indexer.pretokenized import open_sources
 

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, SecretStr
 
-from indexer.format import FileInfo, Manifest, ShardInfo, TokenizerInfo, write_manifest
+from indexer.manifest import FileInfo, Manifest, ShardInfo, TokenizerInfo, write_manifest
 from service.logs import (
     REDACTED,
     RequestIdMiddleware,
