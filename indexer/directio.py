@@ -87,13 +87,16 @@ def write(path: Path, data: np.ndarray, progress: Callable[[int], None] | None, 
     hasher = ThreadPoolExecutor(1, thread_name_prefix="sha256")
     try:
         aligned = len(data) - len(data) % ALIGN
-        staging = aligned_empty(min(CHUNK_BYTES, aligned))
+        # Data that starts on a block (a build's arrays do: indexer.memory maps them) is written as it
+        # is; other data is copied block by block into an aligned buffer first.
+        staging = None if data.ctypes.data % ALIGN == 0 else aligned_empty(min(CHUNK_BYTES, aligned))
         for start in range(0, aligned, CHUNK_BYTES):
             part = data[start : min(start + CHUNK_BYTES, aligned)]
-            staging[: len(part)] = part
+            if staging is not None:
+                staging[: len(part)] = part
             hashed = hasher.submit(digest.update, part.data)
             try:
-                _write_all(fd, staging[: len(part)].data)
+                _write_all(fd, (part if staging is None else staging[: len(part)]).data)
             except OSError as err:
                 hashed.result()
                 if err.errno == errno.EINVAL and start == 0:  # refused at the first write

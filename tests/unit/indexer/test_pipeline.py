@@ -383,20 +383,27 @@ def test_metadata_names_inputs_relative_to_the_argument_manifest_keeps_absolute_
 
 
 @pytest.mark.parametrize("n_bytes", [0, 100, 4096, 3 * 4096 + 17, 70_000])
+@pytest.mark.parametrize("block_aligned", [False, True])
 def test_large_files_written_past_the_page_cache_have_the_right_bytes_and_hash(
-    tmp_path, monkeypatch, n_bytes
+    tmp_path, monkeypatch, n_bytes, block_aligned
 ):
     """Files at least DIRECT_MIN_BYTES long are written with O_DIRECT in aligned chunks plus a buffered
     tail; lowered thresholds run every branch on small arrays: aligned and unaligned lengths, several
-    chunks, a file system that refuses O_DIRECT, and a short write that finishes through the page cache."""
+    chunks, data that starts on a block (written as it is) or not (copied through an aligned buffer), a
+    file system that refuses O_DIRECT, and a short write that finishes through the page cache."""
     import hashlib
     import os
 
-    from indexer import directio, writer
+    from indexer import directio, memory, writer
 
     monkeypatch.setattr(writer, "DIRECT_MIN_BYTES", 1)
     monkeypatch.setattr(directio, "CHUNK_BYTES", 8192)
     data = np.random.default_rng(n_bytes).integers(0, 2**16, n_bytes // 2 + 1, dtype=np.uint16)[1:]
+    if block_aligned:
+        data = memory.empty(len(data), np.uint16)
+        data[:] = np.random.default_rng(n_bytes).integers(0, 2**16, n_bytes // 2 + 1, dtype=np.uint16)[1:]
+    if len(data):
+        assert (data.ctypes.data % directio.ALIGN == 0) == block_aligned
     expected = data.astype("<u2").tobytes()
     seen = []
 
