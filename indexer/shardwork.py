@@ -460,13 +460,13 @@ def build_shard(
     tokens = workspace.array("shard tokens", shard.n_positions, np.dtype(spec.token_dtype))
     doc_offsets = np.zeros(shard.n_docs + 1, dtype=np.uint64)
     shard_writer = writer.ShardWriter(spec.output, shard.index)
-    # One thread beside the kernel: it loads the sort's kernels while this thread faults the sort's
-    # memory in (without the GIL) and reads the shard; then it writes (and fsyncs) the corpus files while
-    # the kernel sorts without the GIL, so that only the suffix array is left to write once the sort ends.
+    # One thread beside the kernel: while the shard is read, it faults the sort's memory in and loads
+    # the sort's kernels; then it writes (and fsyncs) the corpus files while the kernel sorts without
+    # the GIL, so that only the suffix array is left to write once the sort ends.
     pool = ThreadPoolExecutor(1, thread_name_prefix=f"shard-{shard.index}")
     try:
+        faulted = pool.submit(fault_in, sort_work_arrays(workspace, shard.n_positions, spec.token_dtype))
         loaded = pool.submit(load_sort_kernels, shard.n_positions, spec.token_dtype)
-        fault_in(sort_work_arrays(workspace, shard.n_positions, spec.token_dtype))
         pos, doc = 0, 0
         for seg in shard.segments:
             for ids, lengths, meta in _segment_batches(spec, seg, sources):
@@ -490,6 +490,7 @@ def build_shard(
         corpus_written = pool.submit(
             shard_writer.write_corpus, tokens, spec.token_dtype, doc_offsets, progress
         )
+        faulted.result()  # the thread runs its tasks in order: the sort's memory is ready before this
         suffix_array = build_suffix_array(tokens, sep, workspace=workspace)
         loaded.result()  # done by now; raises what it raised
         if sort_bar is not None:
