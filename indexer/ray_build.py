@@ -125,7 +125,8 @@ class RayExecutor:
     def submit_piece(self, spec: BuildSpec, piece: Piece) -> Any:
         return self._piece.remote(self._spec_ref(spec), piece)
 
-    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> Any:
+    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any, alone: bool = False) -> Any:
+        # alone is not used: a task keeps to the one CPU it declared, whatever else runs on its node
         if sources is not None and self._sources_ref is None:
             self._sources_ref = self._ray.put(sources)  # the token files' document index, shipped once
         ref = self._sources_ref if sources is not None else None

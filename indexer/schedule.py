@@ -46,7 +46,8 @@ class Executor(Protocol):
 
     def submit_piece(self, spec: BuildSpec, piece: Piece) -> Any: ...
 
-    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> Any: ...
+    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any, alone: bool = False) -> Any:
+        """Start building ``shard``; ``alone``: no other task of the build runs or waits meanwhile."""
 
     def wait_any(self, handles: list[Any]) -> None:
         """Return when at least one of ``handles`` is done."""
@@ -79,7 +80,8 @@ class InlineExecutor:
     def submit_piece(self, spec: BuildSpec, piece: Piece) -> _Done:
         return _Done(lambda: tokenize_piece(spec, piece))
 
-    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> _Done:
+    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any, alone: bool = False) -> _Done:
+        # this process sorts with all of numba's threads anyway
         return _Done(lambda: build_shard(spec, shard, sources, publish=False))
 
     def wait_any(self, handles: list[Any]) -> None:
@@ -124,6 +126,7 @@ class ProcessExecutor:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["indexer.shardwork", "indexer.kernels"])
         cores = len(os.sched_getaffinity(0))
+        self.cores = cores
         counter = ctx.Value("i", 0)
         self.pool = ProcessPoolExecutor(
             max_workers=workers,
@@ -135,8 +138,14 @@ class ProcessExecutor:
     def submit_piece(self, spec: BuildSpec, piece: Piece) -> Future[Any]:
         return self.pool.submit(tokenize_piece, spec, piece)
 
-    def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any) -> Future[Any]:
-        return self.pool.submit(build_shard, spec, shard, sources, publish=False)
+    def submit_shard(
+        self, spec: BuildSpec, shard: ShardSpec, sources: Any, alone: bool = False
+    ) -> Future[Any]:
+        # A shard built while the other workers are idle (the last one of a text build, typically) sorts
+        # with every core's numba thread: the worker's numba started one per core (the forkserver
+        # imported it), of which it normally uses its share.
+        threads = self.cores if alone else None
+        return self.pool.submit(build_shard, spec, shard, sources, publish=False, sort_threads=threads)
 
     def wait_any(self, handles: list[Any]) -> None:
         wait(handles, return_when=FIRST_COMPLETED)
@@ -190,7 +199,8 @@ def run_schedule(
     def start_shards() -> None:
         while waiting and len(running) < slots:
             shard = waiting.popleft()
-            running[shard.index] = executor.submit_shard(spec, shard, sources)
+            alone = not waiting and not running and not in_flight and not more_pieces and planned_all
+            running[shard.index] = executor.submit_shard(spec, shard, sources, alone)
 
     def shard_done(index: int, result: ShardResult) -> None:
         finished[index] = result

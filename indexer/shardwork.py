@@ -19,6 +19,7 @@ only, never on how many workers ran the tasks or in what order they finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -89,6 +90,24 @@ def init_worker(label: str, numba_threads: int, *, keep_buffers: bool = False) -
     import numba
 
     numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def numba_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` numba threads in this thread (at most the ones numba started;
+    None: unchanged), then restore the count. A worker's share is ``cores // workers``; a shard sorted
+    while the other workers are idle may use every core for the sort's parallel passes."""
+    if threads is None:
+        yield
+        return
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -431,9 +450,15 @@ def _bar(spec: BuildSpec, desc: str, total: int, unit: str) -> Any:
 
 
 def build_shard(
-    spec: BuildSpec, shard: ShardSpec, sources: Any = None, *, publish: bool = True
+    spec: BuildSpec,
+    shard: ShardSpec,
+    sources: Any = None,
+    *,
+    publish: bool = True,
+    sort_threads: int | None = None,
 ) -> ShardResult:
     """Read, sort, write and publish one shard (or keep it when an earlier run finished it).
+    ``sort_threads`` numba threads sort it (None: this process's share, see :func:`numba_threads`).
 
     ``sources`` is None for text builds (the documents are in the spooled pieces) or the pre-tokenized
     inputs (``indexer.pretokenized.PretokenizedSource``). With ``publish=False`` the shard is written
@@ -491,7 +516,8 @@ def build_shard(
             shard_writer.write_corpus, tokens, spec.token_dtype, doc_offsets, progress
         )
         faulted.result()  # the thread runs its tasks in order: the sort's memory is ready before this
-        suffix_array = build_suffix_array(tokens, sep, workspace=workspace)
+        with numba_threads(sort_threads):
+            suffix_array = build_suffix_array(tokens, sep, workspace=workspace)
         loaded.result()  # done by now; raises what it raised
         if sort_bar is not None:
             sort_bar.update(n_tokens)

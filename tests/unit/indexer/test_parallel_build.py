@@ -279,3 +279,68 @@ def test_real_datasets_save_to_disk(tmp_path, pythia_tokenizer):
     assert one.n_docs == two.n_docs == 20
     assert one.shards[0].files["tokens.bin"] == two.shards[0].files["tokens.bin"]
     assert read_manifest(tmp_path / "a").inputs[0].format == "arrow"
+
+
+class _RecordingExecutor:
+    """Completes every shard at once and records whether the schedule said it would run alone."""
+
+    shard_slots = 2
+
+    def __init__(self) -> None:
+        self.alone: dict[int, bool] = {}
+
+    def submit_piece(self, spec, piece):  # type: ignore[no-untyped-def]
+        raise AssertionError("a pre-tokenized schedule has no pieces")
+
+    def submit_shard(self, spec, shard, sources, alone=False):  # type: ignore[no-untyped-def]
+        self.alone[shard.index] = alone
+        return shardwork.ShardResult(info=shard.index, kept=False)
+
+    def wait_any(self, handles) -> None:  # type: ignore[no-untyped-def]
+        return None
+
+    def done(self, handle) -> bool:  # type: ignore[no-untyped-def]
+        return True
+
+    def result(self, handle):  # type: ignore[no-untyped-def]
+        return handle
+
+    def close(self, cancel: bool) -> None:
+        return None
+
+
+def test_only_a_shard_with_nothing_else_to_run_is_started_alone() -> None:
+    """Two slots, three shards: the first two run together; the third starts when nothing else runs,
+    waits or is left to plan, so its sort may take every core's numba thread."""
+    from types import SimpleNamespace
+
+    from indexer.schedule import run_schedule
+
+    executor = _RecordingExecutor()
+    shards = iter([SimpleNamespace(index=i) for i in range(3)])
+    result = run_schedule(
+        executor,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        workers=2,
+        slots=2,
+        pieces=None,
+        plan_piece=lambda piece: [],
+        shard_plan=shards,  # type: ignore[arg-type]
+        finish_plan=lambda: [],
+    )
+    assert [r.info for r in result.shards] == [0, 1, 2]
+    assert executor.alone == {0: False, 1: False, 2: True}
+
+
+def test_numba_threads_for_one_shard_and_back() -> None:
+    import numba
+
+    before = numba.get_num_threads()
+    with shardwork.numba_threads(1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with shardwork.numba_threads(10_000):  # at most the threads numba started
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    with shardwork.numba_threads(None):
+        assert numba.get_num_threads() == before
+    assert numba.get_num_threads() == before
