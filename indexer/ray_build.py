@@ -69,11 +69,11 @@ def _ray_piece(spec: BuildSpec, piece: Piece) -> PieceResult:
     return tokenize_piece(spec, piece)
 
 
-def _ray_shard(spec: BuildSpec, shard: ShardSpec, sources: Any) -> ShardResult:
+def _ray_shard(spec: BuildSpec, shard: ShardSpec, sources: Any, cpus: int = 1) -> ShardResult:
     from indexer.shardwork import init_worker
 
-    init_worker(_label(), 1)
-    return build_shard(spec, shard, sources)
+    init_worker(_label(), cpus)
+    return build_shard(spec, shard, sources, sort_threads=cpus)
 
 
 class RayExecutor:
@@ -110,6 +110,8 @@ class RayExecutor:
                 f"node offers {int(most) >> 20} MiB of memory; lower --memory"
             )
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # the CPUs of the smallest node: what a shard that runs alone may ask for and still fit anywhere
+        self._node_cpus = max(1, int(min(n.get("Resources", {}).get("CPU", 1.0) for n in nodes)))
         self.shard_slots = self.workers  # Ray's memory resource decides how many fit on each node
         self._piece = ray.remote(num_cpus=1, max_retries=TASK_RETRIES)(_ray_piece)
         self._shard = ray.remote(num_cpus=1, memory=slot_bytes, max_retries=TASK_RETRIES)(_ray_shard)
@@ -126,10 +128,14 @@ class RayExecutor:
         return self._piece.remote(self._spec_ref(spec), piece)
 
     def submit_shard(self, spec: BuildSpec, shard: ShardSpec, sources: Any, alone: bool = False) -> Any:
-        # alone is not used: a task keeps to the one CPU it declared, whatever else runs on its node
         if sources is not None and self._sources_ref is None:
             self._sources_ref = self._ray.put(sources)  # the token files' document index, shipped once
         ref = self._sources_ref if sources is not None else None
+        if alone and self._node_cpus > 1:
+            # Nothing else of the build runs: the shard asks Ray for a whole node's CPUs and sorts with
+            # that many numba threads, as a --workers build's last shard does.
+            task = self._shard.options(num_cpus=self._node_cpus)
+            return task.remote(self._spec_ref(spec), shard, ref, self._node_cpus)
         return self._shard.remote(self._spec_ref(spec), shard, ref)
 
     def wait_any(self, handles: list[Any]) -> None:
