@@ -140,6 +140,17 @@ def _chunk(c, n_chunks, total):
     return min(total, c * step), min(total, (c + 1) * step)
 
 
+@njit(cache=True, nogil=True)
+def _starts(counts, base):
+    """Where each slice's items begin when slices of ``counts`` items follow each other from ``base``."""
+    starts = np.empty(counts.shape[0], dtype=np.int64)
+    total = base
+    for c in range(counts.shape[0]):
+        starts[c] = total
+        total += counts[c]
+    return starts
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _count_symbols_parallel(text, counts, n_chunks):
     """counts[c] = occurrences of c in text, computed over ``n_chunks`` slices in parallel."""
@@ -407,15 +418,11 @@ def _name_parallel(text, sa, m, flags, n_chunks):
     for c in prange(n_chunks):
         lo, hi = _chunk(c, n_chunks, m)
         new_in_chunk[c] = _name_flags(text, sa, m, lo, hi, flags)
-    first_name = np.zeros(n_chunks, dtype=np.int64)
-    total = 0
-    for c in range(n_chunks):
-        first_name[c] = total
-        total += new_in_chunk[c]
+    first_name = _starts(new_in_chunk, 0)
     for c in prange(n_chunks):
         lo, hi = _chunk(c, n_chunks, m)
         _name_scatter(sa, m, lo, hi, flags, first_name[c])
-    return total
+    return new_in_chunk.sum()
 
 
 @njit(cache=True, nogil=True)
@@ -526,11 +533,7 @@ def _lms_order_to_positions_parallel(sa, bits, n, m, n_chunks):
     for c in prange(n_chunks):
         lo, hi = _chunk(c, n_chunks, n_bytes)
         counts[c] = _count_lms(bits, lo, hi)
-    starts = np.empty(n_chunks, dtype=np.int64)
-    total = n - m
-    for c in range(n_chunks):
-        starts[c] = total
-        total += counts[c]
+    starts = _starts(counts, n - m)
     for c in prange(n_chunks):
         lo, hi = _chunk(c, n_chunks, n_bytes)
         _list_lms(sa, bits, lo, hi, starts[c])
