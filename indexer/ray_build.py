@@ -72,8 +72,8 @@ def _ray_piece(spec: BuildSpec, piece: Piece) -> PieceResult:
 def _ray_shard(spec: BuildSpec, shard: ShardSpec, sources: Any, cpus: int = 1) -> ShardResult:
     from indexer.shardwork import init_worker
 
-    init_worker(_label(), cpus)
-    return build_shard(spec, shard, sources, sort_threads=cpus)
+    init_worker(_label(), cpus)  # this task's numba threads, the sort's included
+    return build_shard(spec, shard, sources)
 
 
 class RayExecutor:

@@ -87,27 +87,32 @@ def init_worker(label: str, numba_threads: int, *, keep_buffers: bool = False) -
     os.environ["RAYON_NUM_THREADS"] = "1"
     if "numba" not in sys.modules:  # numba starts NUMBA_NUM_THREADS threads, read at its import
         os.environ["NUMBA_NUM_THREADS"] = str(max(1, numba_threads))
+    _set_numba_threads(numba_threads)
+
+
+def _set_numba_threads(threads: int) -> int:
+    """Let this thread's numba kernels use ``threads`` threads (at least 1, at most the ones numba
+    started); return the count it had."""
     import numba
 
-    numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    before = int(numba.get_num_threads())
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    return before
 
 
 @contextlib.contextmanager
 def numba_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` numba threads in this thread (at most the ones numba started;
-    None: unchanged), then restore the count. A worker's share is ``cores // workers``; a shard sorted
-    while the other workers are idle may use every core for the sort's parallel passes."""
+    """Run the block with ``threads`` numba threads in this thread (None: unchanged), then restore the
+    count. A worker's share is ``cores // workers``; a shard sorted while the other workers are idle may
+    use every core for the sort's parallel passes."""
     if threads is None:
         yield
         return
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
+    before = _set_numba_threads(threads)
     try:
         yield
     finally:
-        numba.set_num_threads(before)
+        _set_numba_threads(before)
 
 
 @dataclass(frozen=True)
